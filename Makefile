@@ -1,0 +1,36 @@
+# Two commands on a fresh machine: `make demo` and `make test` (README, "Quick start").
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip -q --disable-pip-version-check
+MRE := $(VENV)/bin/mre
+STAMP := $(VENV)/.installed
+DEMO_STORE ?= demo-store
+
+.PHONY: install demo test bench clean
+
+install: $(STAMP)
+
+# torch 2.13.0 first: it is the local CPU wheel, and every later range admits it,
+# so pip never reaches for the multi-GB CUDA build. musicnn is installed without its
+# (TF1, numpy<1.17) requirements: only its checkpoint files are read, by the tests
+# that check our shipped conversion against the original.
+$(STAMP): setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install torch==2.13.0
+	$(PIP) install --no-deps musicnn==0.1.0
+	$(PIP) install -e '.[test,demo,bench]'
+	touch $(STAMP)
+
+demo: install
+	$(MRE) index "$$($(PY) -c 'import immich_memories_music, pathlib; print(pathlib.Path(immich_memories_music.__file__).parent / "tracks")')" --store $(DEMO_STORE)
+	$(MRE) query "calm piano" --store $(DEMO_STORE) -k 5
+	$(MRE) query "energetic electronic dance" --store $(DEMO_STORE) -k 5
+	$(MRE) query "acoustic guitar no vocals" --store $(DEMO_STORE) -k 5
+	$(MRE) tags --store $(DEMO_STORE) -k 8 "$$($(PY) -c 'import immich_memories_music, pathlib; print(sorted((pathlib.Path(immich_memories_music.__file__).parent / "tracks").rglob("*.opus"))[0])')"
+
+test: install
+	$(PY) -m pytest -q tests
+
+clean:
+	rm -rf $(VENV) $(DEMO_STORE) build *.egg-info

@@ -1,0 +1,1 @@
+"""mre.indexer."""
