@@ -1,0 +1,329 @@
+"""The musicnn taggers (Pons & Serra, "musicnn: pre-trained convolutional neural networks
+for music audio tagging", ISMIR LBD 2019) in PyTorch, for inference.
+
+The graphs mirror ``musicnn/models.py`` (package musicnn 0.1.0, ISC licence, notice in
+``weights/NOTICE-musicnn.txt``) layer by layer, including its zero padding and the order in
+which features are concatenated. Weights are the original checkpoints' tensors, unchanged,
+under their TensorFlow names (see :func:`convert_checkpoint`); the layout changes from TF's
+NHWC/HWIO to torch's happen in ``from_tf_tensors``.
+
+Input: log-mel patches ``[B, frames, 96]`` made as musicnn's ``extractor.batch_data`` makes
+them (see ``mre.embedder.frontend``). Output: tag probabilities and the penultimate
+features (musicnn: the 200-d batch-normalised dense layer; vgg: the flattened last pool).
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .tf_checkpoint import read_checkpoint, read_index
+
+__all__ = [
+    "MusicnnTagger",
+    "VggTagger",
+    "PatchShapeError",
+    "MUSICNN_CHECKPOINTS",
+    "WEIGHTS_DIR",
+    "convert_checkpoint",
+    "inference_tensor_names",
+    "tagger_from_tf_tensors",
+]
+
+WEIGHTS_DIR = Path(__file__).with_name("weights")
+
+# Our model name -> (folder inside the musicnn package, architecture).
+MUSICNN_CHECKPOINTS = {
+    "musicnn-msd": ("MSD_musicnn", "musicnn"),
+    "musicnn-mtt": ("MTT_musicnn", "musicnn"),
+    "musicnn-vgg-msd": ("MSD_vgg", "vgg"),
+    "musicnn-vgg-mtt": ("MTT_vgg", "vgg"),
+}
+
+# tf.compat.v1.layers.batch_normalization's default epsilon; musicnn never overrides it.
+_TF_BATCH_NORM_EPSILON = 1e-3
+
+
+class PatchShapeError(ValueError):
+    """Mel patches do not have the shape a tagger accepts."""
+
+
+def _batch_norm_scale_shift(tensors: dict[str, np.ndarray], layer: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inference batch-norm as one multiply-add, folded the way TF's fused kernel does."""
+    gamma = torch.from_numpy(tensors[f"{layer}/gamma"]).double()
+    beta = torch.from_numpy(tensors[f"{layer}/beta"]).double()
+    mean = torch.from_numpy(tensors[f"{layer}/moving_mean"]).double()
+    variance = torch.from_numpy(tensors[f"{layer}/moving_variance"]).double()
+    scale = gamma / torch.sqrt(variance + _TF_BATCH_NORM_EPSILON)
+    return scale.float(), (beta - mean * scale).float()
+
+
+def _conv_weight(tensors: dict[str, np.ndarray], layer: str) -> tuple[torch.Tensor, torch.Tensor]:
+    # TF conv2d kernels are [height(time), width(freq), in, out]; torch wants [out, in, h, w].
+    kernel = torch.from_numpy(tensors[f"{layer}/kernel"]).permute(3, 2, 0, 1).contiguous()
+    return kernel, torch.from_numpy(tensors[f"{layer}/bias"]).clone()
+
+
+def _dense_weight(tensors: dict[str, np.ndarray], layer: str) -> tuple[torch.Tensor, torch.Tensor]:
+    # TF dense kernels are [in, out]; torch Linear weights are [out, in].
+    kernel = torch.from_numpy(tensors[f"{layer}/kernel"]).t().contiguous()
+    return kernel, torch.from_numpy(tensors[f"{layer}/bias"]).clone()
+
+
+def _channel_affine(features: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """Per-channel multiply-add on ``[B, C, ...]`` (a batch-norm at inference)."""
+    view = (1, -1) + (1,) * (features.dim() - 2)
+    return features * scale.view(view) + shift.view(view)
+
+
+class _TaggerBase(nn.Module):
+    """Shared input checks and the probabilities/penultimate/logits interface."""
+
+    n_mels = 96
+    fixed_frames: int | None = None
+
+    def _check_patches(self, mel_patches: torch.Tensor) -> torch.Tensor:
+        if mel_patches.dim() != 3 or mel_patches.shape[2] != self.n_mels:
+            raise PatchShapeError(
+                f"expected mel patches [batch, frames, {self.n_mels}], got {tuple(mel_patches.shape)}"
+            )
+        if self.fixed_frames is not None and mel_patches.shape[1] != self.fixed_frames:
+            raise PatchShapeError(
+                f"{type(self).__name__} takes patches of exactly {self.fixed_frames} frames, "
+                f"got {mel_patches.shape[1]}"
+            )
+        if mel_patches.shape[1] < 1:
+            raise PatchShapeError("mel patches have no frames")
+        return mel_patches.float()
+
+    def forward(self, mel_patches: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``mel_patches [B, frames, 96]`` -> (tag probabilities [B, tags], penultimate [B, D])."""
+        logits, penultimate = self.forward_logits(mel_patches)
+        return torch.sigmoid(logits.float()), penultimate
+
+    def forward_logits(self, mel_patches: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+
+class MusicnnTagger(_TaggerBase):
+    """musicnn ``build_musicnn``: timbral + temporal front-end, residual mid-end, pooled back-end.
+
+    Sizes from ``models.define_model`` for MSD_musicnn / MTT_musicnn: front-end filters
+    int(1.6 * 128) = 204 (timbral) and int(1.6 * 32) = 51 (temporal), mid-end 64 filters,
+    back-end 200 units.
+    """
+
+    penultimate_dim = 200
+
+    def __init__(self, tensors: dict[str, np.ndarray]):
+        super().__init__()
+        self.num_tags = tensors["dense_1/bias"].shape[0]
+        self._register_affine("input", tensors, "batch_normalization")
+        # Front-end (timbral blocks: kernels 7 x int(0.4*96)=38 and 7 x int(0.7*96)=67;
+        # temporal blocks: kernels 128, 64, 32 frames x 1 band), then per-block batch-norms.
+        for index, name in enumerate(["timbral_38", "timbral_67", "temporal_128", "temporal_64", "temporal_32"]):
+            kernel, bias = _conv_weight(tensors, "conv2d" if index == 0 else f"conv2d_{index}")
+            self.register_buffer(f"{name}_kernel", kernel)
+            self.register_buffer(f"{name}_bias", bias)
+            self._register_affine(name, tensors, f"batch_normalization_{index + 1}")
+        # Mid-end: three conv layers over time whose kernels span all channels: conv1d.
+        for index, name in enumerate(["midend_1", "midend_2", "midend_3"]):
+            kernel, bias = _conv_weight(tensors, f"conv2d_{index + 5}")
+            # [out, 1, 7, channels] -> conv1d [out, channels, 7]
+            self.register_buffer(f"{name}_kernel", kernel[:, 0].permute(0, 2, 1).contiguous())
+            self.register_buffer(f"{name}_bias", bias)
+            self._register_affine(name, tensors, f"batch_normalization_{index + 6}")
+        # Back-end: batch-norm over the pooled vector folded into the dense layer after it
+        # (no padding or nonlinearity in between, so the fold is exact up to rounding).
+        pooled_scale, pooled_shift = _batch_norm_scale_shift(tensors, "batch_normalization_9")
+        dense_kernel, dense_bias = _dense_weight(tensors, "dense")
+        self.register_buffer("dense_kernel", (dense_kernel.double() * pooled_scale.double()).float())
+        self.register_buffer("dense_bias", (dense_bias.double() + dense_kernel.double() @ pooled_shift.double()).float())
+        self._register_affine("penultimate", tensors, "batch_normalization_10")
+        output_kernel, output_bias = _dense_weight(tensors, "dense_1")
+        self.register_buffer("output_kernel", output_kernel)
+        self.register_buffer("output_bias", output_bias)
+        self.eval()
+
+    def _register_affine(self, name: str, tensors: dict[str, np.ndarray], layer: str) -> None:
+        scale, shift = _batch_norm_scale_shift(tensors, layer)
+        self.register_buffer(f"{name}_scale", scale)
+        self.register_buffer(f"{name}_shift", shift)
+
+    def _frontend_block(self, spectrogram: torch.Tensor, name: str, time_padding: tuple[int, int]) -> torch.Tensor:
+        """conv -> ReLU -> batch-norm -> max over all bands, as timbral_block/tempo_block.
+
+        The max over bands is taken before the batch-norm: for a positive scale
+        max(s*x + t) = s*max(x) + t, for a negative one it picks the min instead. This
+        turns a multiply-add over [C, T, bands] into one over [C, T], with the same result.
+        """
+        padded = F.pad(spectrogram, (0, 0) + time_padding)
+        activation = F.conv2d(padded, getattr(self, f"{name}_kernel"), getattr(self, f"{name}_bias"))
+        scale, shift = getattr(self, f"{name}_scale"), getattr(self, f"{name}_shift")
+        band_max = activation.amax(dim=3)
+        band_min = activation.amin(dim=3)
+        pooled = torch.where((scale >= 0).view(1, -1, 1), band_max, band_min).relu()
+        return _channel_affine(pooled, scale, shift)
+
+    def _midend_layer(self, features: torch.Tensor, name: str) -> torch.Tensor:
+        padded = F.pad(features, (3, 3))  # tf.pad [3, 3] on time, then a 'valid' 7-frame kernel
+        activation = F.conv1d(padded, getattr(self, f"{name}_kernel"), getattr(self, f"{name}_bias")).relu()
+        return _channel_affine(activation, getattr(self, f"{name}_scale"), getattr(self, f"{name}_shift"))
+
+    def forward_logits(self, mel_patches: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``mel_patches [B, frames, 96]`` -> (logits [B, tags], penultimate [B, 200])."""
+        mel_patches = self._check_patches(mel_patches)
+        # [B, 1, time, bands]: the TF graph's NHWC input with its single channel moved.
+        spectrogram = (mel_patches * self.input_scale + self.input_shift).unsqueeze(1)
+        frontend = [
+            # timbral: tf.pad 3 frames each side, 'valid' conv (models.frontend)
+            self._frontend_block(spectrogram, "timbral_38", (3, 3)),
+            self._frontend_block(spectrogram, "timbral_67", (3, 3)),
+            # temporal: TF 'same' padding, (k-1)//2 before and the rest after
+            self._frontend_block(spectrogram, "temporal_128", (63, 64)),
+            self._frontend_block(spectrogram, "temporal_64", (31, 32)),
+            self._frontend_block(spectrogram, "temporal_32", (15, 16)),
+        ]
+        frontend_features = torch.cat(frontend, dim=1)  # [B, 561, T], order as tf.concat
+        midend_1 = self._midend_layer(frontend_features, "midend_1")
+        midend_2 = self._midend_layer(midend_1, "midend_2") + midend_1
+        midend_3 = self._midend_layer(midend_2, "midend_3") + midend_2
+        midend_features = torch.cat([frontend_features, midend_1, midend_2, midend_3], dim=1)  # [B, 753, T]
+        # tf.concat([max_pool, mean_pool], 2) on [B, 753, 1] then flatten interleaves
+        # them: feature 2c is the max of channel c, 2c+1 its mean.
+        pooled = torch.stack([midend_features.amax(dim=2), midend_features.mean(dim=2)], dim=2).flatten(1)
+        hidden = F.linear(pooled, self.dense_kernel, self.dense_bias).relu()
+        penultimate = hidden * self.penultimate_scale + self.penultimate_shift
+        logits = F.linear(penultimate, self.output_kernel, self.output_bias)
+        return logits, penultimate
+
+
+class VggTagger(_TaggerBase):
+    """musicnn's ``vgg`` baseline: five 3x3 conv blocks with 128 filters, then one dense layer.
+
+    It flattens a fixed-size map, so it takes only 187-frame (3 s) patches, as musicnn's
+    extractor enforces. Its "penultimate" output is the flattened last pool (256-d).
+    """
+
+    fixed_frames = 187
+    penultimate_dim = 256
+    # (pool size, pool stride) after each conv block, from models.vgg.
+    _pools = [((4, 1), (2, 2)), ((2, 2), (2, 2)), ((2, 2), (2, 2)), ((2, 2), (2, 2)), ((4, 4), (4, 4))]
+
+    def __init__(self, tensors: dict[str, np.ndarray]):
+        super().__init__()
+        self.num_tags = tensors["dense/bias"].shape[0]
+        scale, shift = _batch_norm_scale_shift(tensors, "batch_normalization")
+        self.register_buffer("input_scale", scale)
+        self.register_buffer("input_shift", shift)
+        for block in range(1, 6):
+            kernel, bias = _conv_weight(tensors, f"{block}CNN")
+            self.register_buffer(f"conv{block}_kernel", kernel)
+            self.register_buffer(f"conv{block}_bias", bias)
+            scale, shift = _batch_norm_scale_shift(tensors, f"batch_normalization_{block}")
+            self.register_buffer(f"conv{block}_scale", scale)
+            self.register_buffer(f"conv{block}_shift", shift)
+        output_kernel, output_bias = _dense_weight(tensors, "dense")
+        self.register_buffer("output_kernel", output_kernel)
+        self.register_buffer("output_bias", output_bias)
+        self.eval()
+
+    def forward_logits(self, mel_patches: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``mel_patches [B, 187, 96]`` -> (logits [B, tags], flattened pool5 [B, 256])."""
+        mel_patches = self._check_patches(mel_patches)
+        features = (mel_patches * self.input_scale + self.input_shift).unsqueeze(1)
+        for block, (pool_size, pool_stride) in enumerate(self._pools, start=1):
+            # TF 'same' with a 3x3 kernel and stride 1 pads one row/column on each side.
+            features = F.conv2d(features, getattr(self, f"conv{block}_kernel"), getattr(self, f"conv{block}_bias"), padding=1)
+            features = _channel_affine(features.relu(), getattr(self, f"conv{block}_scale"), getattr(self, f"conv{block}_shift"))
+            features = F.max_pool2d(features, pool_size, pool_stride)  # 'valid' pooling
+        # TF flattens NHWC: index (time * width + band) * channels + channel.
+        penultimate = features.permute(0, 2, 3, 1).flatten(1)
+        return F.linear(penultimate, self.output_kernel, self.output_bias), penultimate
+
+
+_ARCHITECTURES = {"musicnn": MusicnnTagger, "vgg": VggTagger}
+
+
+def tagger_from_tf_tensors(architecture: str, tensors: dict[str, np.ndarray]) -> _TaggerBase:
+    """Build a tagger of ``architecture`` ("musicnn" or "vgg") from checkpoint tensors."""
+    if architecture not in _ARCHITECTURES:
+        raise ValueError(f"unknown musicnn architecture {architecture!r}; known: {sorted(_ARCHITECTURES)}")
+    return _ARCHITECTURES[architecture](tensors)
+
+
+def inference_tensor_names(names: list[str]) -> list[str]:
+    """Checkpoint tensors inference needs: drop Adam's slots and step counters."""
+    return sorted(
+        name for name in names if not name.endswith(("/Adam", "/Adam_1")) and name not in ("beta1_power", "beta2_power")
+    )
+
+
+def _default_musicnn_dir() -> Path:
+    try:
+        import musicnn  # installed --no-deps: only its checkpoint files are read
+    except ImportError as error:
+        raise FileNotFoundError(
+            "the musicnn package is not installed; `pip install --no-deps musicnn==0.1.0` "
+            "or pass musicnn_dir"
+        ) from error
+    return Path(musicnn.__file__).parent
+
+
+def write_npz_deterministic(path: Path, tensors: dict[str, np.ndarray]) -> None:
+    """Write an .npz whose bytes depend only on the tensors (fixed zip timestamps), so
+    the recorded sha256 is reproducible by re-running the conversion."""
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as archive:
+        for name in sorted(tensors):
+            buffer = io.BytesIO()
+            np.lib.format.write_array(buffer, np.ascontiguousarray(tensors[name]), allow_pickle=False)
+            archive.writestr(zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0)), buffer.getvalue())
+
+
+def convert_checkpoint(model_name: str, musicnn_dir: str | Path | None = None, output_dir: str | Path = WEIGHTS_DIR) -> Path:
+    """Convert one of musicnn's TF1 checkpoints to ``<output_dir>/<model_name>.npz``.
+
+    Args:
+        model_name: one of :data:`MUSICNN_CHECKPOINTS` (e.g. ``"musicnn-msd"``).
+        musicnn_dir: the installed ``musicnn`` package folder; found by import when None.
+        output_dir: where the .npz goes (the package's ``weights/`` by default).
+
+    Returns:
+        The written path. Tensors keep their TF names and values; only the inference
+        ones are kept (no optimiser state).
+    """
+    if model_name not in MUSICNN_CHECKPOINTS:
+        raise ValueError(f"no musicnn checkpoint called {model_name!r}; known: {sorted(MUSICNN_CHECKPOINTS)}")
+    folder, _ = MUSICNN_CHECKPOINTS[model_name]
+    prefix = str(Path(musicnn_dir) if musicnn_dir is not None else _default_musicnn_dir()) + f"/{folder}/"
+    names = inference_tensor_names(list(read_index(prefix + ".index")))
+    tensors = read_checkpoint(prefix, names)
+    output_path = Path(output_dir) / f"{model_name}.npz"
+    output_path.parent.mkdir(parents=True, exist_ok=True)
+    write_npz_deterministic(output_path, tensors)
+    return output_path
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m mre.embedder.musicnn", description=__doc__.split("\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    convert = commands.add_parser("convert", help="convert musicnn's checkpoints to .npz weights")
+    convert.add_argument("models", nargs="*", default=sorted(MUSICNN_CHECKPOINTS), help="default: all")
+    convert.add_argument("--musicnn-dir", type=Path, default=None)
+    convert.add_argument("--output-dir", type=Path, default=WEIGHTS_DIR)
+    arguments = parser.parse_args(argv)
+    import hashlib
+
+    for model_name in arguments.models:
+        path = convert_checkpoint(model_name, arguments.musicnn_dir, arguments.output_dir)
+        print(f"{hashlib.sha256(path.read_bytes()).hexdigest()}  {path}")
+
+
+if __name__ == "__main__":
+    main()
