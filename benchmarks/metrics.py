@@ -159,6 +159,27 @@ def pr_auc(y_true, y_score):
     return float(ap[0]) if one_column else ap
 
 
+def roc_curve(y_true, y_score) -> tuple[np.ndarray, np.ndarray]:
+    """False- and true-positive rates at every distinct score threshold, from (0, 0) to
+    (1, 1): sklearn's ``roc_curve(..., drop_intermediate=False)``. One column only; the
+    column must have both classes."""
+    labels, scores, one_column = _check_pair(y_true, y_score)
+    if not one_column:
+        raise MetricInputError("roc_curve takes one label vector and one score vector")
+    labels, scores = labels[:, 0], scores[:, 0]
+    n_pos = int(labels.sum())
+    if n_pos in (0, labels.size):
+        raise MetricInputError("roc_curve needs both positive and negative items")
+    order = np.argsort(-scores, kind="stable")
+    sorted_scores = scores[order]
+    threshold_rows = np.r_[np.flatnonzero(np.diff(sorted_scores)), labels.size - 1]
+    true_pos = np.cumsum(labels[order])[threshold_rows]
+    false_pos = threshold_rows + 1 - true_pos
+    fpr = np.r_[0.0, false_pos / (labels.size - n_pos)]
+    tpr = np.r_[0.0, true_pos / n_pos]
+    return fpr, tpr
+
+
 def tag_retrieval_auc(Y, S, tags: list[str] | None = None) -> PerTagResult:
     """Retrieve tracks for each tag: ROC-AUC and PR-AUC per tag (column), macro over
     the tags that have both positive and negative tracks.

@@ -13,6 +13,7 @@ from mre.benchmarks.metrics import (  # noqa: E402
     confusion_matrix,
     pr_auc,
     roc_auc,
+    roc_curve,
     seen_unseen_breakdown,
     tag_retrieval_auc,
     top1_accuracy,
@@ -140,3 +141,13 @@ def test_msd_scale_is_fast():
     assert elapsed < 5.0
     j = 7
     assert result.roc_auc[j] == pytest.approx(sklearn_metrics.roc_auc_score(labels[:, j], scores[:, j]), abs=1e-12)
+
+
+def test_roc_curve_matches_sklearn_with_ties():
+    rng = np.random.default_rng(5)
+    labels, scores = _random_problem(rng, 120, 1, levels=2)
+    fpr, tpr = roc_curve(labels[:, 0], scores[:, 0])
+    expected_fpr, expected_tpr, _ = sklearn_metrics.roc_curve(labels[:, 0], scores[:, 0], drop_intermediate=False)
+    np.testing.assert_allclose(fpr, expected_fpr)
+    np.testing.assert_allclose(tpr, expected_tpr)
+    assert np.trapezoid(tpr, fpr) == pytest.approx(roc_auc(labels[:, 0], scores[:, 0]))
