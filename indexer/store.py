@@ -1,0 +1,427 @@
+"""The store directory: whole generations of tables and indexes, switched atomically.
+
+    <store>/CURRENT                      names the live generation (write-temp, fsync, rename)
+    <store>/LOCK                         flock'd by the one run writing the store
+    <store>/generations/<id>/            tracks.parquet  audio.faiss  tags.parquet
+                                         tags.faiss  skipped.parquet  meta.json
+    <store>/staging/<key>/part-*.parquet resumable embedding results (staging.py)
+
+A generation directory is complete before CURRENT names it, so a reader never sees half an
+index, and a run killed before the switch leaves the previous generation live. Readers hold
+a shared flock on their generation's meta.json; old generations are removed only when no
+reader holds one, and the previous generation is always kept.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import fcntl
+import hashlib
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from mre.indexer import index_spec as specs
+from mre.indexer.atomic import fsync_dir, fsync_file, write_bytes_atomic, write_parquet_atomic
+from mre.indexer.staging import KEY_PATTERN, Staging, StagingError
+
+FORMAT_VERSION = 1
+CURRENT_NAME = "CURRENT"
+LOCK_NAME = "LOCK"
+GENERATION_FILES = ("tracks.parquet", "audio.faiss", "tags.parquet", "tags.faiss", "skipped.parquet", "meta.json")
+_GENERATION_ID = re.compile(r"^(\d{6,})-\d{8}T\d{6}Z$")
+_LIVE_OPEN_ATTEMPTS = 3
+
+SKIPPED_SCHEMA = pa.schema([("path", pa.string()), ("reason", pa.string())])
+
+
+class StoreError(RuntimeError):
+    """A store that is missing, locked or damaged; the message is one line for the user."""
+
+
+class StoreLockedError(StoreError):
+    """Another run holds the store's write lock."""
+
+
+def track_id_for(path: str) -> str:
+    """Stable track id: the first 16 hex digits of the SHA-1 of the absolute path."""
+    return hashlib.sha1(path.encode("utf-8", "surrogateescape")).hexdigest()[:16]
+
+
+def vector_type(dim: int) -> pa.DataType:
+    return pa.list_(pa.float32(), dim)
+
+
+def tracks_schema(dim: int) -> pa.Schema:
+    """Columns every tracks table has; commit keeps any extra columns as they are."""
+    return pa.schema([
+        ("track_id", pa.string()),
+        ("path", pa.string()),
+        ("size", pa.int64()),
+        ("mtime_ns", pa.int64()),
+        ("duration", pa.float64()),
+        ("sample_rate", pa.int32()),
+        ("channels", pa.int32()),
+        ("format", pa.string()),
+        ("vector", vector_type(dim)),
+        ("model_id", pa.string()),
+        ("top_tags", pa.list_(pa.string())),
+    ])
+
+
+def tags_schema(dim: int) -> pa.Schema:
+    return pa.schema([("tag", pa.string()), ("category", pa.string()), ("vector", vector_type(dim))])
+
+
+def vectors_column(vectors: np.ndarray) -> pa.FixedSizeListArray:
+    """float32 [n, d] → fixed_size_list<float32, d> (no copy for contiguous float32 input)."""
+    flat = pa.array(np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1), type=pa.float32())
+    return pa.FixedSizeListArray.from_arrays(flat, vectors.shape[1])
+
+
+def vectors_from_column(column: pa.ChunkedArray | pa.Array, what: str) -> np.ndarray:
+    """The ``vector`` column (fixed-size or plain list of float) as float32 [n, d]."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
+    if column.null_count:
+        raise StoreError(f"{what}: {column.null_count} rows have no vector")
+    n_rows = len(column)
+    if pa.types.is_fixed_size_list(column.type):
+        dim = column.type.list_size
+        values = column.flatten()
+    elif pa.types.is_list(column.type) or pa.types.is_large_list(column.type):
+        lengths = set(column.value_lengths().to_pylist())
+        if len(lengths) > 1:
+            raise StoreError(f"{what}: vectors have different lengths {sorted(lengths)}")
+        dim = lengths.pop() if lengths else 0
+        values = column.flatten()
+    else:
+        raise StoreError(f"{what}: the vector column has type {column.type}, not a list of floats")
+    return values.to_numpy(zero_copy_only=False).astype(np.float32, copy=False).reshape(n_rows, dim)
+
+
+def _with_vectors(table: pa.Table, vectors: np.ndarray, what: str) -> pa.Table:
+    vectors = np.asarray(vectors)
+    if vectors.ndim != 2:
+        raise StoreError(f"{what} vectors must be a 2-d [n, d] array, got shape {vectors.shape}")
+    if vectors.shape[0] != table.num_rows:
+        raise StoreError(f"{what}: {table.num_rows} rows but {vectors.shape[0]} vectors")
+    column = vectors_column(vectors)
+    if "vector" in table.column_names:
+        return table.set_column(table.column_names.index("vector"), "vector", column)
+    return table.append_column("vector", column)
+
+
+class Generation:
+    """One committed, immutable generation; tables and indexes load lazily and are cached."""
+
+    def __init__(self, path: Path | str):
+        self.path = Path(path)
+        self.id = self.path.name
+        meta_path = self.path / "meta.json"
+        try:
+            # Shared lock for the life of this object: commit never deletes a generation
+            # a reader holds (see Store._remove_old_generations).
+            self._reader_fd = os.open(meta_path, os.O_RDONLY)
+        except FileNotFoundError:
+            raise StoreError(f"generation {self.path} has no meta.json; the store is damaged") from None
+        fcntl.flock(self._reader_fd, fcntl.LOCK_SH)
+        try:
+            with open(meta_path, encoding="utf-8") as handle:
+                self.meta: dict[str, Any] = json.load(handle)
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            self.close()
+            raise StoreError(f"corrupted meta.json in {self.path}: {error}") from None
+        if not isinstance(self.meta, dict) or self.meta.get("format_version") != FORMAT_VERSION:
+            self.close()
+            raise StoreError(f"meta.json in {self.path} is not a format-{FORMAT_VERSION} mre store")
+        self._cache: dict[str, Any] = {}
+
+    def close(self) -> None:
+        fd, self._reader_fd = getattr(self, "_reader_fd", None), None
+        if fd is not None:
+            os.close(fd)
+
+    def __del__(self) -> None:
+        self.close()
+
+    def __enter__(self) -> "Generation":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Generation({str(self.path)!r})"
+
+    def _cached(self, name: str, load):
+        if name not in self._cache:
+            self._cache[name] = load()
+        return self._cache[name]
+
+    def _table(self, file_name: str) -> pa.Table:
+        path = self.path / file_name
+        try:
+            return pq.read_table(path, memory_map=True)
+        except (OSError, pa.ArrowInvalid) as error:
+            raise StoreError(f"cannot read {path}: {error}") from None
+
+    def _index(self, file_name: str, meta_key: str):
+        import faiss
+
+        path = self.path / file_name
+        try:
+            index = faiss.read_index(str(path))
+        except RuntimeError as error:
+            raise StoreError(f"cannot read FAISS index {path}: {specs._first_line(error)}") from None
+        specs.apply_search_params(index, self.meta.get(meta_key, {}).get("search_params", {}))
+        return specs.maybe_to_gpu(index)
+
+    def tracks(self) -> pa.Table:
+        return self._cached("tracks", lambda: self._table("tracks.parquet"))
+
+    def track_vectors(self) -> np.ndarray:
+        return self._cached(
+            "track_vectors", lambda: vectors_from_column(self.tracks().column("vector"), f"{self.path}/tracks.parquet")
+        )
+
+    def audio_index(self):
+        return self._cached("audio_index", lambda: self._index("audio.faiss", "audio_index"))
+
+    def tags(self) -> pa.Table:
+        return self._cached("tags", lambda: self._table("tags.parquet"))
+
+    def tag_vectors(self) -> np.ndarray:
+        return self._cached(
+            "tag_vectors", lambda: vectors_from_column(self.tags().column("vector"), f"{self.path}/tags.parquet")
+        )
+
+    def tag_index(self):
+        return self._cached("tag_index", lambda: self._index("tags.faiss", "tag_index"))
+
+    def skipped(self) -> pa.Table:
+        return self._cached("skipped", lambda: self._table("skipped.parquet"))
+
+
+class Store:
+    """A store directory; nothing is created on disk until the first write."""
+
+    def __init__(self, root: Path | str):
+        self.root = Path(root).expanduser()
+        self._lock_fd: int | None = None
+        self._lock_depth = 0
+
+    def __repr__(self) -> str:
+        return f"Store({str(self.root)!r})"
+
+    @property
+    def generations_dir(self) -> Path:
+        return self.root / "generations"
+
+    def exists(self) -> bool:
+        return (self.root / CURRENT_NAME).is_file()
+
+    def live_id(self) -> str | None:
+        try:
+            text = (self.root / CURRENT_NAME).read_text(encoding="utf-8").strip()
+        except FileNotFoundError:
+            return None
+        except (OSError, UnicodeDecodeError) as error:
+            raise StoreError(f"cannot read {self.root / CURRENT_NAME}: {error}") from None
+        if not _GENERATION_ID.match(text):
+            raise StoreError(f"{self.root / CURRENT_NAME} does not name a generation (got {text[:40]!r})")
+        return text
+
+    def live(self) -> Generation | None:
+        """The live generation, or None when nothing has been committed yet."""
+        for _ in range(_LIVE_OPEN_ATTEMPTS):
+            gen_id = self.live_id()
+            if gen_id is None:
+                return None
+            path = self.generations_dir / gen_id
+            if path.is_dir():
+                try:
+                    return Generation(path)
+                except StoreError:
+                    # A commit may have switched CURRENT and removed this generation between
+                    # our two reads; only an unchanged CURRENT means real damage.
+                    if self.live_id() == gen_id:
+                        raise
+            elif self.live_id() == gen_id:
+                raise StoreError(f"{self.root / CURRENT_NAME} names {gen_id}, which is missing; the store is damaged")
+        raise StoreError(f"store {self.root} keeps changing under the reader; try again")
+
+    def open_live(self) -> Generation:
+        """The live generation, or a StoreError telling the user how to create one."""
+        generation = self.live()
+        if generation is None:
+            raise StoreError(f"no store at {self.root} yet — run `mre index PATH --store {self.root}` first")
+        return generation
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator["Store"]:
+        """Hold the store's write lock (re-entrant within this object); a second run fails fast."""
+        if self._lock_depth:
+            self._lock_depth += 1
+            try:
+                yield self
+            finally:
+                self._lock_depth -= 1
+            return
+        self.root.mkdir(parents=True, exist_ok=True)
+        lock_path = self.root / LOCK_NAME
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 64).decode("ascii", "replace").strip() or "unknown"
+            os.close(fd)
+            raise StoreLockedError(
+                f"store {self.root} is being written by another `mre index` run (pid {holder}); wait for it to finish"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+        self._lock_fd, self._lock_depth = fd, 1
+        try:
+            yield self
+        finally:
+            self._lock_depth = 0
+            self._lock_fd = None
+            os.ftruncate(fd, 0)
+            os.close(fd)  # closing releases the flock
+
+    def staging(self, key: str) -> Staging:
+        """Resumable parts for one run's ``key`` (letters, digits, '.', '_', '-')."""
+        if not isinstance(key, str) or not KEY_PATTERN.match(key):
+            raise StoreError(f"staging key {key!r} must be letters, digits, '.', '_' or '-' (at most 128)")
+        try:
+            return Staging(self.root / "staging" / key)
+        except StagingError as error:
+            raise StoreError(str(error)) from None
+
+    def commit(
+        self,
+        tracks: pa.Table,
+        track_vectors: np.ndarray,
+        tags: pa.Table,
+        tag_vectors: np.ndarray,
+        skipped: pa.Table,
+        meta: dict,
+        index_spec: str | None = None,
+    ) -> Generation:
+        """Write a new generation, switch CURRENT to it, and remove generations no one needs.
+
+        ``index_spec`` overrides the chooser for the track index (``--index-spec``); the tag
+        index is always chosen by size. ``meta`` is stored as given, plus the store's own keys.
+        """
+        with self.lock():
+            previous = self.live_id()
+            gen_id = self._new_generation_id(previous)
+            path = self._write_generation(gen_id, tracks, track_vectors, tags, tag_vectors, skipped, meta, index_spec)
+            self._switch_current(gen_id)
+            self._remove_old_generations(keep={gen_id, previous})
+        return Generation(path)
+
+    def _new_generation_id(self, previous: str | None) -> str:
+        numbers = [int(m.group(1)) for m in map(_GENERATION_ID.match, self._generation_names()) if m]
+        if previous:
+            numbers.append(int(_GENERATION_ID.match(previous).group(1)))
+        stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        return f"{max(numbers, default=0) + 1:06d}-{stamp}"
+
+    def _generation_names(self) -> list[str]:
+        if not self.generations_dir.is_dir():
+            return []
+        return sorted(entry.name for entry in self.generations_dir.iterdir())
+
+    def _write_generation(self, gen_id, tracks, track_vectors, tags, tag_vectors, skipped, meta, index_spec) -> Path:
+        import faiss
+
+        if not isinstance(meta, dict):
+            raise StoreError(f"meta must be a dict, got {type(meta).__name__}")
+        tracks = _with_vectors(tracks, track_vectors, "tracks")
+        tags = _with_vectors(tags, tag_vectors, "tags")
+        if skipped is None:
+            skipped = SKIPPED_SCHEMA.empty_table()
+        track_vectors = vectors_from_column(tracks.column("vector"), "tracks")
+        tag_vectors = vectors_from_column(tags.column("vector"), "tags")
+        # The track index must exist even for an empty library; give it the tags' width then.
+        if track_vectors.shape[1] == 0 and tag_vectors.shape[1]:
+            track_vectors = np.zeros((0, tag_vectors.shape[1]), np.float32)
+        audio_spec = index_spec or specs.choose_index_spec(*track_vectors.shape)
+        tag_spec = specs.choose_index_spec(*tag_vectors.shape)
+        audio_index = specs.build_index(track_vectors, audio_spec)
+        tag_index = specs.build_index(tag_vectors, tag_spec)
+
+        self.generations_dir.mkdir(parents=True, exist_ok=True)
+        staging_dir = self.generations_dir / f".writing-{gen_id}"
+        shutil.rmtree(staging_dir, ignore_errors=True)
+        staging_dir.mkdir()
+        write_parquet_atomic(staging_dir / "tracks.parquet", tracks)
+        write_parquet_atomic(staging_dir / "tags.parquet", tags)
+        write_parquet_atomic(staging_dir / "skipped.parquet", skipped)
+        for name, index in (("audio.faiss", audio_index), ("tags.faiss", tag_index)):
+            faiss.write_index(index, str(staging_dir / name))
+            fsync_file(staging_dir / name)
+        full_meta = {
+            **meta,
+            "format_version": FORMAT_VERSION,
+            "generation": gen_id,
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "counts": {"tracks": tracks.num_rows, "tags": tags.num_rows, "skipped": skipped.num_rows},
+            "audio_index": _index_meta(audio_spec, track_vectors),
+            "tag_index": _index_meta(tag_spec, tag_vectors),
+        }
+        try:
+            meta_bytes = json.dumps(full_meta, indent=2, sort_keys=True, allow_nan=False).encode("utf-8")
+        except (TypeError, ValueError) as error:
+            raise StoreError(f"meta cannot be written as JSON: {error}") from None
+        write_bytes_atomic(staging_dir / "meta.json", meta_bytes)
+        final = self.generations_dir / gen_id
+        os.replace(staging_dir, final)
+        fsync_dir(self.generations_dir)
+        return final
+
+    def _switch_current(self, gen_id: str) -> None:
+        write_bytes_atomic(self.root / CURRENT_NAME, f"{gen_id}\n".encode("ascii"))
+
+    def _remove_old_generations(self, keep: set[str | None]) -> None:
+        for name in self._generation_names():
+            if name in keep:
+                continue
+            path = self.generations_dir / name
+            if name.startswith(".writing-"):
+                shutil.rmtree(path, ignore_errors=True)  # a commit killed mid-write; we hold the lock
+            elif _GENERATION_ID.match(name) and not _has_reader(path):
+                shutil.rmtree(path, ignore_errors=True)
+
+
+def _index_meta(spec: str, vectors: np.ndarray) -> dict[str, Any]:
+    return {
+        "spec": spec,
+        "search_params": specs.search_params(spec, vectors.shape[0]),
+        "count": int(vectors.shape[0]),
+        "dim": int(vectors.shape[1]),
+    }
+
+
+def _has_reader(generation_path: Path) -> bool:
+    try:
+        fd = os.open(generation_path / "meta.json", os.O_RDONLY)
+    except FileNotFoundError:
+        return False  # not a whole generation: nobody can be reading it
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
