@@ -81,6 +81,13 @@ class Dataset:
             raise DatasetError(f"{self.name}: no tracks in split {split!r}; splits present: {self.splits}")
         return rows
 
+    def subset(self, split: str | None) -> "Dataset":
+        """Only the tracks of ``split`` (None = a copy of all), same tags; so a benchmark
+        embeds the test tracks alone instead of the whole set."""
+        rows = self.split_indices(split)
+        return Dataset(self.name, self.root, [self.tracks[i] for i in rows], list(self.tags), self.labels[rows],
+                       self.single_label, list(self.dropped_tags), dict(self.drop_reasons), list(self.missing_audio))
+
     def class_indices(self) -> np.ndarray:
         """For a single-label set, each track's class number (column of its one tag)."""
         if not self.single_label:

@@ -73,6 +73,9 @@ def test_mtat_top_n_splits_and_labels(tmp_path, quote_cells):
     audio, rate = sf.read(dataset.tracks[0].path)
     assert rate == SAMPLE_RATE and audio.size > 0
     np.testing.assert_array_equal(dataset.split_indices("test"), [4, 5, 6])
+    test_only = dataset.subset("test")
+    assert [t.split for t in test_only.tracks] == ["test"] * 3
+    np.testing.assert_array_equal(test_only.labels, dataset.labels[4:])
 
 
 def test_mtat_drops_tags_without_word_vectors_and_keeps_known_phrases(tmp_path):
