@@ -29,8 +29,7 @@ def _parse(text: str, source: str) -> list[VocabularyTag]:
     tags: list[VocabularyTag] = []
     if "tag" in header:
         # CSV with a tag column (and optionally a category column).
-        rows = csv.DictReader(io.StringIO("\n".join(lines)))
-        rows.fieldnames = header
+        rows = csv.DictReader(io.StringIO("\n".join(lines[1:])), fieldnames=header)
         for row in rows:
             tag = " ".join((row.get("tag") or "").lower().split())
             category = " ".join((row.get("category") or "").lower().split()) or CUSTOM_CATEGORY

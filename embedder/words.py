@@ -51,8 +51,26 @@ _APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'"})
 # Penn-Treebank-style clitics, which is how GloVe 6B was tokenised ("don't" → "do", "n't").
 _CLITIC_RE = re.compile(r"^(.+?)(n't|'s|'re|'ve|'ll|'d|'m)$")
 
-# How many words ahead a joined form may span: "drum and bass" → "drum-and-bass".
+# How many words ahead a joined form may span: "rock and roll" → "rock-and-roll".
 _MAX_JOINED_WORDS = 3
+
+# Compounds rarer than this (GloVe 6B rank; files are frequency-ordered) are used together
+# with their parts. Measured on GloVe 6B: rare music compounds ("heavy-metal" 239k,
+# "trip-hop" 149k) sit among genres while their parts' mean sits near "iron, steel" or
+# "tour", but rare place compounds ("south-africa" 349k, "roadtrip" 146k) have vectors
+# unrelated to their parts; the joined token plus the parts' mean serves both.
+WELL_TRAINED_RANK = 100_000
+
+
+@dataclass(frozen=True)
+class _Compound:
+    """A rare compound token ("heavy-metal") with its known parts ("heavy", "metal")."""
+
+    joined: str
+    parts: tuple[str, ...]
+
+    def tokens(self) -> list[str]:
+        return [self.joined, *self.parts]
 
 
 @dataclass
@@ -96,7 +114,7 @@ class WordSpace:
         self.keyed_vectors = keyed_vectors
         self.vectors_id = vectors_id
         self._key_to_index = keyed_vectors.key_to_index
-        self._hyphen_variants: dict[str, str] | None = None
+        self._hyphen_variants: dict[str, tuple[str, tuple[str, ...]]] | None = None
         self._spelling_index: SpellingIndex | None = None
 
     @classmethod
@@ -121,57 +139,70 @@ class WordSpace:
 
     # ------------------------------------------------------------------ tokens and variants
 
-    def _canonical(self, token: str) -> str | None:
-        """The most frequent known spelling among token, its hyphenated and joined forms."""
-        variant = self._variants().get(token.replace("-", ""))
-        if variant is not None:
-            return variant
-        return token if token in self._key_to_index else None
+    def _rank(self, token: str) -> int:
+        return self._key_to_index[token]
 
-    def _variants(self) -> dict[str, str]:
-        """Map "hiphop" (hyphens removed) → the most frequent of "hiphop"/"hip-hop"."""
+    def _variants(self) -> dict[str, tuple[str, tuple[str, ...]]]:
+        """Map a compound with hyphens removed ("hiphop") → (its most frequent spelling,
+        its parts): "hiphop" → ("hip-hop", ("hip", "hop"))."""
         if self._hyphen_variants is None:
-            variants: dict[str, str] = {}
-            # Keys are in frequency order, so the first form seen for a joined key wins.
+            variants: dict[str, tuple[str, tuple[str, ...]]] = {}
+            # Keys are in frequency order, so the first hyphenated form seen for a key wins.
             for word in self.keyed_vectors.index_to_key:
-                if "-" in word and word.strip("-") == word:
+                if "-" in word and word.strip("-") == word and "--" not in word:
                     joined = word.replace("-", "")
                     if joined not in variants:
                         known_joined = self._key_to_index.get(joined)
                         own = self._key_to_index[word]
-                        variants[joined] = joined if known_joined is not None and known_joined < own else word
+                        spelling = joined if known_joined is not None and known_joined < own else word
+                        variants[joined] = (spelling, tuple(word.split("-")))
             self._hyphen_variants = variants
         return self._hyphen_variants
 
-    def _joined(self, words: Sequence[str]) -> str | None:
-        """The single-token form of adjacent words, if the word vectors have one."""
-        if len(words) == 2 and (words[0] in STOP_WORDS or words[1] in STOP_WORDS):
-            return None  # "the band" must not become "theband"
+    def _compound(self, spelling: str, parts: Sequence[str]) -> str | _Compound:
+        """A compound token, alone if it is frequent, else with its parts (see _Compound)."""
+        known_parts = tuple(p for p in parts if self.has(p) and p not in STOP_WORDS)
+        if self._rank(spelling) < WELL_TRAINED_RANK or not known_parts:
+            return spelling
+        return _Compound(spelling, known_parts)
+
+    def _known_form(self, word: str) -> str | _Compound | None:
+        """word (or its hyphenated/joined spelling) as the word vectors know it, else None."""
+        variant = self._variants().get(word.replace("-", ""))
+        if variant is not None:
+            return self._compound(*variant)
+        return word if self.has(word) else None
+
+    def _joined(self, words: Sequence[str]) -> str | _Compound | None:
+        """The single-token form of adjacent words ("hip hop" → "hip-hop"), if known."""
         if words[0] in STOP_WORDS or words[-1] in STOP_WORDS:
-            return None
+            return None  # "the band" must not become "theband"
         if any(not word.isalnum() for word in words):
             return None
-        return self._canonical("-".join(words))
+        variant = self._variants().get("".join(words))
+        if variant is None:
+            return None
+        return self._compound(variant[0], words)
 
-    def _split_unknown(self, word: str) -> list[str]:
-        """A word not in the vocabulary as it is: try its variants, clitics, then its parts."""
-        canonical = self._canonical(word)
-        if canonical is not None:
-            return [canonical]
+    def _split_unknown(self, word: str) -> list[str | _Compound]:
+        """A word as typed: its known form, else without apostrophes, clitics, then its parts."""
+        known = self._known_form(word)
+        if known is not None:
+            return [known]
         if "'" in word:
-            without = self._canonical(word.replace("'", ""))
-            if without is not None:
-                return [without]
+            known = self._known_form(word.replace("'", ""))
+            if known is not None:
+                return [known]
             clitic = _CLITIC_RE.match(word)
             if clitic and self.has(clitic.group(2)):
                 return self._split_unknown(clitic.group(1)) + [clitic.group(2)]
         parts = [part for part in re.split(r"[-'&]", word) if part]
         if len(parts) > 1:
             return self._resolve(parts)
-        return [word]  # unknown; the caller reports it
+        return [word]  # unknown; phrase_vector reports it
 
-    def _resolve(self, words: list[str]) -> list[str]:
-        resolved: list[str] = []
+    def _resolve(self, words: list[str]) -> list[str | _Compound]:
+        resolved: list[str | _Compound] = []
         position = 0
         while position < len(words):
             for span in range(min(_MAX_JOINED_WORDS, len(words) - position), 1, -1):
@@ -185,35 +216,51 @@ class WordSpace:
                 position += 1
         return resolved
 
+    def _units(self, text: str) -> list[str | _Compound]:
+        return self._resolve(_WORD_RE.findall(text.lower().translate(_APOSTROPHES)))
+
     def tokens(self, text: str) -> list[str]:
         """Lookup tokens of a phrase: lowercase words, joined variants preferred.
 
         "hip hop", "hip-hop" and "hiphop" give the same token (the most frequent spelling in
-        the word vectors); a hyphenated word the vectors lack falls back to its parts.
+        the word vectors); a rare compound comes with its parts ("heavy metal" → "heavy-metal",
+        "heavy", "metal"); a hyphenated word the vectors lack falls back to its parts.
         Tokens not in the word vectors are returned too; :meth:`phrase_vector` reports them.
         """
-        words = _WORD_RE.findall(text.lower().translate(_APOSTROPHES))
-        return self._resolve(words)
+        tokens: list[str] = []
+        for unit in self._units(text):
+            tokens.extend(unit.tokens() if isinstance(unit, _Compound) else [unit])
+        return tokens
 
     # ------------------------------------------------------------------------ phrases
 
+    def _unit_vector_of(self, unit: str | _Compound) -> np.ndarray:
+        if isinstance(unit, str):
+            return self.unit_vector(unit)
+        parts = np.mean([self.unit_vector(part) for part in unit.parts], axis=0)
+        combined = self.unit_vector(unit.joined) + parts / np.linalg.norm(parts)
+        return combined / np.linalg.norm(combined)
+
     def phrase_vector(self, text: str) -> PhraseVector:
         """The unit vector of a phrase, with the words it used and ignored."""
-        tokens = self.tokens(text)
-        known = [token for token in tokens if self.has(token)]
-        ignored = list(dict.fromkeys(token for token in tokens if not self.has(token)))
-        meaningful = [token for token in known if token not in STOP_WORDS]
+        units = self._units(text)
+        known = [unit for unit in units if not isinstance(unit, str) or self.has(unit)]
+        ignored = list(dict.fromkeys(unit for unit in units if isinstance(unit, str) and not self.has(unit)))
+        meaningful = [unit for unit in known if unit not in STOP_WORDS]
         # Stop words only count when nothing else is known ("music" alone is still a query).
         used = meaningful or known
         suggestions = {word: self.nearest_spellings(word) for word in ignored}
         if not used:
             return PhraseVector(text, [], ignored, suggestions, None)
+        tokens_used: list[str] = []
+        for unit in used:
+            tokens_used.extend(unit.tokens() if isinstance(unit, _Compound) else [unit])
         # Mean of unit vectors: each word counts equally; GloVe norms grow with word
         # frequency, so a raw mean would let the commonest word dominate the phrase.
-        mean = np.mean([self.unit_vector(token) for token in used], axis=0)
+        mean = np.mean([self._unit_vector_of(unit) for unit in used], axis=0)
         norm = float(np.linalg.norm(mean))
         vector = (mean / norm).astype(np.float32) if norm > 0 else None
-        return PhraseVector(text, used, ignored, suggestions, vector)
+        return PhraseVector(text, tokens_used, ignored, suggestions, vector)
 
     def phrase_matrix(self, texts: Sequence[str]) -> np.ndarray:
         """Unit phrase vectors as rows [len(texts), dim]; every phrase must have a known word."""
