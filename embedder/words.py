@@ -27,17 +27,23 @@ from .word_vectors import (
 __all__ = [
     "WordVectorError", "QueryError", "load_word_vectors", "word_vectors_id", "default_cache_dir",
     "WordSpace", "PhraseVector", "QueryTerm", "parse_query", "format_ignored",
-    "VocabularyTag", "load_tag_vocabulary", "STOP_WORDS", "DEFAULT_WORD_VECTORS_ID",
+    "VocabularyTag", "load_tag_vocabulary", "STOP_WORDS", "FUNCTION_WORDS", "GENERIC_MUSIC_WORDS",
+    "DEFAULT_WORD_VECTORS_ID",
 ]
 
-# Words that say "this is a query about music" but not what the music is like. In GloVe
-# they sit near everything (frequent function words) or near every music word alike, so
-# keeping them pulls every phrase toward the same generic point and blurs the query.
-STOP_WORDS = frozenset({
-    "the", "a", "an", "of", "music", "musical", "song", "songs", "track", "tracks", "tune",
-    "tunes", "with", "and", "or", "but", "some", "something", "like", "in", "for", "to",
-    "that", "is", "it", "very", "kind", "sort", "type", "style",
+# Function words carry no musical meaning; in GloVe they sit near everything, so keeping
+# them pulls every phrase toward one generic point. Dropped whenever another word is known.
+FUNCTION_WORDS = frozenset({
+    "the", "a", "an", "of", "with", "and", "or", "but", "some", "something", "like", "in",
+    "for", "to", "that", "is", "it", "very", "kind", "sort", "type", "style",
 })
+# Words that only say "this is music". Beside two or more specific words they just blur the
+# phrase ("sad piano music" → sad, piano). Beside ONE word they are kept: they pick that
+# word's musical sense. Measured on GloVe 6B: "house" alone is nearest to office, capitol,
+# senate, "house"+"music" to music, studio; likewise "country" (nation → music, popular),
+# "trap" (traps, bait → dance, rock, pop), "chamber" (assembly → orchestra, concert).
+GENERIC_MUSIC_WORDS = frozenset({"music", "musical", "song", "songs", "track", "tracks", "tune", "tunes"})
+STOP_WORDS = FUNCTION_WORDS | GENERIC_MUSIC_WORDS
 
 NEGATION_WORDS = frozenset({"no", "not", "without", "non", "minus", "sans"})
 # Words that end a negated span ("no drums but piano"); inside a positive phrase they stay
@@ -161,7 +167,7 @@ class WordSpace:
 
     def _compound(self, spelling: str, parts: Sequence[str]) -> str | _Compound:
         """A compound token, alone if it is frequent, else with its parts (see _Compound)."""
-        known_parts = tuple(p for p in parts if self.has(p) and p not in STOP_WORDS)
+        known_parts = tuple(p for p in parts if self.has(p) and p not in FUNCTION_WORDS)
         if self._rank(spelling) < WELL_TRAINED_RANK or not known_parts:
             return spelling
         return _Compound(spelling, known_parts)
@@ -175,7 +181,7 @@ class WordSpace:
 
     def _joined(self, words: Sequence[str]) -> str | _Compound | None:
         """The single-token form of adjacent words ("hip hop" → "hip-hop"), if known."""
-        if words[0] in STOP_WORDS or words[-1] in STOP_WORDS:
+        if words[0] in FUNCTION_WORDS or words[-1] in FUNCTION_WORDS:
             return None  # "the band" must not become "theband"
         if any(not word.isalnum() for word in words):
             return None
@@ -246,9 +252,14 @@ class WordSpace:
         units = self._units(text)
         known = [unit for unit in units if not isinstance(unit, str) or self.has(unit)]
         ignored = list(dict.fromkeys(unit for unit in units if isinstance(unit, str) and not self.has(unit)))
-        meaningful = [unit for unit in known if unit not in STOP_WORDS]
-        # Stop words only count when nothing else is known ("music" alone is still a query).
-        used = meaningful or known
+        content = [unit for unit in known if unit not in FUNCTION_WORDS]
+        specific = [unit for unit in content if unit not in GENERIC_MUSIC_WORDS]
+        if len(specific) >= 2:
+            used = specific
+        else:
+            # "house music" keeps "music" (see GENERIC_MUSIC_WORDS); "music" or "the" alone
+            # is still a query.
+            used = content or known
         suggestions = {word: self.nearest_spellings(word) for word in ignored}
         if not used:
             return PhraseVector(text, [], ignored, suggestions, None)

@@ -27,9 +27,10 @@ from mre.embedder.words import (
 )
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(scope="module", autouse=True)
 def word_vector_cache(tmp_path_factory):
-    """Every test here caches into a temporary directory, never the user's cache."""
+    """Every test here caches into its own temporary directory, never the user's cache; the
+    module scope (not session) hands the previous setting back to the other test modules."""
     cache = tmp_path_factory.mktemp("mre-cache")
     previous = os.environ.get("MRE_CACHE_DIR")
     os.environ["MRE_CACHE_DIR"] = str(cache)
@@ -204,8 +205,12 @@ def test_all_unknown_gives_no_vector(glove):
         glove.phrase_matrix(["reggae", "xqzvv blorptk"])
 
 
-def test_stop_words_only_count_when_nothing_else_is_known(glove):
-    np.testing.assert_allclose(glove.phrase_vector("some reggae music").vector, glove.phrase_vector("reggae").vector)
+def test_stop_words_are_dropped_but_music_picks_the_musical_sense_of_one_word(glove):
+    np.testing.assert_allclose(glove.phrase_vector("the sad piano music").vector, glove.phrase_vector("sad piano").vector)
+    assert glove.phrase_vector("some elevator music").tokens_used == ["elevator", "music"]
+    assert "music" in glove.phrase_vector("house music").tokens_used
+    house_music = glove.phrase_vector("house music").vector
+    assert house_music @ glove.unit_vector("techno") > glove.unit_vector("house") @ glove.unit_vector("techno")
     assert glove.phrase_vector("music").tokens_used == ["music"]
 
 
