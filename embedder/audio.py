@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import stat
 from dataclasses import dataclass
 
@@ -45,6 +46,16 @@ BLOCK_FRAMES = 1 << 17
 _INT_FULL_SCALE = {np.dtype(np.int16): 32768.0, np.dtype(np.int32): 2147483648.0}
 # More channels than this in a 2-D array is almost surely a [channels, n] array passed the wrong way round.
 _MAX_CHANNELS = 64
+
+# libsndfile's header log reports a chunk whose declared size exceeds what the file holds
+# as "data : 448000 (should be 149304)" (WAV), " SSND : ... (should be ...)" (AIFF),
+# "Data Size : ... (should be ...)" (AU), "RIFF"/"FORM" for the container.
+_SIZE_MISMATCH = re.compile(r"^\s*([A-Za-z][\w ]*?)\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
+# Sizes a writer that could not seek back (a pipe) leaves in the header: not a truncation.
+_PLACEHOLDER_SIZE = 0x7FFF0000
+# A file holding less than this share of the audio its header declares is reported truncated;
+# a few missing bytes at the end (sloppy writers) are tolerated and decoded.
+_MIN_PRESENT_SHARE = 0.99
 
 # libsndfile's public error codes (sndfile.h: SF_ERR_*), as soundfile.LibsndfileError.code.
 _SF_ERR_UNRECOGNISED_FORMAT = 1
@@ -121,10 +132,34 @@ def _open(path: str) -> soundfile.SoundFile:
         raise AudioError("permission denied", path) from None
     except (OSError, RuntimeError, TypeError, ValueError) as error:
         raise AudioError(f"cannot open as audio ({error})", path) from None
-    if sound.samplerate <= 0 or sound.channels <= 0:
+    try:
+        if sound.samplerate <= 0 or sound.channels <= 0:
+            raise AudioError(f"invalid header: {sound.samplerate} Hz, {sound.channels} channels", path)
+        _check_not_truncated(sound, path)
+    except AudioError:
         sound.close()
-        raise AudioError(f"invalid header: {sound.samplerate} Hz, {sound.channels} channels", path)
+        raise
     return sound
+
+
+def _check_not_truncated(sound: soundfile.SoundFile, path: str) -> None:
+    """libsndfile quietly shortens a WAV/AIFF/AU whose data chunk runs past the end of the
+    file; a file cut that short is a failed copy or download, so it is reported, not indexed."""
+    try:
+        header_log = sound.extra_info
+    except Exception:  # the log is a diagnostic; without it the frames libsndfile found stand
+        return
+    present_share = 1.0
+    for _name, declared, actual in _SIZE_MISMATCH.findall(header_log):
+        declared, actual = int(declared), int(actual)
+        if 0 <= actual < declared < _PLACEHOLDER_SIZE:
+            present_share = min(present_share, actual / declared)
+    if present_share < _MIN_PRESENT_SHARE:
+        held = sound.frames / sound.samplerate
+        declared_seconds = held / present_share if present_share > 0 else float("nan")
+        raise AudioError(
+            f"truncated: the header declares {declared_seconds:.1f} s of audio, the file holds {held:.1f} s", path
+        )
 
 
 def _info(sound: soundfile.SoundFile, path: str, frames: int) -> AudioInfo:

@@ -158,6 +158,10 @@ def _bad_files(root: Path) -> dict[str, tuple[Path, str]]:
     (root / "text.wav").write_text("these are liner notes, not audio\n" * 20)
     (root / "noise.mp3").write_bytes(np.random.default_rng(0).bytes(4000))
     (root / "header_only.wav").write_bytes(good.read_bytes()[:44])  # header claims 16000 frames, none present
+    (root / "truncated.wav").write_bytes(good.read_bytes()[:44 + 2 * 4000])  # 4000 of 16000 frames
+    aiff = root / "cut.aiff"
+    sf.write(aiff, music_like(1.0, 16000, 2), 16000, subtype="PCM_16")
+    (root / "truncated.aiff").write_bytes(aiff.read_bytes()[: aiff.stat().st_size // 3])
     flac = root / "cut.flac"
     sf.write(flac, music_like(3.0, 44100, 2), 44100)
     (root / "truncated.flac").write_bytes(flac.read_bytes()[: flac.stat().st_size // 2])
@@ -171,7 +175,9 @@ def _bad_files(root: Path) -> dict[str, tuple[Path, str]]:
         "empty": (root / "empty.wav", "empty file"),
         "text named .wav": (root / "text.wav", "not audio"),
         "random bytes .mp3": (root / "noise.mp3", "not audio|corrupt|cannot decode"),
-        "header without data": (root / "header_only.wav", "zero-length"),
+        "header without data": (root / "header_only.wav", "truncated"),
+        "truncated wav": (root / "truncated.wav", r"truncated: the header declares 1\.0 s of audio, the file holds 0\.2 s"),
+        "truncated aiff": (root / "truncated.aiff", "truncated"),
         "truncated flac": (root / "truncated.flac", "corrupt or truncated"),
         "missing": (root / "missing.wav", "file not found"),
         "directory": (root / "a folder.wav", "is a directory"),
@@ -188,7 +194,8 @@ def bad_files(tmp_path_factory):
 
 @pytest.mark.parametrize(
     "case",
-    ["empty", "text named .wav", "random bytes .mp3", "header without data", "truncated flac",
+    ["empty", "text named .wav", "random bytes .mp3", "header without data", "truncated wav", "truncated aiff",
+     "truncated flac",
      "missing", "directory", "unsupported container", "zero frames", "NaN samples"],
 )
 def test_bad_files_raise_one_line_audio_error(bad_files, case):
@@ -203,16 +210,23 @@ def test_bad_files_raise_one_line_audio_error(bad_files, case):
             probe(path)
 
 
-def test_truncated_wav_decodes_what_is_there(tmp_path):
-    """libsndfile trims a WAV whose header claims more frames than the file holds."""
+def test_a_wav_missing_a_few_bytes_still_decodes_and_a_streamed_one_too(tmp_path):
+    """Cut short by < 1 % (a sloppy writer) decodes what is there; a WAV written to a pipe
+    carries 0xFFFFFFFF placeholder sizes and is complete."""
     whole = tmp_path / "whole.wav"
     audio = music_like(2.0, 16000, 1)
     sf.write(whole, audio, 16000, subtype="PCM_16")
-    cut = tmp_path / "cut.wav"
-    cut.write_bytes(whole.read_bytes()[: 44 + 2 * 10000])  # 44-byte header + 10000 int16 frames
-    samples, info = load_audio(cut, TARGET_SR)
-    assert len(samples) == 10000 and info.frames == 10000
-    np.testing.assert_allclose(samples, audio[:10000, 0], atol=1 / 32768)
+    data = whole.read_bytes()
+    nearly = tmp_path / "nearly.wav"
+    nearly.write_bytes(data[: 44 + 2 * 31900])  # 31900 of 32000 frames
+    samples, info = load_audio(nearly, TARGET_SR)
+    assert len(samples) == 31900 and info.frames == 31900
+    np.testing.assert_allclose(samples, audio[:31900, 0], atol=1 / 32768)
+    streamed = tmp_path / "streamed.wav"
+    placeholder = (0xFFFFFFFF).to_bytes(4, "little")
+    streamed.write_bytes(data[:4] + placeholder + data[8:40] + placeholder + data[44:])
+    samples, info = load_audio(streamed, TARGET_SR)
+    assert info.frames == 32000 and len(samples) == 32000
 
 
 def test_truncated_ogg_decodes_the_pages_that_are_there(tmp_path):
