@@ -6,19 +6,20 @@ re-applies exactly what the writer chose; a user may override it with any factor
 (``mre index --index-spec``).
 
 Measurements behind the choice (random unit vectors, d=100, single queries, k=10, this
-project's 2-core AMD EPYC with AVX-512, faiss-cpu 1.15.1; see benchmarks/search_speed.py):
+project's shared 2-core AMD EPYC with AVX-512, faiss-cpu 1.15.1; benchmarks/search_speed.py):
 
 - exact ``Flat`` (IndexFlatIP): p50 0.18 ms at 10k, 0.43 ms at 30k, 2.4 ms at 60k — the
   jump comes once the matrix (n*d*4 bytes) no longer fits in cache, so exact search is used
   while the matrix is at most ``FLAT_MAX_BYTES`` (16 MiB: ~42k vectors at d=100).
 - random unit vectors are the worst case for partitioning and graph indexes: at 100k,
   ``IVF1024,Flat`` nprobe=128 reached recall@10 0.58 (0.30 ms) and ``HNSW32`` efSearch=256
-  reached 0.81 (1.1 ms, 18 s to build). Scanning *all* codes with 4-bit PQ fast-scan
-  (2 dims per sub-quantizer) and re-ranking the best ``k * k_factor_rf`` exactly wins:
-  at 100k 0.19 ms / recall 0.994; at 1M ``IVF64,PQ50x4fs,RFlat`` with nprobe=56,
-  k_factor_rf=50 gave p50 1.6 ms / recall 0.975 (numpy brute force 25-30 ms), built in
-  ~2 s. The coarse IVF layer costs little on random data and lets clustered real
-  embeddings be served by probing 3/4 of the lists while keeping random-data recall.
+  0.81 (1.1 ms, 18 s to build). Scanning *all* codes with 4-bit PQ fast-scan (2 dims per
+  sub-quantizer) and re-ranking the best ``k * k_factor_rf`` exactly (``RFlat``) wins:
+  at 100k 0.19 ms / recall 0.994; at 1M ``PQ50x4fs,RFlat`` k_factor_rf=50 gave p50 1.6 ms /
+  recall 0.981 (numpy brute force 25-45 ms), built in ~3 s. At 1M an IVF layer in front
+  did not pay: ``IVF256,...`` nprobe=192 1.9 ms / 0.960, nprobe=224 2.1 ms / 0.976.
+- above ``PQ_SCAN_MAX_VECTORS`` a full scan grows past ~6 ms, so inverted lists cut it,
+  probing 7/8 of them (extrapolated from the 1M figures above; not measured at that size).
 """
 
 from __future__ import annotations
@@ -31,10 +32,12 @@ import numpy as np
 
 # Exact search while the float32 matrix fits in ~16 MiB of cache (see module docstring).
 FLAT_MAX_BYTES = 16 * 1024 * 1024
-# Candidates re-ranked exactly per requested neighbour: 50 gave recall@10 0.975-0.985 at 1M.
+# Candidates re-ranked exactly per requested neighbour: at 1M, 30 gave recall@10 0.956, 50 0.981.
 REFINE_K_FACTOR = 50
-# Fraction of inverted lists probed: 3/4 keeps recall@10 >= 0.95 even on random vectors.
-PROBE_FRACTION = 0.75
+# A full PQ fast-scan costs ~1.5 ms per million codes: inverted lists only above 4M vectors.
+PQ_SCAN_MAX_VECTORS = 4_000_000
+# Fraction of inverted lists probed: at 1M, 3/4 gave recall@10 0.960 and 7/8 0.976.
+PROBE_FRACTION = 0.875
 # k-means needs >= 39 points per list (FAISS warns below); 65536 keeps training ~0.3 s.
 TRAIN_SAMPLE_MIN = 65536
 TRAIN_POINTS_PER_LIST = 64
@@ -53,7 +56,7 @@ def flat_max_vectors(dim: int) -> int:
 
 
 def _ivf_list_count(n_vectors: int) -> int:
-    # sqrt(n)/4 rounded to a power of two: 64 lists at 100k, 256 at 1M, 1024 at 10M.
+    # sqrt(n)/4 rounded to a power of two: 512 lists at 4M, 1024 at 10M, 4096 at most.
     target = math.sqrt(max(1, n_vectors)) / 4
     return int(min(4096, max(16, 2 ** round(math.log2(max(1.0, target))))))
 
@@ -77,8 +80,10 @@ def choose_index_spec(n_vectors: int, dim: int, flat_max: int | None = None) -> 
     limit = flat_max_vectors(dim) if flat_max is None else flat_max
     if n_vectors <= limit:
         return "Flat"
-    nlist = _ivf_list_count(n_vectors)
-    return f"IVF{nlist},PQ{_pq_subquantizers(dim)}x4fs,RFlat"
+    codes = f"PQ{_pq_subquantizers(dim)}x4fs,RFlat"
+    if n_vectors <= PQ_SCAN_MAX_VECTORS:
+        return codes
+    return f"IVF{_ivf_list_count(n_vectors)},{codes}"
 
 
 def _parse_ivf_lists(spec: str) -> int | None:
@@ -168,6 +173,19 @@ def build_index(vectors: np.ndarray, spec: str) -> Any:
         index.add(vectors)
     apply_search_params(index, search_params(spec, n_vectors))
     return index
+
+
+def use_single_query_threads(threads: int = 1) -> None:
+    """Run FAISS on ``threads`` OpenMP threads; 1 suits one query at a time.
+
+    A single query to Flat or PQ fast-scan runs on one thread anyway, but with two threads
+    each search still synchronises with the other core: on a loaded 2-core machine that
+    raised p50 at 1M from 1.6 ms to 12 ms. Index building keeps all cores (call before
+    searching, e.g. when opening a store for queries).
+    """
+    import faiss
+
+    faiss.omp_set_num_threads(max(1, int(threads)))
 
 
 def maybe_to_gpu(index: Any) -> Any:

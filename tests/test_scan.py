@@ -76,16 +76,17 @@ def test_unreadable_folder_is_recorded_not_raised(library, monkeypatch):
     assert len(result.files) == 3
 
 
-def test_scan_of_ten_thousand_files_is_fast(tmp_path):
+def test_scan_is_fast(tmp_path):
+    # 2,500 files (creating 10k takes seconds here); 10k scan in ~0.08 s in reindex_speed.
     root = tmp_path / "big"
-    for folder in range(100):
+    for folder in range(50):
         (root / f"artist{folder:03d}").mkdir(parents=True)
-        for track in range(100):
-            (root / f"artist{folder:03d}" / f"{track:03d}.wav").touch()
+        for track in range(50):
+            os.close(os.open(root / f"artist{folder:03d}" / f"{track:03d}.wav", os.O_CREAT | os.O_WRONLY, 0o644))
     started = time.perf_counter()
     result = scan_library(root, AUDIO)
-    assert len(result.files) == 10_000
-    assert time.perf_counter() - started < 1.0
+    assert len(result.files) == 2_500
+    assert time.perf_counter() - started < 0.25
 
 
 def live_table(entries):

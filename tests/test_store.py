@@ -3,6 +3,7 @@
 import json
 import os
 
+import faiss
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -20,6 +21,16 @@ from mre.indexer.store import (
 )
 
 DIM = 8
+
+
+@pytest.fixture(autouse=True)
+def one_faiss_thread():
+    """FAISS's OpenMP threads spin against other processes on a shared 2-core machine
+    (index building took 10x longer); one thread keeps these tests quick and steady."""
+    threads = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    yield
+    faiss.omp_set_num_threads(threads)
 
 
 def unit_vectors(n, dim=DIM, seed=0):
@@ -95,8 +106,8 @@ def test_index_spec_override_is_recorded_and_reapplied(tmp_path):
     commit(store, 400, index_spec="IVF4,Flat")
     generation = store.open_live()
     assert generation.meta["audio_index"]["spec"] == "IVF4,Flat"
-    assert generation.meta["audio_index"]["search_params"] == {"nprobe": 3}
-    assert generation.audio_index().nprobe == 3
+    assert generation.meta["audio_index"]["search_params"] == {"nprobe": 4}
+    assert generation.audio_index().nprobe == 4
     with pytest.raises(IndexSpecError, match="invalid index spec 'IVF4,Bogus'"):
         commit(store, 400, index_spec="IVF4,Bogus")
     assert store.open_live().id == generation.id
