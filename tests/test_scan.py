@@ -134,3 +134,10 @@ def test_diff_of_an_unchanged_ten_thousand_file_library_is_fast():
 def test_is_under():
     assert is_under("/music/a/b.wav", "/music/a") and is_under("/music/a", "/music/a")
     assert not is_under("/music/ab/c.wav", "/music/a") and is_under("/x.wav", "/")
+
+
+def test_reindex_benchmark_finds_every_file_unchanged():
+    from mre.benchmarks.reindex_speed import run
+
+    report = run(n_files=150, dim=8, repeats=1, echo=None)
+    assert report["best"]["unchanged"] == 150 and report["meets_goal"]
