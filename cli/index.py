@@ -1,0 +1,68 @@
+"""`mre index`: embed a music folder into a store."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from mre.cli.options import device_option, model_option, one_line_errors, store_option, vocab_option, word_vectors_option
+
+
+@click.command()
+@click.argument("path", type=click.Path(exists=True))
+@store_option
+@model_option
+@click.option("--workers", type=click.IntRange(min=0), default=None, help="Decode processes (default: cores − 1).")
+@device_option
+@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True, help="3-s patches per model call.")
+@click.option("--index-spec", default=None, help='FAISS factory string overriding the choice by size, e.g. "Flat", "HNSW32".')
+@vocab_option
+@word_vectors_option
+@click.option("--max-seconds", type=click.FloatRange(min=3), default=900, show_default=True,
+              help="Analyse at most this much of each track.")
+@one_line_errors
+def index(path, store, model, workers, device, batch_size, index_spec, vocab, word_vectors, max_seconds):
+    """Embed every audio file under PATH and build the store's indexes.
+
+    Re-running it embeds only new and changed files and drops removed ones; an interrupted
+    run resumes where it stopped. Files that cannot be read are skipped and listed.
+
+    \b
+    Example:
+        mre index ~/Music --store ~/music-store
+    """
+    from tqdm import tqdm
+
+    from mre.embedder.models import DEFAULT_MODEL
+    from mre.embedder.registry import MODELS
+    from mre.indexer.pipeline import index_library
+    from mre.indexer.store import Store
+    from mre.retrieval.library import default_store_path
+
+    if model in MODELS:
+        raise click.ClickException(
+            f"{model} is a tagger with a fixed label list: use it with `mre tags FILE --model {model}`; "
+            f"index with {DEFAULT_MODEL} (the default, built on it) or a model file from `mre train`")
+    store_path = Path(store).expanduser() if store else default_store_path()
+    bar = tqdm(total=0, unit="track", desc="embedding", file=sys.stderr, dynamic_ncols=True, disable=None)
+
+    def progress(done, total, current):
+        if bar.total != total:
+            bar.total = total
+            bar.refresh()
+        bar.update(1)
+        bar.set_postfix_str(Path(current).name[-40:], refresh=False)
+
+    try:
+        summary = index_library(path, Store(store_path), model_name=model, device=device, workers=workers,
+                                batch_size=batch_size, index_spec=index_spec, vocabulary=vocab,
+                                word_vectors=word_vectors, max_seconds=max_seconds, progress=progress)
+    except KeyboardInterrupt:
+        bar.close()
+        click.echo("interrupted: finished tracks are kept; run the same command again to finish", err=True)
+        sys.exit(130)
+    bar.close()
+    for line in summary.lines():
+        click.echo(line)
+    click.echo(f"store: {summary.store}")

@@ -1,0 +1,48 @@
+"""Options shared by many commands, defined once so every command spells them the same."""
+from __future__ import annotations
+
+import functools
+import json
+import sys
+
+import click
+
+store_option = click.option(
+    "--store", type=click.Path(file_okay=False), default=None, envvar="MRE_STORE", show_envvar=True,
+    help="Store folder (default: $MRE_STORE, else the per-user data directory).")
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+k_option = click.option("-k", "k", type=click.IntRange(min=1), default=10, show_default=True,
+                        help="How many results.")
+model_option = click.option(
+    "--model", default=None,
+    help="Model name (mre-zs-musicnn, musicnn-msd, musicnn-mtt) or a model file from `mre train`.")
+device_option = click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
+                             show_default=True, help="Where the model runs.")
+word_vectors_option = click.option(
+    "--word-vectors", type=click.Path(exists=True, dir_okay=False), default=None,
+    help="GloVe text, word2vec text/binary or gensim KeyedVectors file (default: bundled GloVe 6B 50-d).")
+vocab_option = click.option("--vocab", type=click.Path(exists=True, dir_okay=False), default=None,
+                            help="Your own tag vocabulary: CSV with a `tag` column, or one tag per line.")
+
+
+def emit_json(value) -> None:
+    json.dump(value, sys.stdout, indent=2, ensure_ascii=False)
+    sys.stdout.write("\n")
+
+
+def one_line_errors(function):
+    """Library errors become one clear line and exit status 1, never a traceback."""
+    from mre.embedder.audio import AudioError
+    from mre.embedder.words import WordVectorError
+    from mre.indexer.store import StoreError
+    from mre.retrieval.library import LibraryError
+
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        try:
+            return function(*args, **kwargs)
+        except (LibraryError, StoreError, AudioError, WordVectorError, FileNotFoundError, ValueError, RuntimeError) as error:
+            message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise click.ClickException(message) from None
+
+    return wrapper

@@ -1,0 +1,138 @@
+"""`mre query`, `mre tags`, `mre similar`: thin shells over mre.retrieval."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from mre.cli.options import (device_option, emit_json, json_option, k_option, model_option, one_line_errors,
+                             store_option, vocab_option, word_vectors_option)
+
+
+def _open(store, model=None, word_vectors=None, vocab=None, device="cpu"):
+    from mre.retrieval.library import Library
+
+    return Library(store, model=model, word_vectors=word_vectors, vocabulary=vocab, device=device)
+
+
+def _print_hits(hits, as_json: bool) -> None:
+    if as_json:
+        emit_json([hit.as_dict() for hit in hits])
+        return
+    if not hits:
+        click.echo("no tracks")
+    for rank, hit in enumerate(hits, 1):
+        tags = f"  [{', '.join(hit.top_tags[:3])}]" if hit.top_tags else ""
+        click.echo(f"{rank:3d}. {hit.score:.3f}  {hit.path}{tags}")
+
+
+@click.command()
+@click.argument("text")
+@store_option
+@k_option
+@json_option
+@word_vectors_option
+@one_line_errors
+def query(text, store, k, as_json, word_vectors):
+    """Words → songs: the tracks that best match TEXT (any words, not a fixed tag list).
+
+    Negate with "no", "without" or "-": "acoustic guitar no vocals".
+
+    \b
+    Example:
+        mre query "dub reggae" -k 20
+        mre query "calm piano without drums" --json
+    """
+    result = _open(store, word_vectors=word_vectors).search(text, k)
+    for message in result.messages:
+        click.echo(message, err=True)
+    if not as_json and (result.matched_labels or result.related_labels):
+        understood = ", ".join(f"{label} {weight:+.2f}" for label, weight in result.related_labels)
+        click.echo(f"query → {understood}", err=True)
+    _print_hits(result.hits, as_json)
+
+
+@click.command()
+@click.argument("targets", nargs=-1, required=True)
+@store_option
+@model_option
+@k_option
+@json_option
+@vocab_option
+@word_vectors_option
+@device_option
+@one_line_errors
+def tags(targets, store, model, k, as_json, vocab, word_vectors, device):
+    """Song → words: the tags that best describe each file or track id in TARGETS.
+
+    With --model musicnn-msd or musicnn-mtt, the tagger's own 50 labels by mean probability.
+    Otherwise tags come from the tag vocabulary (--vocab for your own). Files need not be in
+    the store; many files are embedded in one batched run.
+
+    \b
+    Example:
+        mre tags song.mp3 other.flac --model musicnn-mtt -k 5
+        mre tags song.mp3 --json
+    """
+    from mre.embedder.registry import MODELS
+    from mre.retrieval.library import Library, LibraryError, TagResult, default_store_path
+    from mre.retrieval.tagging import tag_files
+
+    results: list = []
+    store_path = Path(store).expanduser() if store else default_store_path()
+    use_store = model not in MODELS and (store_path / "CURRENT").exists()
+    if use_store:
+        library = Library(store_path, model=model, word_vectors=word_vectors, vocabulary=vocab, device=device)
+        outside = []
+        for target in targets:
+            try:
+                row, path = library.resolve(target)
+            except LibraryError as error:
+                results.append((target, str(error)))
+                continue
+            results.append(library.tags(target, k) if row is not None else path)
+            if row is None:
+                outside.append(path)
+        if outside:  # files not in the store: embedded together, in one batched run
+            tagged = iter(tag_files(outside, library.meta.get("model_file") or library.meta.get("model_name"), k=k,
+                                    vocabulary=vocab, word_vectors=word_vectors or library.meta.get("word_vectors_path"),
+                                    device=device))
+            results = [next(tagged) if isinstance(r, str) else r for r in results]
+    else:
+        missing = [t for t in targets if not Path(t).expanduser().is_file()]
+        if missing and model not in MODELS:
+            raise click.ClickException(f"{missing[0]!r} is not a file, and there is no store at {store_path} to look up track ids")
+        results = tag_files([str(Path(t).expanduser().resolve()) for t in targets], model, k=k, vocabulary=vocab,
+                            word_vectors=word_vectors, device=device)
+    failures = [r for r in results if not isinstance(r, TagResult)]
+    if as_json:
+        emit_json([r.as_dict() if isinstance(r, TagResult) else {"path": r[0], "tags": [], "error": r[1]} for r in results])
+    else:
+        for result in results:
+            if isinstance(result, TagResult):
+                click.echo(result.path)
+                for entry in result.tags:
+                    click.echo(f"  {entry['score']:.3f}  {entry['tag']}")
+    for path, reason in failures:
+        click.echo(f"Error: {path}: {reason}", err=True)
+    if failures:
+        raise SystemExit(1)
+
+
+@click.command()
+@click.argument("target")
+@store_option
+@k_option
+@json_option
+@device_option
+@one_line_errors
+def similar(target, store, k, as_json, device):
+    """Song → songs: the tracks that sound most like TARGET (a file or a track id).
+
+    A file not in the store is embedded on the fly.
+
+    \b
+    Example:
+        mre similar ~/Music/song.mp3 -k 5
+    """
+    _print_hits(_open(store, device=device).similar(target, k), as_json)

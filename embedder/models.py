@@ -1,0 +1,69 @@
+"""One entry point for every model the engine can run: `load_model(name_or_file)`.
+
+Models share the runner's interface (a front-end config, `patch_outputs`, `track_vector`)
+so indexing, tagging and benchmarks do not care which one they hold.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mre.embedder.registry import MODELS, get_model_spec, load_tagger
+from mre.embedder.zeroshot import MODEL_NAME as DEFAULT_MODEL, ZeroShotTaggerModel
+
+__all__ = ["DEFAULT_MODEL", "TaggerModel", "load_model", "model_names"]
+
+
+class TaggerModel:
+    """One pre-trained tagger as-is: per-track label probabilities (mean over patches)."""
+
+    def __init__(self, name: str, device: str | torch.device = "cpu"):
+        self.spec = get_model_spec(name)
+        self.name = name
+        self.labels = list(self.spec.labels)
+        self.frontend = self.spec.frontend
+        self.output_dim = len(self.labels)
+        self.device = torch.device(device)
+        self._tagger = None
+
+    @property
+    def model_id(self) -> str:
+        return f"{self.name}@{self.spec.sha256[:12]}"
+
+    def to(self, device):
+        self.device = torch.device(device)
+        if self._tagger is not None:
+            self._tagger = self._tagger.to(self.device)
+        return self
+
+    @property
+    def tagger(self):
+        if self._tagger is None:
+            self._tagger = load_tagger(self.name, device=self.device)
+        return self._tagger
+
+    def patch_outputs(self, mel_patches: torch.Tensor) -> torch.Tensor:
+        return self.tagger(mel_patches)[0]
+
+    def track_vector(self, mean_probabilities: np.ndarray) -> np.ndarray:
+        return np.asarray(mean_probabilities, dtype=np.float32)
+
+
+def model_names() -> list[str]:
+    return [DEFAULT_MODEL, *MODELS]
+
+
+def load_model(name: str | None = None, device: str | torch.device = "cpu", word_vectors: str | None = None):
+    """A model by registry name (default: the zero-shot model) or by path to a trained model file."""
+    name = name or DEFAULT_MODEL
+    if name == DEFAULT_MODEL:
+        return ZeroShotTaggerModel(device=device, word_vectors=word_vectors)
+    if name in MODELS:
+        return TaggerModel(name, device=device)
+    if Path(name).is_file():
+        from mre.embedder.trained import load_trained_model  # the paper's model (mre train)
+
+        return load_trained_model(name, device=device, word_vectors=word_vectors)
+    raise ValueError(f"unknown model {name!r}: use one of {', '.join(model_names())} or a model file from `mre train`")

@@ -1,0 +1,205 @@
+"""The batch embedder: many audio files → one vector each, streamed in fixed-size patch batches.
+
+Decoding and resampling run in worker processes (they are CPU-bound C code that would
+otherwise serialise with the model); mel and model run in the parent on the chosen device,
+on batches of patches gathered across tracks, so a library of short clips fills batches as
+well as one long track does. A track's vector is ready once its last patch went through.
+"""
+from __future__ import annotations
+
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+import torch
+
+from mre.embedder.audio import AudioError, AudioInfo, load_audio
+from mre.embedder.frontend import FrontendConfig, MelFrontend, make_patches
+
+# Longer tracks are analysed on their first 15 minutes: beyond that the mean over patches
+# barely moves, and a 2-hour DJ mix would otherwise hold ~1 GB of samples in one worker.
+DEFAULT_MAX_SECONDS = 900.0
+
+
+@dataclass
+class DecodedTrack:
+    """What a worker sends back: the samples at the model's rate, or why it could not."""
+
+    path: str
+    samples: np.ndarray | None
+    info: AudioInfo | None
+    error: str | None = None
+    extras: dict = field(default_factory=dict)
+    analysed_seconds: float = 0.0
+
+
+@dataclass
+class EmbeddedTrack:
+    """One finished track: the model's per-track output (mean over patches) and its audio info."""
+
+    path: str
+    info: AudioInfo | None
+    patch_mean: np.ndarray | None
+    n_patches: int
+    error: str | None = None
+    extras: dict = field(default_factory=dict)
+    analysed_seconds: float = 0.0  # what was decoded (≤ the file's duration with max_seconds)
+
+
+def choose_device(device: str = "auto") -> torch.device:
+    """`auto` takes CUDA when torch sees a GPU, else the CPU; `cuda` without a GPU is an error."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError("--device cuda was asked for, but torch sees no CUDA device")
+    return torch.device(device)
+
+
+def default_workers() -> int:
+    """Decode workers: one per core beyond the one the model uses, at least one."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores - 1)
+
+
+def _decode_one(args: tuple[str, int, float | None, Callable | None]) -> DecodedTrack:
+    path, sample_rate, max_seconds, analyse = args
+    try:
+        samples, info = load_audio(path, sample_rate, max_seconds=max_seconds)
+    except AudioError as error:
+        return DecodedTrack(path, None, None, error.reason)  # the path has its own column
+    except Exception as error:  # a worker must report, never die: the run goes on
+        return DecodedTrack(path, None, None, f"{type(error).__name__}: {error}".splitlines()[0])
+    extras = {}
+    if analyse is not None:
+        try:
+            extras = analyse(samples, sample_rate)
+        except Exception as error:
+            extras = {"analysis_error": f"{type(error).__name__}: {error}".splitlines()[0]}
+    return DecodedTrack(path, samples, info, None, extras, len(samples) / sample_rate)
+
+
+def decode_stream(
+    paths: list[str],
+    sample_rate: int,
+    workers: int,
+    max_seconds: float | None = DEFAULT_MAX_SECONDS,
+    analyse: Callable | None = None,
+) -> Iterator[DecodedTrack]:
+    """Decoded tracks in input order; `workers=0` decodes in this process (tests, tiny jobs)."""
+    tasks = [(p, sample_rate, max_seconds, analyse) for p in paths]
+    if workers <= 0 or len(paths) <= 1:
+        for task in tasks:
+            yield _decode_one(task)
+        return
+    # forkserver: workers start from a clean process, not a fork of one whose torch
+    # thread pools are already running (forking those can deadlock).
+    context = multiprocessing.get_context("forkserver")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        # map() keeps order and bounds nothing by itself; chunks of one track keep
+        # memory to roughly `workers` decoded tracks in flight plus the results queue.
+        yield from pool.map(_decode_one, tasks, chunksize=1)
+
+
+class PatchModel:
+    """What the runner needs of a model: its front-end and a per-patch output function."""
+
+    frontend: FrontendConfig
+    output_dim: int
+
+    def patch_outputs(self, mel_patches: torch.Tensor) -> torch.Tensor:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+def embed_files(
+    paths: Iterable[str],
+    model: PatchModel,
+    *,
+    device: str | torch.device = "auto",
+    batch_size: int = 64,
+    workers: int | None = None,
+    max_seconds: float | None = DEFAULT_MAX_SECONDS,
+    analyse: Callable | None = None,
+    progress: Callable[[EmbeddedTrack], None] | None = None,
+) -> Iterator[EmbeddedTrack]:
+    """Embed audio files; yields one EmbeddedTrack per input path, in input order.
+
+    paths: audio files. model: a PatchModel. device: "auto", "cpu", "cuda" or a torch.device.
+    batch_size: patches per model call. workers: decode processes (None: cores − 1; 0: inline).
+    max_seconds: analyse at most this much of each track. analyse: optional
+    `f(samples, sample_rate) -> dict` run in the worker on the decoded samples (no second read).
+    progress: called once per finished track.
+    """
+    paths = [str(p) for p in paths]
+    torch_device = device if isinstance(device, torch.device) else choose_device(device)
+    config = model.frontend
+    frontend = MelFrontend(config).to(torch_device)
+    if workers is None:
+        workers = default_workers()
+
+    pending: dict[int, dict] = {}  # track index -> {track, n_patches, sum, done}
+    next_to_emit = 0
+    batch_patches: list[torch.Tensor] = []
+    batch_owner: list[int] = []
+
+    def run_batch() -> None:
+        if not batch_patches:
+            return
+        patches = torch.cat(batch_patches).to(torch_device, non_blocking=True)
+        with torch.inference_mode():
+            outputs = model.patch_outputs(patches).float().cpu().numpy()
+        owners = np.concatenate([np.full(len(p), o) for p, o in zip(batch_patches, batch_owner)])
+        for owner in np.unique(owners):
+            entry = pending[owner]
+            rows = outputs[owners == owner]
+            entry["sum"] = rows.sum(axis=0) if entry["sum"] is None else entry["sum"] + rows.sum(axis=0)
+            entry["done"] += len(rows)
+        batch_patches.clear()
+        batch_owner.clear()
+
+    def ready() -> Iterator[EmbeddedTrack]:
+        nonlocal next_to_emit
+        while next_to_emit in pending:
+            entry = pending[next_to_emit]
+            if entry["done"] < entry["n_patches"]:
+                return
+            decoded: DecodedTrack = entry["track"]
+            mean = entry["sum"] / entry["n_patches"] if entry["n_patches"] else None
+            track = EmbeddedTrack(decoded.path, decoded.info, mean, entry["n_patches"], decoded.error, decoded.extras,
+                                  decoded.analysed_seconds)
+            del pending[next_to_emit]
+            next_to_emit += 1
+            if progress is not None:
+                progress(track)
+            yield track
+
+    queued = 0
+    for index, decoded in enumerate(decode_stream(paths, config.sample_rate, workers, max_seconds, analyse)):
+        if decoded.error is not None or decoded.samples is None:
+            pending[index] = {"track": decoded, "n_patches": 0, "sum": None, "done": 0}
+        else:
+            with torch.inference_mode():
+                waveform = torch.from_numpy(np.ascontiguousarray(decoded.samples)).to(torch_device)
+                mel = frontend(waveform[None])[0]
+                patches = make_patches(mel, config.patch_frames)
+            decoded.samples = None  # the samples are no longer needed: free them early
+            pending[index] = {"track": decoded, "n_patches": len(patches), "sum": None, "done": 0}
+            # split a long track's patches so no model call exceeds batch_size
+            for start in range(0, len(patches), batch_size):
+                chunk = patches[start:start + batch_size]
+                if queued + len(chunk) > batch_size:
+                    run_batch()
+                    queued = 0
+                batch_patches.append(chunk)
+                batch_owner.append(index)
+                queued += len(chunk)
+        yield from ready()
+    run_batch()
+    yield from ready()
+
+
+def seconds_of_audio(tracks: Iterable[EmbeddedTrack]) -> float:
+    """Total analysed duration, for throughput figures."""
+    return float(sum(t.analysed_seconds for t in tracks))

@@ -1,0 +1,282 @@
+"""The default model: zero-shot retrieval over the pre-trained taggers' labels.
+
+A track is described by what the two musicnn taggers (MSD, MTT; 100 labels) say of it, as
+log-odds of the mean patch probability: `track_vector = logit(mean_p)`. A query is turned
+into weights over those labels through the word space, and a track's score is the inner
+product `query_vector · track_vector`, i.e. a weighted sum of label evidence in log-odds.
+
+Why not ConSE (Norouzi et al. 2014: embed the track as the probability-weighted mean of its
+top labels' word vectors, then take cosine with the query)? Its track embedding is dominated
+by the labels every track scores high on (rock, pop, guitar), so tracks collapse together
+and a query that *is* a label loses that label's own ranking. Here:
+
+- a query that equals a label (after tokenising: "hip hop" = "Hip-Hop") gets exactly that
+  label's column, so it ranks tracks exactly as the tagger's probability does;
+- other words spread their weight over the labels nearest to them in the word space
+  (softmax of cosine similarity over the nearest few), so "reggae" borrows from hip-hop,
+  funk, soul... in proportion to how close they are;
+- negated terms ("no vocals", "without drums") subtract their weights rather than being
+  averaged into the positive words; "no X" also uses a label spelled "no X" where one exists.
+
+Scores are log-odds, so `sigmoid(score)` is shown to users as a 0–1 score.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from mre.embedder.frontend import FrontendConfig
+from mre.embedder.registry import get_model_spec, load_tagger
+from mre.embedder.words import STOP_WORDS, WordSpace, load_word_vectors, parse_query, word_vectors_id
+
+TAGGERS = ("musicnn-msd", "musicnn-mtt")
+
+# How a non-label word spreads over labels. GloVe cosines between near-synonyms sit around
+# 0.7–0.9 and between unrelated words around 0–0.4; with a temperature of 0.05 a label 0.1
+# closer gets e^2 ≈ 7× the weight, so the nearest few labels carry the query and the
+# long tail of weakly related labels (which every word has in 50-d GloVe) carries ~nothing.
+SIMILARITY_TEMPERATURE = 0.05
+NEAREST_LABELS = 8
+# p is clipped before the logit: a tagger saying 1e-9 vs 1e-7 is no evidence either way.
+PROBABILITY_FLOOR = 1e-6
+
+MODEL_NAME = "mre-zs-musicnn"
+# bump when the way vectors are made changes, so old stores are refused, not misread
+ALGORITHM_VERSION = 1
+
+
+@dataclass
+class QueryVector:
+    """A query mapped onto the label space, with what was used to get there."""
+
+    text: str
+    vector: np.ndarray                 # [n_labels] weights; score = vector · track_vector
+    matched_labels: list[str] = field(default_factory=list)   # exact label matches (negated with '-')
+    related_labels: list[tuple[str, float]] = field(default_factory=list)  # top weights
+    ignored: list[str] = field(default_factory=list)          # words with no vector
+    messages: list[str] = field(default_factory=list)         # one line each, for the CLI
+
+
+def logit(probabilities: np.ndarray) -> np.ndarray:
+    p = np.clip(probabilities, PROBABILITY_FLOOR, 1.0 - PROBABILITY_FLOOR)
+    return np.log(p) - np.log1p(-p)
+
+
+class ZeroShotTaggerModel:
+    """Audio → label log-odds through the taggers; words → label weights through word vectors.
+
+    device: where the taggers run. word_vectors: a gensim KeyedVectors file, None for the
+    bundled GloVe 6B 50-d.
+    """
+
+    name = MODEL_NAME
+
+    def __init__(self, device: str | torch.device = "cpu", word_vectors: str | None = None):
+        self.specs = [get_model_spec(name) for name in TAGGERS]
+        frontends = {spec.frontend for spec in self.specs}
+        assert len(frontends) == 1, "the taggers must share one front-end to share one mel pass"
+        self.frontend: FrontendConfig = frontends.pop()
+        self.labels: list[str] = [label for spec in self.specs for label in spec.labels]
+        self.label_sources: list[str] = [spec.name for spec in self.specs for _ in spec.labels]
+        self.output_dim = len(self.labels)
+        self.dim = self.output_dim
+        self.device = torch.device(device)
+        self._taggers = None
+        self.word_vectors_path = word_vectors
+        self._words: WordSpace | None = None
+        self._label_matrix: np.ndarray | None = None
+        self._label_tokens: list[tuple[str, ...]] | None = None
+
+    # -- identity ---------------------------------------------------------------------
+    @property
+    def model_id(self) -> str:
+        """Names the audio side: stores made with another id are refused at query time."""
+        digest = hashlib.sha256()
+        for spec in self.specs:
+            digest.update(spec.sha256.encode())
+        digest.update(f"v{ALGORITHM_VERSION}".encode())
+        return f"{MODEL_NAME}@{digest.hexdigest()[:12]}"
+
+    @property
+    def word_vectors_id(self) -> str:
+        return word_vectors_id(self.word_vectors_path)
+
+    def describe(self) -> dict:
+        return {
+            "model_id": self.model_id,
+            "model_name": MODEL_NAME,
+            "kind": "zeroshot-taggers",
+            "taggers": [spec.name for spec in self.specs],
+            "labels": self.labels,
+            "dim": self.dim,
+            "word_vectors": self.word_vectors_id,
+            "frontend": self.frontend.as_dict(),
+            "similarity_temperature": SIMILARITY_TEMPERATURE,
+            "nearest_labels": NEAREST_LABELS,
+        }
+
+    # -- audio side ---------------------------------------------------------------------
+    def to(self, device: str | torch.device) -> "ZeroShotTaggerModel":
+        self.device = torch.device(device)
+        if self._taggers is not None:
+            self._taggers = [t.to(self.device) for t in self._taggers]
+        return self
+
+    @property
+    def taggers(self):
+        if self._taggers is None:
+            self._taggers = [load_tagger(spec.name, device=self.device) for spec in self.specs]
+        return self._taggers
+
+    def patch_outputs(self, mel_patches: torch.Tensor) -> torch.Tensor:
+        """Per-patch label probabilities of both taggers, concatenated: [B, 100]."""
+        return torch.cat([tagger(mel_patches)[0] for tagger in self.taggers], dim=1)
+
+    def track_vector(self, mean_probabilities: np.ndarray) -> np.ndarray:
+        """A track's vector from its mean patch probabilities: label log-odds, float32."""
+        return logit(np.asarray(mean_probabilities, dtype=np.float64)).astype(np.float32)
+
+    # -- word side ----------------------------------------------------------------------
+    @property
+    def words(self) -> WordSpace:
+        if self._words is None:
+            self._words = WordSpace(load_word_vectors(self.word_vectors_path))
+        return self._words
+
+    def _labels_in_word_space(self) -> tuple[np.ndarray, list[tuple[str, ...]]]:
+        """Unit word vectors of the labels (zero rows for a label with no vector) and their tokens."""
+        if self._label_matrix is None:
+            rows, tokens = [], []
+            for label in self.labels:
+                phrase = self.words.phrase_vector(label)
+                rows.append(phrase.vector if phrase.vector is not None else np.zeros(self.words.dim, np.float32))
+                tokens.append(tuple(self.words.tokens(label)))
+            matrix = np.asarray(rows, dtype=np.float32)
+            norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+            self._label_matrix = matrix / np.maximum(norms, 1e-12)  # normalised here: rows are unit or zero
+            self._label_tokens = tokens
+        return self._label_matrix, self._label_tokens
+
+    def _label_name(self, label_tokens: tuple[str, ...]) -> str:
+        _, tokens = self._labels_in_word_space()
+        return self.labels[tokens.index(label_tokens)].lower()
+
+    def _one_hot(self, label_tokens: tuple[str, ...]) -> np.ndarray:
+        """Weight 1 spread over every label spelled this way (both taggers may have it)."""
+        _, tokens = self._labels_in_word_space()
+        hits = np.array([t == label_tokens for t in tokens], dtype=np.float32)
+        return hits / hits.sum()
+
+    def _nearest_label_weights(self, phrase_vector: np.ndarray) -> np.ndarray:
+        label_matrix, _ = self._labels_in_word_space()
+        unit = phrase_vector / max(float(np.linalg.norm(phrase_vector)), 1e-12)
+        similarity = label_matrix @ unit
+        nearest = np.argsort(-similarity)[:NEAREST_LABELS]
+        logits = similarity[nearest] / SIMILARITY_TEMPERATURE
+        weights = np.exp(logits - logits.max())
+        out = np.zeros(len(self.labels), dtype=np.float32)
+        out[nearest] = weights / weights.sum()
+        return out
+
+    def _term_weights(self, text: str, query: QueryVector, negated: bool) -> np.ndarray | None:
+        """Label weights of one positive or negated term (summing to 1), or None if nothing is known."""
+        _, label_tokens = self._labels_in_word_space()
+        known_sequences = set(label_tokens)
+        longest = max(len(t) for t in label_tokens)
+        tokens = self.words.tokens(text)
+        parts: list[np.ndarray] = []
+        if negated:
+            # a label spelled "no X" (MTT has "no vocals", "no voice") is the tagger's own
+            # judgement of the negation: use it (positively) beside "−X"
+            no_form = tuple(self.words.tokens("no " + text))
+            if no_form in known_sequences:
+                query.matched_labels.append(self._label_name(no_form))
+                parts.append(-self._one_hot(no_form))  # sign flipped back by the caller
+        # segment the term: label spellings (longest first) and runs of other words between them
+        segments: list[tuple[str, tuple[str, ...]]] = []
+        run: list[str] = []
+        i = 0
+        while i < len(tokens):
+            for size in range(min(longest, len(tokens) - i), 0, -1):
+                candidate = tuple(tokens[i:i + size])
+                if candidate in known_sequences:
+                    if run:
+                        segments.append(("words", tuple(run)))
+                        run = []
+                    segments.append(("label", candidate))
+                    i += size
+                    break
+            else:
+                run.append(tokens[i])
+                i += 1
+        if run:
+            segments.append(("words", tuple(run)))
+        # "house music": a run of only generic words ("music", "song", "the") next to something
+        # specific adds nothing but noise; alone ("music") it is the query
+        if len(segments) > 1:
+            segments = [seg for seg in segments if seg[0] == "label" or not set(seg[1]) <= STOP_WORDS] or segments
+        for kind, seq in segments:
+            if kind == "label":
+                query.matched_labels.append(("-" if negated else "") + self._label_name(seq))
+                parts.append(self._one_hot(seq))
+                continue
+            phrase = self.words.phrase_vector(" ".join(seq))
+            query.ignored.extend(phrase.ignored)
+            for word in phrase.ignored:
+                hint = phrase.suggestions.get(word) or []
+                more = f"; did you mean: {', '.join(hint)}?" if hint else ""
+                query.messages.append(f'ignored "{word}": not in the word vectors{more}')
+            if phrase.vector is not None:
+                parts.append(self._nearest_label_weights(phrase.vector))
+        if not parts:
+            return None
+        return np.mean(parts, axis=0)
+
+    def query_vector(self, text: str) -> QueryVector:
+        """Map a query phrase onto label weights. Raises ValueError when nothing in it is known."""
+        query = QueryVector(text=text, vector=np.zeros(len(self.labels), dtype=np.float32))
+        _, label_tokens = self._labels_in_word_space()
+        whole = tuple(self.words.tokens(text))
+        if whole in set(label_tokens):
+            # the whole query is a label ("no vocals" too): exactly that label's ranking
+            query.matched_labels.append(self._label_name(whole))
+            query.vector = self._one_hot(whole)
+            query.related_labels = self._explain(query.vector)
+            return query
+        terms = parse_query(text)
+        contributions = []
+        for term in terms:
+            weights = self._term_weights(term.text, query, term.negated)
+            if weights is not None:
+                contributions.append(-weights if term.negated else weights)
+        if not contributions:
+            raise ValueError(f'no word of "{text}" is in the word vectors' +
+                             (f" ({'; '.join(query.messages)})" if query.messages else ""))
+        query.vector = np.mean(contributions, axis=0).astype(np.float32)
+        query.related_labels = self._explain(query.vector)
+        return query
+
+    def _explain(self, vector: np.ndarray, top: int = 5) -> list[tuple[str, float]]:
+        """The heaviest label weights, a label both taggers share counted once under its name."""
+        merged: dict[str, float] = {}
+        for label, weight in zip(self.labels, vector):
+            if weight != 0:
+                merged[label.lower()] = merged.get(label.lower(), 0.0) + float(weight)
+        return sorted(merged.items(), key=lambda item: -abs(item[1]))[:top]
+
+    def tag_matrix(self, tags: list[str]) -> tuple[np.ndarray, list[str]]:
+        """Label weights of each vocabulary tag, one row per tag; tags with no known word are dropped.
+
+        Rows sum to 1 like a query's, so tag scores on one track are comparable weighted log-odds.
+        """
+        rows, kept = [], []
+        for tag in tags:
+            try:
+                rows.append(self.query_vector(tag).vector)
+                kept.append(tag)
+            except ValueError:
+                continue
+        return np.asarray(rows, dtype=np.float32).reshape(len(rows), len(self.labels)), kept

@@ -1,0 +1,238 @@
+"""The Python API: `Library(store).query("dub reggae", k=10)`, `.tags(path)`, `.similar(path)`.
+
+A Library holds one generation of a store (the one live when it was opened), so a re-index
+running beside it never changes what it sees halfway through.
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from mre.embedder.models import load_model
+from mre.embedder.runner import choose_device, embed_files
+from mre.embedder.words import load_tag_vocabulary
+from mre.indexer.store import Store, StoreError
+
+# Below this many tracks, song→song is an exact numpy pass; above, FAISS proposes candidates
+# (this many per result) that are re-ranked exactly.
+EXACT_SIMILAR_LIMIT = 50_000
+SIMILAR_CANDIDATES_PER_RESULT = 20
+
+
+class LibraryError(Exception):
+    """A one-line problem a user can act on (no store, unknown track, wrong model...)."""
+
+
+def default_store_path() -> Path:
+    """`$MRE_STORE`, else the per-user data directory."""
+    if os.environ.get("MRE_STORE"):
+        return Path(os.environ["MRE_STORE"]).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("mre")) / "store"
+
+
+@dataclass
+class Hit:
+    """One track in a result, best first."""
+
+    path: str
+    score: float
+    track_id: str
+    duration: float | None = None
+    top_tags: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class TagResult:
+    path: str
+    tags: list[dict]            # [{"tag": ..., "score": ...}], best first
+    track_id: str | None = None
+
+    def as_dict(self) -> dict:
+        out = {"path": self.path, "tags": self.tags}
+        if self.track_id is not None:
+            out["track_id"] = self.track_id
+        return out
+
+
+@dataclass
+class QueryResult:
+    hits: list[Hit]
+    matched_labels: list[str]
+    related_labels: list[tuple[str, float]]
+    ignored: list[str]
+    messages: list[str]
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.asarray(x, dtype=np.float64)))
+
+
+class Library:
+    """An opened store. store: a folder (None: `$MRE_STORE` or the per-user default).
+
+    model: must be the model the store was made with (None: that one). device: where audio of
+    files outside the store is embedded. word_vectors: other word vectors for queries
+    (None: the ones the store was made with). vocabulary: a tag file for `tags` (None: the
+    store's).
+    """
+
+    def __init__(self, store: str | Path | None = None, *, model: str | None = None, device: str = "cpu",
+                 word_vectors: str | None = None, vocabulary: str | None = None):
+        self.store = Store(Path(store).expanduser() if store else default_store_path())
+        try:
+            generation = self.store.live()
+        except StoreError as error:
+            raise LibraryError(str(error)) from None
+        if generation is None:
+            raise LibraryError(f"no index at {self.store.root} yet — run `mre index PATH --store {self.store.root}` first")
+        self.generation = generation
+        self.meta = generation.meta
+        stored_words = self.meta.get("word_vectors_path")
+        device = str(choose_device(device))
+        try:
+            self.model = load_model(model or self.meta.get("model_file") or self.meta.get("model_name"), device=device,
+                                    word_vectors=word_vectors or stored_words)
+        except ValueError as error:
+            raise LibraryError(str(error)) from None
+        if self.model.model_id != self.meta.get("model_id"):
+            raise LibraryError(
+                f"this store was made with model {self.meta.get('model_id')}; it cannot be searched with "
+                f"{self.model.model_id} — re-index with `mre index PATH --model {model}` or drop --model")
+        self.device = device
+        self._tracks = generation.tracks()
+        self._paths = self._tracks.column("path").to_pylist()
+        self._ids = self._tracks.column("track_id").to_pylist()
+        self._row_of_path = {p: i for i, p in enumerate(self._paths)}
+        self._row_of_id = {t: i for i, t in enumerate(self._ids)}
+        self._vectors = None
+        self._custom_tags = None
+        self._custom_words = word_vectors is not None and word_vectors != stored_words
+        self._custom_vocabulary = vocabulary
+
+    # -- helpers ----------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self._paths)
+
+    @property
+    def track_vectors(self) -> np.ndarray:
+        if self._vectors is None:
+            self._vectors = self.generation.track_vectors()
+        return self._vectors
+
+    def _hit(self, row: int, score: float) -> Hit:
+        durations = self._tracks.column("duration")
+        top = self._tracks.column("top_tags")[row].as_py() or []
+        duration = durations[row].as_py()
+        return Hit(path=self._paths[row], score=round(float(score), 6), track_id=self._ids[row],
+                   duration=None if duration is None or not math.isfinite(duration) else round(duration, 3), top_tags=top)
+
+    def _display(self, raw: np.ndarray) -> np.ndarray:
+        """Scores as users see them: the zero-shot model's log-odds as 0–1, cosines as they are."""
+        return _sigmoid(raw) if self.meta.get("kind") == "zeroshot-taggers" else np.asarray(raw, dtype=np.float64)
+
+    def _search(self, vector: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        k = min(k, len(self))
+        if k <= 0:
+            return np.zeros(0), np.zeros(0, dtype=np.int64)
+        index = self.generation.audio_index()
+        scores, rows = index.search(np.asarray(vector, dtype=np.float32)[None], k)
+        keep = rows[0] >= 0
+        return scores[0][keep], rows[0][keep]
+
+    def resolve(self, target: str) -> tuple[int | None, str]:
+        """A track id or a path → (row in the store or None, absolute path or id)."""
+        if target in self._row_of_id:
+            return self._row_of_id[target], self._paths[self._row_of_id[target]]
+        path = str(Path(target).expanduser().resolve())
+        if path in self._row_of_path:
+            return self._row_of_path[path], path
+        if os.path.isfile(path):
+            return None, path
+        raise LibraryError(f"{target!r} is neither a track in the store nor an audio file")
+
+    def _vector_of(self, target: str) -> tuple[np.ndarray, int | None, str]:
+        row, path = self.resolve(target)
+        if row is not None:
+            return self.track_vectors[row], row, path
+        vector = embed_paths(self.model, [path], device=self.device)[0]
+        return vector, None, path
+
+    # -- word → song ---------------------------------------------------------------------------
+    def query(self, text: str, k: int = 10) -> list[Hit]:
+        """Tracks best matching a text query, best first."""
+        return self.search(text, k).hits
+
+    def search(self, text: str, k: int = 10) -> QueryResult:
+        """Like `query`, with how the words were understood (matched labels, ignored words)."""
+        if not text or not text.strip():
+            raise LibraryError("the query is empty: give some words, e.g. mre query \"calm piano\"")
+        try:
+            query = self.model.query_vector(text)
+        except ValueError as error:
+            raise LibraryError(str(error)) from None
+        scores, rows = self._search(query.vector, k)
+        hits = [self._hit(int(r), s) for r, s in zip(rows, self._display(scores))]
+        return QueryResult(hits, query.matched_labels, query.related_labels, query.ignored, query.messages)
+
+    # -- song → words -----------------------------------------------------------------------------
+    def _tag_space(self) -> tuple[list[str], np.ndarray]:
+        if self._custom_vocabulary is None and not self._custom_words:
+            tags = self.generation.tags().column("tag").to_pylist()
+            return tags, self.generation.tag_vectors()
+        if self._custom_tags is None:
+            vocabulary = load_tag_vocabulary(self._custom_vocabulary)
+            matrix, kept = self.model.tag_matrix([v.tag for v in vocabulary])
+            self._custom_tags = (kept, matrix)
+        return self._custom_tags
+
+    def tags(self, target: str, k: int = 10) -> TagResult:
+        """The vocabulary tags that best describe a track (in the store, or any audio file)."""
+        vector, row, path = self._vector_of(target)
+        names, matrix = self._tag_space()
+        scores = self._display(matrix @ vector)
+        order = np.argsort(-scores, kind="stable")[:k]
+        return TagResult(path=path, tags=[{"tag": names[i], "score": round(float(scores[i]), 6)} for i in order],
+                         track_id=self._ids[row] if row is not None else None)
+
+    # -- song → song --------------------------------------------------------------------------
+    def similar(self, target: str, k: int = 10) -> list[Hit]:
+        """Tracks that sound most like `target` (itself excluded), best first.
+
+        Cosine of the track vectors after centring them on the store's mean: label log-odds are
+        mostly negative for every track (tags are sparse), so uncentred cosines are all close
+        to 1 and say more about the labels' base rates than about the two tracks.
+        """
+        vector, row, _ = self._vector_of(target)
+        vectors = self.track_vectors
+        mean = vectors.mean(axis=0)
+        query = vector - mean
+        query /= max(float(np.linalg.norm(query)), 1e-12)
+        if len(self) <= EXACT_SIMILAR_LIMIT:
+            candidates = np.arange(len(self))
+        else:
+            _, candidates = self._search(query, (k + 1) * SIMILAR_CANDIDATES_PER_RESULT)
+        centred = vectors[candidates] - mean
+        cosine = centred @ query / np.maximum(np.linalg.norm(centred, axis=1), 1e-12)
+        if row is not None:
+            cosine[candidates == row] = -np.inf
+        order = np.argsort(-cosine, kind="stable")[:k]
+        return [self._hit(int(candidates[i]), cosine[i]) for i in order if np.isfinite(cosine[i])]
+
+
+def embed_paths(model, paths: list[str], device: str = "cpu") -> list[np.ndarray]:
+    """Vectors of audio files outside any store (one-line LibraryError for a file that fails)."""
+    vectors = []
+    for track in embed_files(paths, model, device=device, workers=0):
+        if track.error is not None or track.patch_mean is None:
+            raise LibraryError(f"cannot read {track.path}: {track.error or 'no audio'}")
+        vectors.append(model.track_vector(track.patch_mean))
+    return vectors
