@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import fcntl
-import hashlib
 import json
 import os
 import re
@@ -32,6 +31,18 @@ import pyarrow.parquet as pq
 from mre.indexer import index_spec as specs
 from mre.indexer.atomic import fsync_dir, fsync_file, write_bytes_atomic, write_parquet_atomic
 from mre.indexer.staging import KEY_PATTERN, Staging, StagingError
+from mre.indexer.tables import (  # noqa: F401  (re-exported: the store's public API)
+    SKIPPED_SCHEMA,
+    StoreError,
+    StoreLockedError,
+    with_vectors,
+    tags_schema,
+    track_id_for,
+    tracks_schema,
+    vector_type,
+    vectors_column,
+    vectors_from_column,
+)
 
 FORMAT_VERSION = 1
 CURRENT_NAME = "CURRENT"
@@ -39,86 +50,6 @@ LOCK_NAME = "LOCK"
 GENERATION_FILES = ("tracks.parquet", "audio.faiss", "tags.parquet", "tags.faiss", "skipped.parquet", "meta.json")
 _GENERATION_ID = re.compile(r"^(\d{6,})-\d{8}T\d{6}Z$")
 _LIVE_OPEN_ATTEMPTS = 3
-
-SKIPPED_SCHEMA = pa.schema([("path", pa.string()), ("reason", pa.string())])
-
-
-class StoreError(RuntimeError):
-    """A store that is missing, locked or damaged; the message is one line for the user."""
-
-
-class StoreLockedError(StoreError):
-    """Another run holds the store's write lock."""
-
-
-def track_id_for(path: str) -> str:
-    """Stable track id: the first 16 hex digits of the SHA-1 of the absolute path."""
-    return hashlib.sha1(path.encode("utf-8", "surrogateescape")).hexdigest()[:16]
-
-
-def vector_type(dim: int) -> pa.DataType:
-    return pa.list_(pa.float32(), dim)
-
-
-def tracks_schema(dim: int) -> pa.Schema:
-    """Columns every tracks table has; commit keeps any extra columns as they are."""
-    return pa.schema([
-        ("track_id", pa.string()),
-        ("path", pa.string()),
-        ("size", pa.int64()),
-        ("mtime_ns", pa.int64()),
-        ("duration", pa.float64()),
-        ("sample_rate", pa.int32()),
-        ("channels", pa.int32()),
-        ("format", pa.string()),
-        ("vector", vector_type(dim)),
-        ("model_id", pa.string()),
-        ("top_tags", pa.list_(pa.string())),
-    ])
-
-
-def tags_schema(dim: int) -> pa.Schema:
-    return pa.schema([("tag", pa.string()), ("category", pa.string()), ("vector", vector_type(dim))])
-
-
-def vectors_column(vectors: np.ndarray) -> pa.FixedSizeListArray:
-    """float32 [n, d] → fixed_size_list<float32, d> (no copy for contiguous float32 input)."""
-    flat = pa.array(np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1), type=pa.float32())
-    return pa.FixedSizeListArray.from_arrays(flat, vectors.shape[1])
-
-
-def vectors_from_column(column: pa.ChunkedArray | pa.Array, what: str) -> np.ndarray:
-    """The ``vector`` column (fixed-size or plain list of float) as float32 [n, d]."""
-    if isinstance(column, pa.ChunkedArray):
-        column = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
-    if column.null_count:
-        raise StoreError(f"{what}: {column.null_count} rows have no vector")
-    n_rows = len(column)
-    if pa.types.is_fixed_size_list(column.type):
-        dim = column.type.list_size
-        values = column.flatten()
-    elif pa.types.is_list(column.type) or pa.types.is_large_list(column.type):
-        lengths = set(column.value_lengths().to_pylist())
-        if len(lengths) > 1:
-            raise StoreError(f"{what}: vectors have different lengths {sorted(lengths)}")
-        dim = lengths.pop() if lengths else 0
-        values = column.flatten()
-    else:
-        raise StoreError(f"{what}: the vector column has type {column.type}, not a list of floats")
-    return values.to_numpy(zero_copy_only=False).astype(np.float32, copy=False).reshape(n_rows, dim)
-
-
-def _with_vectors(table: pa.Table, vectors: np.ndarray, what: str) -> pa.Table:
-    vectors = np.asarray(vectors)
-    if vectors.ndim != 2:
-        raise StoreError(f"{what} vectors must be a 2-d [n, d] array, got shape {vectors.shape}")
-    if vectors.shape[0] != table.num_rows:
-        raise StoreError(f"{what}: {table.num_rows} rows but {vectors.shape[0]} vectors")
-    column = vectors_column(vectors)
-    if "vector" in table.column_names:
-        return table.set_column(table.column_names.index("vector"), "vector", column)
-    return table.append_column("vector", column)
-
 
 class Generation:
     """One committed, immutable generation; tables and indexes load lazily and are cached."""
@@ -347,8 +278,8 @@ class Store:
 
         if not isinstance(meta, dict):
             raise StoreError(f"meta must be a dict, got {type(meta).__name__}")
-        tracks = _with_vectors(tracks, track_vectors, "tracks")
-        tags = _with_vectors(tags, tag_vectors, "tags")
+        tracks = with_vectors(tracks, track_vectors, "tracks")
+        tags = with_vectors(tags, tag_vectors, "tags")
         if skipped is None:
             skipped = SKIPPED_SCHEMA.empty_table()
         track_vectors = vectors_from_column(tracks.column("vector"), "tracks")

@@ -1,0 +1,88 @@
+"""The store's table schemas and vector columns (fixed_size_list<float32, d> in Parquet)."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pyarrow as pa
+
+
+SKIPPED_SCHEMA = pa.schema([("path", pa.string()), ("reason", pa.string())])
+
+
+class StoreError(RuntimeError):
+    """A store that is missing, locked or damaged; the message is one line for the user."""
+
+
+class StoreLockedError(StoreError):
+    """Another run holds the store's write lock."""
+
+
+def track_id_for(path: str) -> str:
+    """Stable track id: the first 16 hex digits of the SHA-1 of the absolute path."""
+    return hashlib.sha1(path.encode("utf-8", "surrogateescape")).hexdigest()[:16]
+
+
+def vector_type(dim: int) -> pa.DataType:
+    return pa.list_(pa.float32(), dim)
+
+
+def tracks_schema(dim: int) -> pa.Schema:
+    """Columns every tracks table has; commit keeps any extra columns as they are."""
+    return pa.schema([
+        ("track_id", pa.string()),
+        ("path", pa.string()),
+        ("size", pa.int64()),
+        ("mtime_ns", pa.int64()),
+        ("duration", pa.float64()),
+        ("sample_rate", pa.int32()),
+        ("channels", pa.int32()),
+        ("format", pa.string()),
+        ("vector", vector_type(dim)),
+        ("model_id", pa.string()),
+        ("top_tags", pa.list_(pa.string())),
+    ])
+
+
+def tags_schema(dim: int) -> pa.Schema:
+    return pa.schema([("tag", pa.string()), ("category", pa.string()), ("vector", vector_type(dim))])
+
+
+def vectors_column(vectors: np.ndarray) -> pa.FixedSizeListArray:
+    """float32 [n, d] → fixed_size_list<float32, d> (no copy for contiguous float32 input)."""
+    flat = pa.array(np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1), type=pa.float32())
+    return pa.FixedSizeListArray.from_arrays(flat, vectors.shape[1])
+
+
+def vectors_from_column(column: pa.ChunkedArray | pa.Array, what: str) -> np.ndarray:
+    """The ``vector`` column (fixed-size or plain list of float) as float32 [n, d]."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
+    if column.null_count:
+        raise StoreError(f"{what}: {column.null_count} rows have no vector")
+    n_rows = len(column)
+    if pa.types.is_fixed_size_list(column.type):
+        dim = column.type.list_size
+        values = column.flatten()
+    elif pa.types.is_list(column.type) or pa.types.is_large_list(column.type):
+        lengths = set(column.value_lengths().to_pylist())
+        if len(lengths) > 1:
+            raise StoreError(f"{what}: vectors have different lengths {sorted(lengths)}")
+        dim = lengths.pop() if lengths else 0
+        values = column.flatten()
+    else:
+        raise StoreError(f"{what}: the vector column has type {column.type}, not a list of floats")
+    return values.to_numpy(zero_copy_only=False).astype(np.float32, copy=False).reshape(n_rows, dim)
+
+
+def with_vectors(table: pa.Table, vectors: np.ndarray, what: str) -> pa.Table:
+    vectors = np.asarray(vectors)
+    if vectors.ndim != 2:
+        raise StoreError(f"{what} vectors must be a 2-d [n, d] array, got shape {vectors.shape}")
+    if vectors.shape[0] != table.num_rows:
+        raise StoreError(f"{what}: {table.num_rows} rows but {vectors.shape[0]} vectors")
+    column = vectors_column(vectors)
+    if "vector" in table.column_names:
+        return table.set_column(table.column_names.index("vector"), "vector", column)
+    return table.append_column("vector", column)
