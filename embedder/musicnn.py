@@ -120,18 +120,34 @@ class MusicnnTagger(_TaggerBase):
     """
 
     penultimate_dim = 200
+    _temporal_span = 128  # the longest temporal kernel
+    _temporal_before = 63  # TF 'same' padding before the output frame: (128 - 1) // 2
 
     def __init__(self, tensors: dict[str, np.ndarray]):
         super().__init__()
         self.num_tags = tensors["dense_1/bias"].shape[0]
         self._register_affine("input", tensors, "batch_normalization")
-        # Front-end (timbral blocks: kernels 7 x int(0.4*96)=38 and 7 x int(0.7*96)=67;
-        # temporal blocks: kernels 128, 64, 32 frames x 1 band), then per-block batch-norms.
-        for index, name in enumerate(["timbral_38", "timbral_67", "temporal_128", "temporal_64", "temporal_32"]):
+        # Front-end timbral blocks: kernels 7 frames x int(0.4*96)=38 and x int(0.7*96)=67 bands.
+        for index, name in enumerate(["timbral_38", "timbral_67"]):
             kernel, bias = _conv_weight(tensors, "conv2d" if index == 0 else f"conv2d_{index}")
             self.register_buffer(f"{name}_kernel", kernel)
             self.register_buffer(f"{name}_bias", bias)
             self._register_affine(name, tensors, f"batch_normalization_{index + 1}")
+        # Temporal blocks: kernels of 128, 64 and 32 frames x 1 band, TF 'same' padding.
+        # All three windows fit in the 128-frame one ('same' puts (k-1)//2 frames before the
+        # output frame: 63, 31, 15), so they become one [128, 153] matrix, zero outside each
+        # kernel's own span, applied by one matrix product per patch (see _frontend).
+        temporal_kernel = torch.zeros(self._temporal_span, 3 * 51)
+        temporal_parts = []
+        for index, length in enumerate((128, 64, 32)):
+            kernel, bias = _conv_weight(tensors, f"conv2d_{index + 2}")  # [51, 1, length, 1]
+            start = self._temporal_before - (length - 1) // 2
+            temporal_kernel[start : start + length, 51 * index : 51 * (index + 1)] = kernel[:, 0, :, 0].t()
+            temporal_parts.append((bias, *_batch_norm_scale_shift(tensors, f"batch_normalization_{index + 3}")))
+        self.register_buffer("temporal_kernel", temporal_kernel)
+        self.register_buffer("temporal_bias", torch.cat([part[0] for part in temporal_parts]))
+        self.register_buffer("temporal_scale", torch.cat([part[1] for part in temporal_parts]))
+        self.register_buffer("temporal_shift", torch.cat([part[2] for part in temporal_parts]))
         # Mid-end: three conv layers over time whose kernels span all channels: conv1d.
         for index, name in enumerate(["midend_1", "midend_2", "midend_3"]):
             kernel, bias = _conv_weight(tensors, f"conv2d_{index + 5}")
@@ -156,20 +172,42 @@ class MusicnnTagger(_TaggerBase):
         self.register_buffer(f"{name}_scale", scale)
         self.register_buffer(f"{name}_shift", shift)
 
-    def _frontend_block(self, spectrogram: torch.Tensor, name: str, time_padding: tuple[int, int]) -> torch.Tensor:
-        """conv -> ReLU -> batch-norm -> max over all bands, as timbral_block/tempo_block.
+    @staticmethod
+    def _pool_bands(activation: torch.Tensor, bias: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+        """Bias -> ReLU -> batch-norm -> max over all bands, as timbral_block/tempo_block, cheaper.
 
-        The max over bands is taken before the batch-norm: for a positive scale
-        max(s*x + t) = s*max(x) + t, for a negative one it picks the min instead. This
-        turns a multiply-add over [C, T, bands] into one over [C, T], with the same result.
+        ``activation [C, ..., bands]`` is a convolution without its bias; returns ``[C, ...]``.
+        The max over bands is taken first: adding the bias and ReLU commute with it, and for
+        a positive batch-norm scale max(s*x + t) = s*max(x) + t, for a negative one the min
+        gives it. Only [C, T] values are touched after the reduction instead of [C, T, bands];
+        as rounding is monotonic the result is the same.
         """
-        padded = F.pad(spectrogram, (0, 0) + time_padding)
-        activation = F.conv2d(padded, getattr(self, f"{name}_kernel"), getattr(self, f"{name}_bias"))
-        scale, shift = getattr(self, f"{name}_scale"), getattr(self, f"{name}_shift")
-        band_max = activation.amax(dim=3)
-        band_min = activation.amin(dim=3)
-        pooled = torch.where((scale >= 0).view(1, -1, 1), band_max, band_min).relu()
-        return _channel_affine(pooled, scale, shift)
+        band_min, band_max = torch.aminmax(activation, dim=-1)
+        shape = (-1,) + (1,) * (band_max.dim() - 1)
+        pooled = torch.where((scale >= 0).view(shape), band_max, band_min)
+        return (pooled + bias.view(shape)).relu() * scale.view(shape) + shift.view(shape)
+
+    def _frontend(self, spectrogram: torch.Tensor) -> torch.Tensor:
+        """The five front-end blocks on ``spectrogram [b, T, bands]`` -> ``[b, 561, T]``.
+
+        Timbral blocks: tf.pad 3 frames each side, then a 'valid' 7 x (38 | 67) convolution.
+        Temporal blocks (128, 64, 32 frames x 1 band, TF 'same' padding): one product of the
+        [T, bands, 128] window view with the [128, 153] kernel matrix, a GEMM with a long
+        inner dimension (~2x faster on CPU than convolutions with one input channel).
+        """
+        timbral_input = F.pad(spectrogram, (0, 0, 3, 3)).unsqueeze(0).transpose(0, 1)  # [b, 1, T+6, bands]
+        features = []
+        for name in ("timbral_38", "timbral_67"):
+            activation = F.conv2d(timbral_input, getattr(self, f"{name}_kernel")).transpose(0, 1)  # [C, b, T, bands']
+            scale, shift, bias = (getattr(self, f"{name}_{part}") for part in ("scale", "shift", "bias"))
+            features.append(self._pool_bands(activation, bias, scale, shift))
+        padded = F.pad(spectrogram, (0, 0, self._temporal_before, self._temporal_span - 1 - self._temporal_before))
+        windows = padded.unfold(1, self._temporal_span, 1)  # [b, T, bands, 128]
+        columns = windows.reshape(-1, self._temporal_span)  # one copy, [b*T*bands, 128]
+        activation = torch.matmul(self.temporal_kernel.t().to(columns.dtype), columns.t())  # [153, b*T*bands]
+        activation = activation.view(-1, *windows.shape[:3])  # [153, b, T, bands]
+        features.append(self._pool_bands(activation, self.temporal_bias, self.temporal_scale, self.temporal_shift))
+        return torch.cat(features).transpose(0, 1)  # [b, 561, T], order as musicnn's tf.concat
 
     def _midend_layer(self, features: torch.Tensor, name: str) -> torch.Tensor:
         padded = F.pad(features, (3, 3))  # tf.pad [3, 3] on time, then a 'valid' 7-frame kernel
@@ -179,18 +217,11 @@ class MusicnnTagger(_TaggerBase):
     def forward_logits(self, mel_patches: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``mel_patches [B, frames, 96]`` -> (logits [B, tags], penultimate [B, 200])."""
         mel_patches = self._check_patches(mel_patches)
-        # [B, 1, time, bands]: the TF graph's NHWC input with its single channel moved.
-        spectrogram = (mel_patches * self.input_scale + self.input_shift).unsqueeze(1)
-        frontend = [
-            # timbral: tf.pad 3 frames each side, 'valid' conv (models.frontend)
-            self._frontend_block(spectrogram, "timbral_38", (3, 3)),
-            self._frontend_block(spectrogram, "timbral_67", (3, 3)),
-            # temporal: TF 'same' padding, (k-1)//2 before and the rest after
-            self._frontend_block(spectrogram, "temporal_128", (63, 64)),
-            self._frontend_block(spectrogram, "temporal_64", (31, 32)),
-            self._frontend_block(spectrogram, "temporal_32", (15, 16)),
-        ]
-        frontend_features = torch.cat(frontend, dim=1)  # [B, 561, T], order as tf.concat
+        spectrogram = mel_patches * self.input_scale + self.input_shift  # input batch-norm
+        # On CPU a few patches at a time, so that the front-end's large activations
+        # ([204, T, bands] per patch) stay in cache between the convolution and the max.
+        chunk = 4 if spectrogram.device.type == "cpu" else len(spectrogram)
+        frontend_features = torch.cat([self._frontend(part) for part in spectrogram.split(chunk)])
         midend_1 = self._midend_layer(frontend_features, "midend_1")
         midend_2 = self._midend_layer(midend_1, "midend_2") + midend_1
         midend_3 = self._midend_layer(midend_2, "midend_3") + midend_2
