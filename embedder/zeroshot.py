@@ -13,8 +13,13 @@ and a query that *is* a label loses that label's own ranking. Here:
 - a query that equals a label (after tokenising: "hip hop" = "Hip-Hop") gets exactly that
   label's column, so it ranks tracks exactly as the tagger's probability does;
 - other words spread their weight over the labels nearest to them in the word space
-  (softmax of cosine similarity over the nearest few), so "reggae" borrows from hip-hop,
-  funk, soul... in proportion to how close they are;
+  (softmax over the nearest few), so "reggae" borrows from hip-hop, funk, soul... in
+  proportion to how close they are. Closeness is CSLS (Conneau et al. 2018, "Word
+  translation without parallel data"): `2·cos(w, l) − r_l − r_w`, where r is a word's mean
+  cosine to its 10 nearest vocabulary words. It corrects hubness: in 50-d GloVe a few
+  labels ("guitar", "pop") are near everything and would otherwise soak up every query;
+- a label both taggers have ("rock", "guitar", ...) is one column: the log-odds of the two
+  taggers' mean probability;
 - negated terms ("no vocals", "without drums") subtract their weights rather than being
   averaged into the positive words; "no X" also uses a label spelled "no X" where one exists.
 
@@ -40,12 +45,16 @@ TAGGERS = ("musicnn-msd", "musicnn-mtt")
 # long tail of weakly related labels (which every word has in 50-d GloVe) carries ~nothing.
 SIMILARITY_TEMPERATURE = 0.05
 NEAREST_LABELS = 8
+# CSLS neighbourhood (k = 10 as in Conneau et al.), searched among the most frequent words
+# (word-vector files are frequency-ordered), which keeps r_w to one small matrix product.
+CSLS_NEIGHBOURS = 10
+CSLS_VOCABULARY = 50_000
 # p is clipped before the logit: a tagger saying 1e-9 vs 1e-7 is no evidence either way.
 PROBABILITY_FLOOR = 1e-6
 
 MODEL_NAME = "mre-zs-musicnn"
 # bump when the way vectors are made changes, so old stores are refused, not misread
-ALGORITHM_VERSION = 1
+ALGORITHM_VERSION = 2
 
 
 @dataclass
@@ -79,8 +88,13 @@ class ZeroShotTaggerModel:
         frontends = {spec.frontend for spec in self.specs}
         assert len(frontends) == 1, "the taggers must share one front-end to share one mel pass"
         self.frontend: FrontendConfig = frontends.pop()
-        self.labels: list[str] = [label for spec in self.specs for label in spec.labels]
-        self.label_sources: list[str] = [spec.name for spec in self.specs for _ in spec.labels]
+        tagger_labels = [label.lower() for spec in self.specs for label in spec.labels]
+        # one column per distinct label; a label both taggers have is their mean probability
+        self.labels: list[str] = list(dict.fromkeys(tagger_labels))
+        merge = np.zeros((len(tagger_labels), len(self.labels)), dtype=np.float32)
+        for row, label in enumerate(tagger_labels):
+            merge[row, self.labels.index(label)] = 1.0
+        self._merge = torch.from_numpy(merge / merge.sum(axis=0, keepdims=True))
         self.output_dim = len(self.labels)
         self.dim = self.output_dim
         self.device = torch.device(device)
@@ -132,8 +146,9 @@ class ZeroShotTaggerModel:
         return self._taggers
 
     def patch_outputs(self, mel_patches: torch.Tensor) -> torch.Tensor:
-        """Per-patch label probabilities of both taggers, concatenated: [B, 100]."""
-        return torch.cat([tagger(mel_patches)[0] for tagger in self.taggers], dim=1)
+        """Per-patch probabilities of the distinct labels (shared ones averaged): [B, n_labels]."""
+        probabilities = torch.cat([tagger(mel_patches)[0] for tagger in self.taggers], dim=1)
+        return probabilities @ self._merge.to(probabilities.device, probabilities.dtype)
 
     def track_vector(self, mean_probabilities: np.ndarray) -> np.ndarray:
         """A track's vector from its mean patch probabilities: label log-odds, float32."""
@@ -158,7 +173,21 @@ class ZeroShotTaggerModel:
             norms = np.linalg.norm(matrix, axis=1, keepdims=True)
             self._label_matrix = matrix / np.maximum(norms, 1e-12)  # normalised here: rows are unit or zero
             self._label_tokens = tokens
+            self._label_hubness = self._hubness(self._label_matrix)
         return self._label_matrix, self._label_tokens
+
+    def _frequent_words(self) -> np.ndarray:
+        """Unit vectors of the most frequent words: the neighbourhoods CSLS measures hubness in."""
+        if getattr(self, "_frequent", None) is None:
+            vectors = np.asarray(self.words.keyed_vectors.vectors[:CSLS_VOCABULARY], dtype=np.float32)
+            self._frequent = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+        return self._frequent
+
+    def _hubness(self, unit_vectors: np.ndarray) -> np.ndarray:
+        """CSLS r: each vector's mean cosine to its CSLS_NEIGHBOURS nearest frequent words."""
+        similarity = unit_vectors @ self._frequent_words().T
+        k = min(CSLS_NEIGHBOURS, similarity.shape[1])
+        return np.partition(similarity, -k, axis=1)[:, -k:].mean(axis=1)
 
     def _label_name(self, label_tokens: tuple[str, ...]) -> str:
         _, tokens = self._labels_in_word_space()
@@ -173,7 +202,7 @@ class ZeroShotTaggerModel:
     def _nearest_label_weights(self, phrase_vector: np.ndarray) -> np.ndarray:
         label_matrix, _ = self._labels_in_word_space()
         unit = phrase_vector / max(float(np.linalg.norm(phrase_vector)), 1e-12)
-        similarity = label_matrix @ unit
+        similarity = 2.0 * (label_matrix @ unit) - self._label_hubness - self._hubness(unit[None])[0]  # CSLS
         nearest = np.argsort(-similarity)[:NEAREST_LABELS]
         logits = similarity[nearest] / SIMILARITY_TEMPERATURE
         weights = np.exp(logits - logits.max())

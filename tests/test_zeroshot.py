@@ -1,0 +1,44 @@
+"""The default zero-shot model on generated clips with known tags (issue 3's requirements)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+
+@pytest.fixture(scope="module")
+def figures():
+    from mre.benchmarks.zeroshot_eval import run
+
+    return run(n_per_group=6, seed=1)
+
+
+def test_label_words_rank_as_the_label_probability(figures):
+    for word, auc in figures.label_query_auc.items():
+        assert abs(auc - figures.label_probability_auc[word]) <= 0.01, word
+
+
+def test_words_no_tagger_knows_beat_conse_and_chance(figures):
+    ours = figures.macro(figures.unseen_auc)
+    conse = figures.macro(figures.unseen_conse_auc)
+    assert ours > conse
+    assert ours > 0.55
+
+
+def test_negation_is_not_averaged_into_the_word(figures):
+    assert figures.negation_auc > 0.7  # "no drums" finds the clips without drums
+
+
+def test_query_understanding():
+    from mre.embedder.zeroshot import ZeroShotTaggerModel
+
+    model = ZeroShotTaggerModel()
+    assert model.query_vector("hip hop").matched_labels == ["hip-hop"]
+    assert model.query_vector("Hip-Hop").matched_labels == ["hip-hop"]
+    no_vocals = model.query_vector("no vocals").vector
+    assert no_vocals[model.labels.index("no vocals")] == 1.0 and no_vocals.sum() == 1.0
+    mixed = model.query_vector("acoustic guitar without vocals")
+    assert mixed.vector[model.labels.index("vocals")] < 0 < mixed.vector[model.labels.index("guitar")]
+    typo = model.query_vector("piano xqzzvk")
+    assert typo.ignored == ["xqzzvk"] and np.argmax(typo.vector) == model.labels.index("piano")
+    with pytest.raises(ValueError):
+        model.query_vector("xqzzvk qqqxxz")
