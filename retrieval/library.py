@@ -15,6 +15,7 @@ import numpy as np
 from mre.embedder.models import load_model
 from mre.embedder.runner import choose_device, embed_files
 from mre.embedder.words import load_tag_vocabulary
+from mre.indexer.index_spec import use_single_query_threads
 from mre.indexer.store import Store, StoreError
 
 # Below this many tracks, song→song is an exact numpy pass; above, FAISS proposes candidates
@@ -96,6 +97,7 @@ class Library:
             raise LibraryError(f"no index at {self.store.root} yet — run `mre index PATH --store {self.store.root}` first")
         self.generation = generation
         self.meta = generation.meta
+        use_single_query_threads()  # one query at a time: a second thread only adds sync cost
         stored_words = self.meta.get("word_vectors_path")
         device = str(choose_device(device))
         try:
