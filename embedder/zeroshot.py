@@ -294,7 +294,8 @@ class ZeroShotTaggerModel:
         for label, weight in zip(self.labels, vector):
             if weight != 0:
                 merged[label.lower()] = merged.get(label.lower(), 0.0) + float(weight)
-        return sorted(merged.items(), key=lambda item: -abs(item[1]))[:top]
+        # weights under 1% move no ranking a user could notice: not worth naming
+        return [item for item in sorted(merged.items(), key=lambda item: -abs(item[1]))[:top] if abs(item[1]) >= 0.01]
 
     def tag_matrix(self, tags: list[str]) -> tuple[np.ndarray, list[str]]:
         """Label weights of each vocabulary tag, one row per tag; tags with no known word are dropped.
