@@ -1,6 +1,7 @@
 """The `mre` command group; each command lives in a small module of its own."""
 import click
 
+from mre.cli.bench import bench
 from mre.cli.index import index
 from mre.cli.search import query, similar, tags
 
@@ -19,7 +20,7 @@ def main():
     """
 
 
-for command in (index, query, tags, similar):
+for command in (index, query, tags, similar, bench):
     main.add_command(command)
 
 if __name__ == "__main__":

@@ -1,0 +1,83 @@
+"""One quality benchmark run: read a dataset, embed its audio, score every tag, report.
+
+Scores are what `mre query` ranks by: the model's tag vector (a tag used as a query) against
+each track's vector. A track whose audio cannot be decoded is left out and counted in the
+report's notes, as a missing file is.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from mre.benchmarks.datasets import Dataset, DatasetError, read_gtzan, read_mtat, read_table
+from mre.benchmarks.quality import QualityReport, evaluate, write_report
+from mre.embedder.models import load_model
+from mre.embedder.runner import embed_files
+
+
+def read_dataset(kind: str, root: str | Path, *, tracks: str = "tracks.csv", split_dir=None, word_space=None) -> Dataset:
+    if kind == "mtat":
+        return read_mtat(root, word_space=word_space)
+    if kind == "gtzan":
+        return read_gtzan(root, split_dir=split_dir)
+    if kind == "table":
+        return read_table(root, tracks=tracks, word_space=word_space)
+    raise DatasetError(f"unknown dataset kind {kind!r}: use mtat, gtzan or table")
+
+
+def _keep_rows(dataset: Dataset, rows: np.ndarray) -> Dataset:
+    return replace(dataset, tracks=[dataset.tracks[i] for i in rows], labels=dataset.labels[rows])
+
+
+def _keep_tags(dataset: Dataset, tags: list[str], reason: str) -> Dataset:
+    if tags == dataset.tags:
+        return dataset
+    columns = [dataset.tags.index(t) for t in tags]
+    dropped = [t for t in dataset.tags if t not in tags]
+    reasons = {**dataset.drop_reasons, **{t: reason for t in dropped}}
+    return replace(dataset, tags=tags, labels=dataset.labels[:, columns], dropped_tags=dataset.dropped_tags + dropped,
+                   drop_reasons=reasons)
+
+
+def run_quality(kind: str, root: str | Path, *, tracks: str = "tracks.csv", split_dir=None, split: str = "test",
+                model_name: str | None = None, out: str | Path | None = None, device: str = "auto",
+                word_vectors: str | None = None, workers: int | None = None) -> tuple[QualityReport, list[Path]]:
+    """Evaluate a model on a dataset split; returns the report and the files written to `out`."""
+    from mre.embedder.runner import choose_device
+
+    model = load_model(model_name, device=choose_device(device), word_vectors=word_vectors)
+    if not hasattr(model, "tag_matrix"):
+        raise DatasetError(f"{model_name} is a tagger with a fixed label list; benchmark mre-zs-musicnn or a trained model")
+    dataset = read_dataset(kind, root, tracks=tracks, split_dir=split_dir, word_space=model.words)
+    if split in dataset.splits:
+        dataset, eval_split = dataset.subset(split), None  # embed only the split's audio
+    else:
+        eval_split = split  # evaluate() says what it did (no split at all) or refuses (split missing)
+    tag_matrix, kept = model.tag_matrix(dataset.tags)
+    dataset = _keep_tags(dataset, kept, "no word of the tag is in the word vectors")
+    if not dataset.tags:
+        raise DatasetError(f"{dataset.name}: no tag has a word vector; nothing to evaluate")
+
+    vectors, ok_rows, failed = [], [], []
+    paths = [str(t.path) for t in dataset.tracks]
+    for row, track in enumerate(embed_files(paths, model, device=choose_device(device), workers=workers)):
+        if track.error is None and track.patch_mean is not None:
+            vectors.append(model.track_vector(track.patch_mean))
+            ok_rows.append(row)
+        else:
+            failed.append((track.path, track.error or "no audio"))
+    if not ok_rows:
+        raise DatasetError(f"{dataset.name}: no track could be decoded (first: {failed[0][0]}: {failed[0][1]})")
+    dataset = _keep_rows(dataset, np.asarray(ok_rows))
+    scores = np.stack(vectors) @ tag_matrix.T
+    seen = getattr(model, "seen_tags", None)
+    unseen = getattr(model, "unseen_tags", None)
+    report = evaluate(dataset, scores, seen_tags=seen, unseen_tags=unseen, split=eval_split, model=model.model_id)
+    if eval_split is None:
+        report.split = split  # the subset embedded above is that split, not "all tracks"
+    if failed:
+        report.notes.append(f"{len(failed)} tracks could not be decoded and were left out (first: {failed[0][0]})")
+    written = write_report(report, out) if out is not None else []
+    return report, written

@@ -1,0 +1,107 @@
+"""`mre bench quality` and `mre bench speed`: the scripted benchmarks, one command each."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from mre.cli.options import device_option, emit_json, json_option, model_option, one_line_errors, word_vectors_option
+
+
+@click.group()
+def bench():
+    """Benchmarks: retrieval quality on a dataset, and speed."""
+
+
+@bench.command()
+@click.option("--dataset", type=click.Choice(["mtat", "gtzan", "table"]), required=True, help="Dataset layout under --root.")
+@click.option("--root", type=click.Path(exists=True, file_okay=False), required=True, help="Dataset folder.")
+@click.option("--tracks", default="tracks.csv", show_default=True, help="For --dataset table: the table inside the root.")
+@click.option("--split-dir", type=click.Path(exists=True, file_okay=False), default=None,
+              help="For gtzan: folder with train/valid/test list files (default: the root).")
+@click.option("--split", default="test", show_default=True, help="Which split to evaluate.")
+@model_option
+@click.option("--out", type=click.Path(file_okay=False), default="bench-out", show_default=True,
+              help="Folder for quality.json, per_tag.csv and the PNGs.")
+@json_option
+@device_option
+@word_vectors_option
+@click.option("--workers", type=click.IntRange(min=0), default=None, help="Decode processes (default: cores − 1).")
+@one_line_errors
+def quality(dataset, root, tracks, split_dir, split, model, out, as_json, device, word_vectors, workers):
+    """Tag-retrieval and annotation ROC-AUC (and accuracy for GTZAN) of a model on a dataset.
+
+    The paper's Table 1 figures are printed beside, labelled as the paper's.
+
+    \b
+    Example:
+        mre bench quality --dataset mtat --root ~/data/mtat
+        mre bench quality --dataset gtzan --root ~/data/gtzan --split-dir ~/data/gtzan/splits --json
+        mre bench quality --dataset table --root ~/data/mine --tracks tags.parquet
+    """
+    from mre.benchmarks.quality_run import run_quality
+
+    report, written = run_quality(dataset, root, tracks=tracks, split_dir=split_dir, split=split, model_name=model,
+                                  out=out, device=device, word_vectors=word_vectors, workers=workers)
+    if as_json:
+        emit_json(report.to_json())
+    else:
+        from mre.benchmarks.quality import format_table
+
+        click.echo(format_table(report))
+        click.echo(f"wrote {', '.join(str(p) for p in written)}")
+
+
+@bench.command()
+@click.option("--library", type=click.Path(exists=True, file_okay=False), default=None,
+              help="Audio for the embedding figures (default: the demo library, else generated clips).")
+@click.option("--sizes", default="10000,100000,1000000", show_default=True, help="Search benchmark sizes.")
+@click.option("--reindex-files", type=click.IntRange(min=0), default=10_000, show_default=True,
+              help="Files in the generated library for the unchanged re-index figure (0: skip).")
+@model_option
+@device_option
+@click.option("--out", type=click.Path(file_okay=False), default="bench-out", show_default=True)
+@json_option
+@one_line_errors
+def speed(library, sizes, reindex_files, model, device, out, as_json):
+    """Embedding throughput vs decode-only, search latency/recall vs numpy, unchanged re-index time.
+
+    \b
+    Example:
+        mre bench speed --sizes 10000,100000 --out bench-out
+    """
+    import contextlib
+    import io
+    import tempfile
+
+    from mre.benchmarks import reindex_speed, search_speed, tagging_speed
+    from mre.embedder.audio import AUDIO_EXTENSIONS
+    from mre.embedder.models import load_model
+    from mre.embedder.runner import default_workers
+
+    sizes = [int(s) for s in sizes.replace("_", "").split(",") if s.strip()]
+    out_dir = Path(out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    quiet = contextlib.redirect_stdout(io.StringIO()) if as_json else contextlib.nullcontext()
+    report = {}
+    with quiet, tempfile.TemporaryDirectory() as scratch:
+        if library:
+            paths = sorted(str(p) for p in Path(library).rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS)
+        else:
+            paths = tagging_speed._demo_files() or tagging_speed._generated_files(Path(scratch))
+        model_name = model or "mre-zs-musicnn"
+        report["embedding"] = figures = tagging_speed.measure(paths, model_name, 64, default_workers(), device, "float32")
+        click.echo(f"embedding ({model_name}, {figures['device']}): end to end {figures['end_to_end_x_realtime']}× "
+                   f"realtime, decode only {figures['decode_only_x_realtime']}× — ratio "
+                   f"{figures['ratio_end_to_end_vs_decode']}")
+        dim = load_model(model_name).dim
+        report["search"] = search_speed.run(sizes, dim=dim)
+        png = search_speed.plot_latency_vs_recall(report["search"], out_dir / "search_latency_recall.png")
+        if reindex_files:
+            report["reindex"] = reindex_speed.run(n_files=reindex_files, dim=dim)
+    (out_dir / "speed.json").write_text(json.dumps(report, indent=2, default=str))
+    if as_json:
+        emit_json(report)
+    else:
+        click.echo(f"wrote {out_dir / 'speed.json'}" + (f", {png}" if png else ""))
