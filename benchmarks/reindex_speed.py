@@ -5,8 +5,9 @@
 Generates a library of tiny WAV files (0.1 s of silence each, in folders of 100, in a
 temporary directory), commits a store whose tracks table covers every file (random
 vectors: the figures here do not depend on the model), then times what `mre index` does
-first on a re-run: read the live tracks table, scan the library, diff the two. Every file
-must come out unchanged. Goal (issue 5): 10k files in <= 5 s.
+first on a re-run: read the live tracks table, scan the library, diff the two (the floor),
+and then the whole `mre index` re-run through the pipeline, as a ratio of that floor. Every
+file must come out unchanged. Goal (issue 5): 10k files in <= 5 s.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ def generate_library(root: Path, n_files: int) -> None:
         (folder / f"track{number % FILES_PER_FOLDER:03d}.wav").write_bytes(wav)
 
 
-def commit_store(store_root: Path, library: Path, dim: int):
+def commit_store(store_root: Path, library: Path, dim: int, meta: dict | None = None):
     import pyarrow as pa
 
     from mre.indexer.scan import scan_library
@@ -56,13 +57,14 @@ def commit_store(store_root: Path, library: Path, dim: int):
         "track_id": [track_id_for(f.path) for f in files], "path": [f.path for f in files],
         "size": [f.size for f in files], "mtime_ns": [f.mtime_ns for f in files],
         "duration": [0.1] * n, "sample_rate": [16000] * n, "channels": [1] * n, "format": ["WAV"] * n,
-        "vector": vectors_column(vectors), "model_id": ["benchmark"] * n, "top_tags": [[]] * n,
+        "vector": vectors_column(vectors), "model_id": [(meta or {}).get("model_id", "benchmark")] * n,
+        "top_tags": [[]] * n,
     }, schema=tracks_schema(dim))
     tag_vectors = np.eye(dim, dtype=np.float32)[:4]
     tags = pa.Table.from_pydict({"tag": ["a", "b", "c", "d"], "category": ["x"] * 4,
                                  "vector": vectors_column(tag_vectors)}, schema=tags_schema(dim))
     store = Store(store_root)
-    store.commit(tracks, vectors, tags, tag_vectors, None, {"model_id": "benchmark"}).close()
+    store.commit(tracks, vectors, tags, tag_vectors, None, meta or {"model_id": "benchmark"}).close()
     return store
 
 
@@ -87,33 +89,55 @@ def time_unchanged_reindex(store, library: Path) -> dict:
             "total_s": diffed - started, "unchanged": len(diff.unchanged)}
 
 
-def run(n_files: int = 10_000, dim: int = 50, repeats: int = 3, echo=print) -> dict:
+def time_index_command(store, library: Path) -> float:
+    """The whole `mre index` re-run (model set-up, lock, scan, diff, staging check): nothing to embed."""
+    from mre.indexer.pipeline import index_library
+
+    started = time.perf_counter()
+    summary = index_library(library, store, workers=0)
+    elapsed = time.perf_counter() - started
+    if summary.committed or summary.indexed:
+        raise RuntimeError(f"an unchanged library should index nothing, got: {summary.lines()[0]}")
+    return elapsed
+
+
+def run(n_files: int = 10_000, dim: int | None = None, repeats: int = 3, echo=print) -> dict:
+    from mre.embedder.zeroshot import ZeroShotTaggerModel
+
+    model = ZeroShotTaggerModel()  # the store looks made by the default model, so `mre index` sees no change
+    dim = dim or model.dim
+    meta = {**model.describe(), "index_counts": {"skipped": 0}, "word_vectors_path": None}
     with tempfile.TemporaryDirectory(prefix="mre-reindex-") as scratch:
         library, store_root = Path(scratch) / "library", Path(scratch) / "store"
         started = time.perf_counter()
         generate_library(library, n_files)
         generated_s = time.perf_counter() - started
-        store = commit_store(store_root, library, dim)
+        store = commit_store(store_root, library, dim, meta if dim == model.dim else None)
         # The first pass warms the OS file cache, as any earlier `mre index` run would have.
         runs = [time_unchanged_reindex(store, library) for _ in range(repeats)]
+        command_s = min(time_index_command(store, library) for _ in range(repeats)) if dim == model.dim else None
     best = min(runs, key=lambda r: r["total_s"])
+    measured = command_s if command_s is not None else best["total_s"]
     report = {"benchmark": "reindex_speed", "files": n_files, "dim": dim, "generate_library_s": generated_s,
-              "runs": runs, "best": best, "goal_s": 5.0, "meets_goal": best["total_s"] <= 5.0}
+              "runs": runs, "best": best, "index_command_s": command_s, "goal_s": 5.0, "meets_goal": measured <= 5.0}
     if echo:
         echo(f"unchanged re-index of {n_files:,} files: open store {best['open_store_s']:.3f} s, "
              f"scan {best['scan_s']:.3f} s, diff {best['diff_s']:.3f} s, total {best['total_s']:.3f} s "
-             f"(goal <= 5 s; best of {repeats})")
+             f"(best of {repeats}; the floor)")
+        if command_s is not None:
+            echo(f"whole `mre index` re-run: {command_s:.3f} s = {command_s / best['total_s']:.1f}× the floor "
+                 f"(goal <= 5 s)")
     return report
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--files", type=int, default=10_000)
-    parser.add_argument("--dim", type=int, default=50)
+    parser.add_argument("--dim", type=int, default=None, help="vector width (default: the default model's; only then is the whole `mre index` timed)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", type=Path, default=None, help="write the figures as JSON here")
     args = parser.parse_args(argv)
-    if args.files <= 0 or args.dim <= 0 or args.repeats <= 0:
+    if args.files <= 0 or (args.dim is not None and args.dim <= 0) or args.repeats <= 0:
         parser.error("--files, --dim and --repeats must be positive")
     report = run(args.files, args.dim, args.repeats)
     if args.out:
