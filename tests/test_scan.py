@@ -1,7 +1,6 @@
 """Library scan and the incremental diff against the live tracks table."""
 
 import os
-import time
 
 import pyarrow as pa
 import pytest
@@ -76,17 +75,16 @@ def test_unreadable_folder_is_recorded_not_raised(library, monkeypatch):
     assert len(result.files) == 3
 
 
-def test_scan_is_fast(tmp_path):
-    # 2,500 files (creating 10k takes seconds here); 10k scan in ~0.08 s in reindex_speed.
+def test_scan_of_many_folders(tmp_path):
+    # 2,500 files; how fast a 10k scan is, is measured by benchmarks/reindex_speed.py
+    # (a timing assert here would fail on a loaded CI machine, not on a slow scan)
     root = tmp_path / "big"
     for folder in range(50):
         (root / f"artist{folder:03d}").mkdir(parents=True)
         for track in range(50):
             os.close(os.open(root / f"artist{folder:03d}" / f"{track:03d}.wav", os.O_CREAT | os.O_WRONLY, 0o644))
-    started = time.perf_counter()
     result = scan_library(root, AUDIO)
-    assert len(result.files) == 2_500
-    assert time.perf_counter() - started < 0.25
+    assert len(result.files) == 2_500 and not result.errors
 
 
 def live_table(entries):
@@ -122,12 +120,10 @@ def test_diff_without_a_live_generation_makes_everything_new():
         diff_library(files, pa.table({"path": ["/m/a.wav"]}))
 
 
-def test_diff_of_an_unchanged_ten_thousand_file_library_is_fast():
+def test_diff_of_an_unchanged_ten_thousand_file_library():
     files = [FileEntry(f"/music/artist{i // 100:03d}/{i % 100:03d}.wav", 1000 + i, 10**18 + i) for i in range(10_000)]
     live = live_table(files[::-1])
-    started = time.perf_counter()
-    diff = diff_library(files, live)
-    assert time.perf_counter() - started < 0.5
+    diff = diff_library(files, live)  # its speed: benchmarks/reindex_speed.py
     assert len(diff.unchanged) == 10_000 and not diff.new and not diff.changed and not diff.removed
 
 

