@@ -46,20 +46,24 @@ def commit_store(store_root: Path, library: Path, dim: int, meta: dict | None = 
     import pyarrow as pa
 
     from mre.indexer.scan import scan_library
-    from mre.indexer.store import Store, tags_schema, track_id_for, tracks_schema, vectors_column
+    from mre.indexer.pipeline import full_tracks_schema
+    from mre.indexer.store import Store, tags_schema, track_id_for, vectors_column
 
     files = scan_library(library, {".wav"}).files
     rng = np.random.default_rng(0)
     vectors = rng.standard_normal((len(files), dim)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     n = len(files)
+    from mre.indexer.pipeline import ATTRIBUTE_FIELDS
+
+    attributes = {field.name: pa.nulls(n, field.type) for field in ATTRIBUTE_FIELDS}  # as the pipeline writes them
     tracks = pa.Table.from_pydict({
         "track_id": [track_id_for(f.path) for f in files], "path": [f.path for f in files],
         "size": [f.size for f in files], "mtime_ns": [f.mtime_ns for f in files],
         "duration": [0.1] * n, "sample_rate": [16000] * n, "channels": [1] * n, "format": ["WAV"] * n,
         "vector": vectors_column(vectors), "model_id": [(meta or {}).get("model_id", "benchmark")] * n,
-        "top_tags": [[]] * n,
-    }, schema=tracks_schema(dim))
+        "top_tags": [[]] * n, **attributes,
+    }, schema=full_tracks_schema(dim))
     tag_vectors = np.eye(dim, dtype=np.float32)[:4]
     tags = pa.Table.from_pydict({"tag": ["a", "b", "c", "d"], "category": ["x"] * 4,
                                  "vector": vectors_column(tag_vectors)}, schema=tags_schema(dim))

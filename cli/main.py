@@ -3,7 +3,7 @@ import click
 
 from mre.cli.bench import bench
 from mre.cli.index import index
-from mre.cli.search import query, similar, tags
+from mre.cli.search import info, query, similar, tags
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -20,7 +20,7 @@ def main():
     """
 
 
-for command in (index, query, tags, similar, bench):
+for command in (index, query, tags, similar, info, bench):
     main.add_command(command)
 
 if __name__ == "__main__":

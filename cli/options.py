@@ -46,3 +46,23 @@ def one_line_errors(function):
             raise click.ClickException(message) from None
 
     return wrapper
+
+
+def filter_options(function):
+    """--bpm, --key, --mode, --min-duration, --max-duration: the same on every search command."""
+    options = [
+        click.option("--bpm", default=None, help="Tempo or range, e.g. 124 or 120-128."),
+        click.option("--key", "key_name", default=None, help='Key, e.g. "A minor", "F#", "Bbm".'),
+        click.option("--mode", type=click.Choice(["major", "minor"]), default=None, help="Major or minor."),
+        click.option("--min-duration", type=click.FloatRange(min=0), default=None, help="Seconds."),
+        click.option("--max-duration", type=click.FloatRange(min=0), default=None, help="Seconds."),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+def filters_from(bpm, key_name, mode, min_duration, max_duration):
+    from mre.retrieval.filters import Filters
+
+    return Filters.from_options(bpm=bpm, key=key_name, mode=mode, min_duration=min_duration, max_duration=max_duration)

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import click
 
-from mre.cli.options import (device_option, emit_json, json_option, k_option, model_option, one_line_errors,
-                             store_option, vocab_option, word_vectors_option)
+from mre.cli.options import (device_option, emit_json, filter_options, filters_from, json_option, k_option, model_option,
+                             one_line_errors, store_option, vocab_option, word_vectors_option)
 
 
 def _open(store, model=None, word_vectors=None, vocab=None, device="cpu"):
@@ -32,18 +32,22 @@ def _print_hits(hits, as_json: bool) -> None:
 @k_option
 @json_option
 @word_vectors_option
+@filter_options
 @one_line_errors
-def query(text, store, k, as_json, word_vectors):
+def query(text, store, k, as_json, word_vectors, bpm, key_name, mode, min_duration, max_duration):
     """Words → songs: the tracks that best match TEXT (any words, not a fixed tag list).
 
-    Negate with "no", "without" or "-": "acoustic guitar no vocals".
+    Negate with "no", "without" or "-": "acoustic guitar no vocals". Filters narrow the
+    results to a tempo range, a key or mode, a duration.
 
     \b
     Example:
         mre query "dub reggae" -k 20
         mre query "calm piano without drums" --json
+        mre query "deep house" --bpm 120-126 --key "A minor"
     """
-    result = _open(store, word_vectors=word_vectors).search(text, k)
+    filters = filters_from(bpm, key_name, mode, min_duration, max_duration)
+    result = _open(store, word_vectors=word_vectors).search(text, k, filters)
     for message in result.messages:
         click.echo(message, err=True)
     if not as_json and (result.matched_labels or result.related_labels):
@@ -125,8 +129,11 @@ def tags(targets, store, model, k, as_json, vocab, word_vectors, device):
 @k_option
 @json_option
 @device_option
+@filter_options
+@click.option("--compatible", is_flag=True,
+              help="Only keys that mix harmonically with TARGET's: same, relative, a fifth up or down.")
 @one_line_errors
-def similar(target, store, k, as_json, device):
+def similar(target, store, k, as_json, device, bpm, key_name, mode, min_duration, max_duration, compatible):
     """Song → songs: the tracks that sound most like TARGET (a file or a track id).
 
     A file not in the store is embedded on the fly.
@@ -134,5 +141,45 @@ def similar(target, store, k, as_json, device):
     \b
     Example:
         mre similar ~/Music/song.mp3 -k 5
+        mre similar ~/Music/song.mp3 --bpm 122-130 --compatible
     """
-    _print_hits(_open(store, device=device).similar(target, k), as_json)
+    filters = filters_from(bpm, key_name, mode, min_duration, max_duration)
+    _print_hits(_open(store, device=device).similar(target, k, filters, compatible=compatible), as_json)
+
+
+@click.command()
+@click.argument("targets", nargs=-1, required=True)
+@store_option
+@json_option
+@device_option
+@one_line_errors
+def info(targets, store, as_json, device):
+    """A card per track: duration, format, tempo, key and mode, loudness, brightness, top tags.
+
+    TARGETS are files or track ids; files outside the store are analysed on the fly.
+
+    \b
+    Example:
+        mre info ~/Music/song.mp3 --json
+    """
+    cards = _open(store, device=device).info(list(targets))
+    if as_json:
+        emit_json(cards)
+        return
+    for card in cards:
+        click.echo(card["path"])
+        bpm = f"{card['bpm']:.1f} BPM (confidence {card['bpm_confidence']:.2f})" if card.get("bpm") else "no clear pulse"
+        key = f"{card['key']} {card['mode']}" if card.get("key") else "no key"
+        duration = card.get("duration")
+        click.echo(f"  duration   {duration:.1f} s, {card.get('format')}, {card.get('sample_rate')} Hz, "
+                   f"{card.get('channels')} ch" if duration is not None else "  duration   unknown")
+        if card.get("loudness_db") is None:
+            click.echo("  attributes could not be measured")
+        else:
+            click.echo(f"  tempo      {bpm}")
+            click.echo(f"  key        {key} (mode strength {card['mode_strength']:+.2f})")
+            click.echo(f"  loudness   {card['loudness_db']:.1f} LUFS, range {card['dynamic_range_db']:.1f} LU")
+            click.echo(f"  brightness {card['brightness']:.0f} Hz centroid; percussive {card['percussiveness']:.2f}, "
+                       f"{card['onset_density']:.1f} onsets/s, beat strength {card['beat_strength']:.2f}")
+        if card.get("top_tags"):
+            click.echo(f"  tags       {', '.join(card['top_tags'])}")

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from mre.embedder.attributes import ATTRIBUTE_NAMES, TrackAttributes, extract_attributes
 from mre.embedder.audio import AUDIO_EXTENSIONS
 from mre.embedder.models import load_model
 from mre.embedder.runner import DEFAULT_MAX_SECONDS, embed_files
@@ -62,12 +63,32 @@ class IndexSummary:
         return out
 
 
+# musical attributes (issue 6), one column each, measured in the decode worker on the same samples
+ATTRIBUTE_FIELDS = [pa.field(name, pa.string() if name in ("key", "mode") else pa.float64()) for name in ATTRIBUTE_NAMES]
+
+
+def full_tracks_schema(dim: int) -> pa.Schema:
+    """The store's tracks table: the store's own columns plus the attribute columns."""
+    schema = tracks_schema(dim)
+    for field in ATTRIBUTE_FIELDS:
+        schema = schema.append(field)
+    return schema
+
+
 def _staged_schema(dim: int) -> pa.Schema:
     return pa.schema([
         ("path", pa.string()), ("size", pa.int64()), ("mtime_ns", pa.int64()),
         ("duration", pa.float64()), ("sample_rate", pa.int32()), ("channels", pa.int32()),
         ("format", pa.string()), ("vector", pa.list_(pa.float32(), dim)), ("error", pa.string()),
+        *ATTRIBUTE_FIELDS,
     ])
+
+
+def _attribute_values(extras) -> dict:
+    """Attribute columns of one track; nulls when the analysis failed (the track still counts)."""
+    if isinstance(extras, TrackAttributes):
+        return extras.as_dict()
+    return {name: None for name in ATTRIBUTE_NAMES}
 
 
 def index_library(root: str | Path, store: Store, **options) -> IndexSummary:
@@ -106,7 +127,8 @@ def _index(
     model = load_model(model_name, device=torch_device, word_vectors=word_vectors)
     live = store.live()
     live_tracks = live.tracks() if live is not None else None
-    model_changed = live is not None and live.meta.get("model_id") != model.model_id
+    model_changed = live is not None and (live.meta.get("model_id") != model.model_id
+                                          or not set(ATTRIBUTE_NAMES) <= set(live.tracks().column_names))
     if model_changed:
         live_tracks = None  # a different model: every vector must be made again
 
@@ -158,13 +180,13 @@ def _index(
     done = 0
     try:
         for track in embed_files([e.path for e in remaining], model, device=torch_device, batch_size=batch_size,
-                                 workers=workers, max_seconds=max_seconds):
+                                 workers=workers, max_seconds=max_seconds, analyse=extract_attributes):
             entry = entries[track.path]
             info = track.info
             row = {"path": entry.path, "size": entry.size, "mtime_ns": entry.mtime_ns,
                    "duration": info.duration if info else None, "sample_rate": info.sample_rate if info else None,
                    "channels": info.channels if info else None, "format": info.format if info else None,
-                   "vector": None, "error": track.error}
+                   "vector": None, "error": track.error, **_attribute_values(track.extras)}
             if track.error is None:
                 if track.patch_mean is None:
                     row["error"] = "no audio to analyse"
@@ -236,7 +258,7 @@ def _index(
 
 def _assemble_tracks(model, live_tracks, diff, ok: pa.Table, outside) -> pa.Table:
     """Unchanged live rows (vectors reused) + rows outside the scanned root + newly embedded rows."""
-    schema = tracks_schema(model.dim)
+    schema = full_tracks_schema(model.dim)
     parts = []
     if live_tracks is not None and outside is not None and outside.num_rows:
         parts.append(outside.select(schema.names).cast(schema))

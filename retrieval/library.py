@@ -12,11 +12,13 @@ from pathlib import Path
 
 import numpy as np
 
+from mre.embedder.attributes import ATTRIBUTE_NAMES, TrackAttributes, extract_attributes
 from mre.embedder.models import load_model
 from mre.embedder.runner import choose_device, embed_files
 from mre.embedder.words import load_tag_vocabulary
 from mre.indexer.index_spec import use_single_query_threads
 from mre.indexer.store import Store, StoreError
+from mre.retrieval.filters import Filters
 
 # Below this many tracks, song→song is an exact numpy pass; above, FAISS proposes candidates
 # (this many per result) that are re-ranked exactly.
@@ -165,15 +167,24 @@ class Library:
         row, path = self.resolve(target)
         if row is not None:
             return self.track_vectors[row], row, path
-        vector = embed_paths(self.model, [path], device=self.device)[0]
+        vector, _ = embed_paths(self.model, [path], device=self.device)[0]
         return vector, None, path
 
-    # -- word → song ---------------------------------------------------------------------------
-    def query(self, text: str, k: int = 10) -> list[Hit]:
-        """Tracks best matching a text query, best first."""
-        return self.search(text, k).hits
+    def _ranked(self, vector: np.ndarray, k: int, filters: Filters | None) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k (scores, rows) by inner product; with filters, an exact pass over the rows that pass."""
+        if filters is None or not filters.active():
+            return self._search(vector, k)
+        rows = np.flatnonzero(filters.mask(self._tracks))
+        scores = self.track_vectors[rows] @ np.asarray(vector, dtype=np.float32)
+        order = np.argsort(-scores, kind="stable")[:k]
+        return scores[order], rows[order]
 
-    def search(self, text: str, k: int = 10) -> QueryResult:
+    # -- word → song ---------------------------------------------------------------------------
+    def query(self, text: str, k: int = 10, filters: Filters | None = None) -> list[Hit]:
+        """Tracks best matching a text query, best first (only those passing `filters`)."""
+        return self.search(text, k, filters).hits
+
+    def search(self, text: str, k: int = 10, filters: Filters | None = None) -> QueryResult:
         """Like `query`, with how the words were understood (matched labels, ignored words)."""
         if not text or not text.strip():
             raise LibraryError("the query is empty: give some words, e.g. mre query \"calm piano\"")
@@ -181,7 +192,7 @@ class Library:
             query = self.model.query_vector(text)
         except ValueError as error:
             raise LibraryError(str(error)) from None
-        scores, rows = self._search(query.vector, k)
+        scores, rows = self._ranked(query.vector, k, filters)
         hits = [self._hit(int(r), s) for r, s in zip(rows, self._display(scores))]
         return QueryResult(hits, query.matched_labels, query.related_labels, query.ignored, query.messages)
 
@@ -206,19 +217,30 @@ class Library:
                          track_id=self._ids[row] if row is not None else None)
 
     # -- song → song --------------------------------------------------------------------------
-    def similar(self, target: str, k: int = 10) -> list[Hit]:
+    def similar(self, target: str, k: int = 10, filters: Filters | None = None, compatible: bool = False) -> list[Hit]:
         """Tracks that sound most like `target` (itself excluded), best first.
+
+        filters: constraints on the results. compatible: only keys that mix harmonically with
+        the target's (same key, relative major/minor, neighbours on the circle of fifths).
 
         Cosine of the track vectors after centring them on the store's mean: label log-odds are
         mostly negative for every track (tags are sparse), so uncentred cosines are all close
         to 1 and say more about the labels' base rates than about the two tracks.
         """
-        vector, row, _ = self._vector_of(target)
+        vector, row, path = self._vector_of(target)
+        if compatible:
+            card = self.info([target])[0]
+            if not card.get("key") or not card.get("mode"):
+                raise LibraryError(f"no key was detected in {path}: --compatible needs one")
+            filters = filters or Filters()
+            filters.compatible_with = (card["key"], card["mode"])
         vectors = self.track_vectors
         mean = vectors.mean(axis=0)
         query = vector - mean
         query /= max(float(np.linalg.norm(query)), 1e-12)
-        if len(self) <= EXACT_SIMILAR_LIMIT:
+        if filters is not None and filters.active():
+            candidates = np.flatnonzero(filters.mask(self._tracks))
+        elif len(self) <= EXACT_SIMILAR_LIMIT:
             candidates = np.arange(len(self))
         else:
             _, candidates = self._search(query, (k + 1) * SIMILAR_CANDIDATES_PER_RESULT)
@@ -230,11 +252,44 @@ class Library:
         return [self._hit(int(candidates[i]), cosine[i]) for i in order if np.isfinite(cosine[i])]
 
 
-def embed_paths(model, paths: list[str], device: str = "cpu") -> list[np.ndarray]:
-    """Vectors of audio files outside any store (one-line LibraryError for a file that fails)."""
-    vectors = []
-    for track in embed_files(paths, model, device=device, workers=0):
+    # -- a track's card ---------------------------------------------------------------------------
+    def info(self, targets: list[str]) -> list[dict]:
+        """Per track: path, duration, format, the musical attributes, top tags (files outside the store are analysed)."""
+        cards, outside = [], []
+        for target in targets:
+            row, path = self.resolve(target)
+            if row is not None:
+                record = {k: v for k, v in self._tracks.slice(row, 1).to_pylist()[0].items() if k != "vector"}
+                cards.append(record)
+            else:
+                cards.append(path)
+                outside.append(path)
+        if outside:
+            analysed = iter(embed_paths(self.model, outside, device=self.device, with_attributes=True))
+            names, matrix = self._tag_space()
+            for i, card in enumerate(cards):
+                if isinstance(card, str):
+                    vector, extra = next(analysed)
+                    top = np.argsort(-(matrix @ vector), kind="stable")[:5]
+                    cards[i] = {"path": card, "track_id": None, **extra, "top_tags": [names[j] for j in top]}
+        return cards
+
+
+def embed_paths(model, paths: list[str], device: str = "cpu", with_attributes: bool = False) -> list[tuple[np.ndarray, dict]]:
+    """(vector, facts) of audio files outside any store; one-line LibraryError for a file that fails.
+
+    facts: duration, format, sample rate, channels, and (with_attributes) the musical attributes.
+    """
+    out = []
+    for track in embed_files(paths, model, device=device, workers=0,
+                             analyse=extract_attributes if with_attributes else None):
         if track.error is not None or track.patch_mean is None:
             raise LibraryError(f"cannot read {track.path}: {track.error or 'no audio'}")
-        vectors.append(model.track_vector(track.patch_mean))
-    return vectors
+        info = track.info
+        facts = {"duration": info.duration, "format": info.format, "sample_rate": info.sample_rate,
+                 "channels": info.channels}
+        if with_attributes:
+            facts.update(track.extras.as_dict() if isinstance(track.extras, TrackAttributes)
+                         else {name: None for name in ATTRIBUTE_NAMES})
+        out.append((model.track_vector(track.patch_mean), facts))
+    return out

@@ -68,3 +68,17 @@ def cli():
         return runner.invoke(main, [str(a) for a in args], catch_exceptions=False)
 
     return run
+
+
+@pytest.fixture(scope="session")
+def store(tmp_path_factory, music_library):
+    """One indexed store shared by the read-only tests below."""
+    from click.testing import CliRunner
+
+    from mre.cli.main import main
+
+    store = tmp_path_factory.mktemp("store")
+    result = CliRunner().invoke(main, ["index", str(music_library), "--store", str(store), "--workers", "1"],
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return store

@@ -10,20 +10,6 @@ import pyarrow.parquet as pq
 import pytest
 
 
-@pytest.fixture(scope="module")
-def store(tmp_path_factory, music_library):
-    """One indexed store shared by the read-only tests below."""
-    from click.testing import CliRunner
-
-    from mre.cli.main import main
-
-    store = tmp_path_factory.mktemp("store")
-    result = CliRunner().invoke(main, ["index", str(music_library), "--store", str(store), "--workers", "1"],
-                                catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    return store
-
-
 def test_index_summary_and_store_layout(store, music_library):
     current = (store / "CURRENT").read_text().strip()
     generation = store / "generations" / current

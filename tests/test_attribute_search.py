@@ -1,0 +1,89 @@
+"""Musical attributes in the store, `mre info`, and the search filters (issue 6)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from mre.retrieval.filters import FilterError, compatible_keys, parse_bpm, parse_key
+
+
+def _tracks(store):
+    current = (store / "CURRENT").read_text().strip()
+    return pq.read_table(store / "generations" / current / "tracks.parquet").to_pylist()
+
+
+def test_attribute_columns_are_filled(store):
+    rows = _tracks(store)
+    for row in rows:
+        assert row["bpm"] is not None and row["loudness_db"] is not None and row["brightness"] > 0
+        assert row["mode"] in ("major", "minor") and row["key"] in ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
+    # the loud rock/techno clips are louder than the quiet piano ones
+    loud = [r["loudness_db"] for r in rows if Path(r["path"]).stem.startswith(("band", "techno"))]
+    quiet = [r["loudness_db"] for r in rows if Path(r["path"]).stem.startswith("piano")]
+    assert min(loud) > max(quiet)
+
+
+def test_info_json(cli, store, music_library, tmp_path):
+    outside = tmp_path / "outside.wav"
+    outside.write_bytes((music_library / "piano_a.wav").read_bytes())
+    result = cli("info", music_library / "techno_a.wav", outside, "--store", store, "--json")
+    assert result.exit_code == 0, result.output
+    cards = json.loads(result.stdout)
+    assert [Path(c["path"]).name for c in cards] == ["techno_a.wav", "outside.wav"]
+    for card in cards:
+        assert isinstance(card["bpm"], float) and card["mode"] in ("major", "minor") and "b" not in card["key"]
+        assert card["duration"] == pytest.approx(7.0, abs=0.05)
+    text = cli("info", music_library / "techno_a.wav", "--store", store)
+    assert "BPM" in text.stdout and "LUFS" in text.stdout
+
+
+def test_bpm_filter_returns_exactly_the_tracks_in_range(cli, store):
+    rows = _tracks(store)
+    bpms = sorted(r["bpm"] for r in rows)
+    low, high = bpms[2], bpms[5]
+    expected = {r["path"] for r in rows if low <= r["bpm"] <= high}
+    result = cli("query", "music", "--store", store, "--json", "-k", "100", "--bpm", f"{low}-{high}")
+    assert result.exit_code == 0, result.output
+    assert {h["path"] for h in json.loads(result.stdout)} == expected
+
+
+def test_key_and_mode_filters(cli, store):
+    rows = _tracks(store)
+    key, mode = rows[0]["key"], rows[0]["mode"]
+    expected = {r["path"] for r in rows if r["key"] == key and r["mode"] == mode}
+    hits = json.loads(cli("query", "piano", "--store", store, "--json", "-k", "100", "--key", f"{key} {mode}").stdout)
+    assert {h["path"] for h in hits} == expected
+    minor = json.loads(cli("query", "piano", "--store", store, "--json", "-k", "100", "--mode", "minor").stdout)
+    assert {h["path"] for h in minor} == {r["path"] for r in rows if r["mode"] == "minor"}
+    short = json.loads(cli("query", "piano", "--store", store, "--json", "--max-duration", "3").stdout)
+    assert short == []
+
+
+def test_similar_compatible_keys(cli, store, music_library):
+    rows = _tracks(store)
+    target = next(r for r in rows if r["path"].endswith("techno_a.wav"))
+    allowed = compatible_keys(target["key"], target["mode"])
+    result = cli("similar", target["path"], "--store", store, "--json", "-k", "100", "--compatible")
+    assert result.exit_code == 0, result.output
+    found = {h["path"] for h in json.loads(result.stdout)}
+    assert found == {r["path"] for r in rows if (r["key"], r["mode"]) in allowed and r["path"] != target["path"]}
+
+
+def test_filter_parsing():
+    assert parse_bpm("120-128") == (120.0, 128.0) and parse_bpm("124") == (124.0, 124.0)
+    assert parse_key("A minor") == ("A", "minor") and parse_key("Bbm") == ("A#", "minor")
+    assert parse_key("F#") == ("F#", None) and parse_key("eb major") == ("D#", "major")
+    assert compatible_keys("A", "minor") == {("A", "minor"), ("C", "major"), ("D", "minor"), ("E", "minor")}
+    for bad in ("fast", "128-120"):
+        with pytest.raises(FilterError):
+            parse_bpm(bad)
+    with pytest.raises(FilterError):
+        parse_key("H minor")
+
+
+def test_bad_filter_is_one_line(cli, store):
+    result = cli("query", "piano", "--store", store, "--bpm", "fast")
+    assert result.exit_code != 0 and result.stderr.startswith("Error: --bpm")
