@@ -10,7 +10,9 @@ and mood words derived from those). Three figures, measured in one run:
 2. words no tagger has as a label (e.g. "percussion", "fiddle"): our query scoring against
    ConSE (Norouzi et al. 2014) — the track embedded as the probability-weighted mean of its
    top-T labels' word vectors, scored by cosine with the query — as the baseline;
-3. negation: "no drums" must rank tracks without drums first.
+3. negation: "no drums" must rank tracks without drums first;
+4. mood words (issue 6) with and without the attribute dimensions (tempo, mode, loudness,
+   onset density, brightness standardised over the set), and the label words with them.
 
 The word→truth pairs below were fixed before any figure was looked at; this set measures,
 it is not for tuning.
@@ -29,7 +31,9 @@ import numpy as np
 from mre.benchmarks.metrics import roc_auc
 from mre.benchmarks.synth import evaluation_set, render, write_wav
 from mre.embedder.runner import embed_files
-from mre.embedder.zeroshot import ZeroShotTaggerModel
+from mre.embedder.attributes import extract_attributes
+from mre.embedder.zeroshot import ATTRIBUTE_POLES, ZeroShotTaggerModel
+from mre.retrieval.library import standardised
 
 # Query words that equal a tagger label, each with the ground-truth tag it should find.
 LABEL_QUERIES = {"piano": "piano", "guitar": "guitar", "strings": "strings", "violin": "violin",
@@ -40,6 +44,10 @@ LABEL_QUERIES = {"piano": "piano", "guitar": "guitar", "strings": "strings", "vi
 UNSEEN_QUERIES = {"percussion": "drums", "fiddle": "violin", "orchestra": "strings", "synthesizer": "synth",
                   "singer": "vocal", "keyboard": "piano", "organ": "organ", "bass": "bass",
                   "calm": "calm", "energetic": "energetic", "tender": "tender", "pianist": "piano"}
+# Mood words (issue 6) with the ground-truth mood they should find; fixed before measuring.
+MOOD_QUERIES = {"calm": "calm", "peaceful": "calm", "relaxing": "calm", "energetic": "energetic",
+                "upbeat": "energetic", "lively": "energetic", "sad": "sad", "melancholy": "sad", "gloomy": "sad",
+                "tender": "tender", "gentle": "tender", "happy": "happy", "cheerful": "happy", "joyful": "happy"}
 CONSE_TOP_T = 10  # Norouzi et al. use the top T = 10 labels
 
 
@@ -52,6 +60,9 @@ class ZeroShotFigures:
     negation_auc: float
     n_clips: int
     seconds: float
+    mood_auc: dict[str, float]                 # with the attribute dimensions
+    mood_auc_without_attributes: dict[str, float]
+    label_query_auc_with_attributes: dict[str, float]
 
     def macro(self, table: dict[str, float]) -> float:
         values = [v for v in table.values() if np.isfinite(v)]
@@ -61,7 +72,9 @@ class ZeroShotFigures:
         return {**self.__dict__,
                 "macro": {"label_query": self.macro(self.label_query_auc),
                           "label_probability": self.macro(self.label_probability_auc),
-                          "unseen": self.macro(self.unseen_auc), "unseen_conse": self.macro(self.unseen_conse_auc)}}
+                          "unseen": self.macro(self.unseen_auc), "unseen_conse": self.macro(self.unseen_conse_auc),
+                "mood": self.macro(self.mood_auc), "mood_without_attributes": self.macro(self.mood_auc_without_attributes),
+                "label_query_with_attributes": self.macro(self.label_query_auc_with_attributes)}}
 
 
 def conse_scores(model: ZeroShotTaggerModel, probabilities: np.ndarray, word: str) -> np.ndarray:
@@ -81,7 +94,7 @@ def run(n_per_group: int = 8, seed: int = 0, model: ZeroShotTaggerModel | None =
     clips = evaluation_set(n_per_group, seed=seed)
     with tempfile.TemporaryDirectory() as folder:
         paths = [str(write_wav(Path(folder) / f"clip{i:04d}.wav", render(spec), 16000)) for i, (spec, _) in enumerate(clips)]
-        tracks = list(embed_files(paths, model, device="cpu", workers=0))
+        tracks = list(embed_files(paths, model, device="cpu", workers=0, analyse=extract_attributes))
     probabilities = np.stack([t.patch_mean for t in tracks])
     vectors = np.stack([model.track_vector(p) for p in probabilities])
     truth = [tags for _, tags in clips]
@@ -100,8 +113,20 @@ def run(n_per_group: int = 8, seed: int = 0, model: ZeroShotTaggerModel | None =
         unseen[word] = roc_auc(has(tag), vectors @ model.query_vector(word).vector)
         unseen_conse[word] = roc_auc(has(tag), conse_scores(model, probabilities, word))
     negation = roc_auc(~has("drums"), vectors @ model.query_vector("no drums").vector)
+
+    # attributes standardised over the set, as a store standardises them over its tracks
+    attributes = [t.extras.as_dict() for t in tracks]
+    z = {column: standardised([a[column] for a in attributes], column) for column, _, _ in ATTRIBUTE_POLES}
+
+    def with_attributes(word: str) -> np.ndarray:
+        query = model.query_vector(word)
+        return vectors @ query.vector + sum(w * z[c] for c, w in query.attribute_weights.items())
+
+    mood = {word: roc_auc(has(tag), with_attributes(word)) for word, tag in MOOD_QUERIES.items()}
+    mood_plain = {word: roc_auc(has(tag), vectors @ model.query_vector(word).vector) for word, tag in MOOD_QUERIES.items()}
+    label_with = {word: roc_auc(has(tag), with_attributes(word)) for word, tag in LABEL_QUERIES.items()}
     return ZeroShotFigures(label_query, label_probability, unseen, unseen_conse, negation, len(clips),
-                           time.monotonic() - started)
+                           time.monotonic() - started, mood, mood_plain, label_with)
 
 
 def format_figures(figures: ZeroShotFigures) -> str:
@@ -118,7 +143,13 @@ def format_figures(figures: ZeroShotFigures) -> str:
     lines += ["", f"macro: label query {m['label_query']:.3f} vs label probability {m['label_probability']:.3f}; "
                   f"unseen words {m['unseen']:.3f} vs ConSE {m['unseen_conse']:.3f} "
                   f"(ratio {m['unseen'] / m['unseen_conse']:.2f}); chance 0.500",
-              f"negation: 'no drums' ranks drum-less clips first with AUC {figures.negation_auc:.3f}"]
+              f"negation: 'no drums' ranks drum-less clips first with AUC {figures.negation_auc:.3f}",
+              "", f"{'mood word':<14}{'with attr':>10}{'without':>9}{'ratio':>8}"]
+    for word in figures.mood_auc:
+        a, b = figures.mood_auc[word], figures.mood_auc_without_attributes[word]
+        lines.append(f"{word:<14}{a:>10.3f}{b:>9.3f}{a / b:>8.2f}")
+    lines.append(f"macro: mood words {m['mood']:.3f} with attributes vs {m['mood_without_attributes']:.3f} without; "
+                 f"label words {m['label_query_with_attributes']:.3f} with vs {m['label_query']:.3f} without")
     return "\n".join(lines)
 
 

@@ -52,6 +52,20 @@ CSLS_VOCABULARY = 50_000
 # p is clipped before the logit: a tagger saying 1e-9 vs 1e-7 is no evidence either way.
 PROBABILITY_FLOOR = 1e-6
 
+# Musical attributes as word-anchored dimensions (issue 6): each measured attribute gets two
+# pole words, and a query word's cosine with the pole direction (v_high − v_low) weighs the
+# track's standardised attribute value into the score. Difference vectors, because GloVe puts
+# antonyms close together (calm ~ energetic) but their difference is the contrast itself.
+ATTRIBUTE_POLES = (
+    ("bpm", "slow", "fast"),
+    ("onset_density", "calm", "energetic"),
+    ("mode_strength", "sad", "happy"),
+    ("loudness_db", "quiet", "loud"),
+    ("brightness", "dark", "bright"),
+)
+# One standard deviation of an attribute counts as much as one unit of label log-odds.
+ATTRIBUTE_SCALE = 1.0
+
 MODEL_NAME = "mre-zs-musicnn"
 # bump when the way vectors are made changes, so old stores are refused, not misread
 ALGORITHM_VERSION = 2
@@ -67,6 +81,7 @@ class QueryVector:
     related_labels: list[tuple[str, float]] = field(default_factory=list)  # top weights
     ignored: list[str] = field(default_factory=list)          # words with no vector
     messages: list[str] = field(default_factory=list)         # one line each, for the CLI
+    attribute_weights: dict[str, float] = field(default_factory=dict)  # column → weight on its z-score
 
 
 def logit(probabilities: np.ndarray) -> np.ndarray:
@@ -189,6 +204,26 @@ class ZeroShotTaggerModel:
         k = min(CSLS_NEIGHBOURS, similarity.shape[1])
         return np.partition(similarity, -k, axis=1)[:, -k:].mean(axis=1)
 
+    def _pole_relations(self, phrase_vector: np.ndarray) -> dict[str, float]:
+        """Cosine of a phrase with each attribute's pole direction, where it stands out from noise.
+
+        A random direction's cosine with a fixed one in d dimensions has spread 1/sqrt(d);
+        relations under two such spreads are dropped, so words unrelated to tempo, mode,
+        loudness... leave the attributes alone.
+        """
+        if getattr(self, "_poles", None) is None:
+            directions = {}
+            for column, low, high in ATTRIBUTE_POLES:
+                low_vec, high_vec = self.words.phrase_vector(low).vector, self.words.phrase_vector(high).vector
+                if low_vec is not None and high_vec is not None:
+                    direction = high_vec - low_vec
+                    directions[column] = direction / max(float(np.linalg.norm(direction)), 1e-12)
+            self._poles = directions
+        unit = phrase_vector / max(float(np.linalg.norm(phrase_vector)), 1e-12)
+        threshold = 2.0 / np.sqrt(len(unit))
+        relations = {column: float(direction @ unit) for column, direction in self._poles.items()}
+        return {column: r for column, r in relations.items() if abs(r) >= threshold}
+
     def _label_name(self, label_tokens: tuple[str, ...]) -> str:
         _, tokens = self._labels_in_word_space()
         return self.labels[tokens.index(label_tokens)].lower()
@@ -224,6 +259,7 @@ class ZeroShotTaggerModel:
             if no_form in known_sequences:
                 query.matched_labels.append(self._label_name(no_form))
                 parts.append(-self._one_hot(no_form))  # sign flipped back by the caller
+        attribute_parts = query.__dict__.setdefault("_attribute_parts", {})
         # segment the term: label spellings (longest first) and runs of other words between them
         segments: list[tuple[str, tuple[str, ...]]] = []
         run: list[str] = []
@@ -260,6 +296,9 @@ class ZeroShotTaggerModel:
                 query.messages.append(f'ignored "{word}": not in the word vectors{more}')
             if phrase.vector is not None:
                 parts.append(self._nearest_label_weights(phrase.vector))
+                sign = -1.0 if negated else 1.0
+                for column, relation in self._pole_relations(phrase.vector).items():
+                    attribute_parts.setdefault(column, []).append(sign * relation)
         if not parts:
             return None
         return np.mean(parts, axis=0)
@@ -286,6 +325,9 @@ class ZeroShotTaggerModel:
                              (f" ({'; '.join(query.messages)})" if query.messages else ""))
         query.vector = np.mean(contributions, axis=0).astype(np.float32)
         query.related_labels = self._explain(query.vector)
+        # attribute weights are averaged over the query's terms, as the label weights are
+        for column, relations in query.__dict__.pop("_attribute_parts", {}).items():
+            query.attribute_weights[column] = ATTRIBUTE_SCALE * float(np.sum(relations)) / len(contributions)
         return query
 
     def _explain(self, vector: np.ndarray, top: int = 5) -> list[tuple[str, float]]:

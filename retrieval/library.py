@@ -179,6 +179,24 @@ class Library:
         order = np.argsort(-scores, kind="stable")[:k]
         return scores[order], rows[order]
 
+    def attribute_z(self, column: str) -> np.ndarray:
+        """A musical attribute standardised over this store (missing or no-pulse values → 0, the mean)."""
+        cache = self.__dict__.setdefault("_z", {})
+        if column not in cache:
+            cache[column] = standardised(self._tracks.column(column).to_pylist() if column in self._tracks.column_names
+                                         else [None] * len(self), column)
+        return cache[column]
+
+    def _ranked_with_attributes(self, vector, attribute_weights: dict, k: int, filters: Filters | None):
+        """Exact pass: label evidence plus the query's weights on the standardised attributes."""
+        rows = np.flatnonzero(filters.mask(self._tracks)) if filters is not None and filters.active() \
+            else np.arange(len(self))
+        scores = self.track_vectors[rows] @ np.asarray(vector, dtype=np.float32)
+        for column, weight in attribute_weights.items():
+            scores = scores + weight * self.attribute_z(column)[rows]
+        order = np.argsort(-scores, kind="stable")[:k]
+        return scores[order], rows[order]
+
     # -- word → song ---------------------------------------------------------------------------
     def query(self, text: str, k: int = 10, filters: Filters | None = None) -> list[Hit]:
         """Tracks best matching a text query, best first (only those passing `filters`)."""
@@ -192,7 +210,10 @@ class Library:
             query = self.model.query_vector(text)
         except ValueError as error:
             raise LibraryError(str(error)) from None
-        scores, rows = self._ranked(query.vector, k, filters)
+        if query.attribute_weights:
+            scores, rows = self._ranked_with_attributes(query.vector, query.attribute_weights, k, filters)
+        else:
+            scores, rows = self._ranked(query.vector, k, filters)
         hits = [self._hit(int(r), s) for r, s in zip(rows, self._display(scores))]
         return QueryResult(hits, query.matched_labels, query.related_labels, query.ignored, query.messages)
 
@@ -273,6 +294,20 @@ class Library:
                     top = np.argsort(-(matrix @ vector), kind="stable")[:5]
                     cards[i] = {"path": card, "track_id": None, **extra, "top_tags": [names[j] for j in top]}
         return cards
+
+
+def standardised(values: list, column: str) -> np.ndarray:
+    """z-scores of one attribute over a set of tracks; unknown values (and bpm 0: no pulse) count as the mean."""
+    array = np.array([np.nan if v is None else float(v) for v in values], dtype=np.float64)
+    if column == "bpm":
+        array[array <= 0] = np.nan
+    known = np.isfinite(array)
+    if known.sum() < 2:
+        return np.zeros(len(array))
+    spread = array[known].std()
+    z = (array - array[known].mean()) / (spread if spread > 0 else 1.0)
+    z[~known] = 0.0
+    return z
 
 
 def embed_paths(model, paths: list[str], device: str = "cpu", with_attributes: bool = False) -> list[tuple[np.ndarray, dict]]:

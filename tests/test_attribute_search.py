@@ -87,3 +87,14 @@ def test_filter_parsing():
 def test_bad_filter_is_one_line(cli, store):
     result = cli("query", "piano", "--store", store, "--bpm", "fast")
     assert result.exit_code != 0 and result.stderr.startswith("Error: --bpm")
+
+
+def test_mood_word_uses_the_attributes_in_a_store(store):
+    from mre.retrieval import Library
+
+    library = Library(store)
+    result = library.search("calm", k=8)
+    assert len(result.hits) == 8
+    assert [h.score for h in result.hits] == sorted((h.score for h in result.hits), reverse=True)
+    quiet_first = [Path(h.path).stem.split("_")[0] for h in result.hits[:2]]
+    assert set(quiet_first) <= {"piano", "strings"}  # the slow, quiet clips, not the loud band/techno ones

@@ -42,3 +42,19 @@ def test_query_understanding():
     assert typo.ignored == ["xqzzvk"] and np.argmax(typo.vector) == model.labels.index("piano")
     with pytest.raises(ValueError):
         model.query_vector("xqzzvk qqqxxz")
+
+
+def test_attribute_dimensions_help_mood_words_and_leave_label_words_alone(figures):
+    macro = figures.as_dict()["macro"]
+    assert macro["mood"] > macro["mood_without_attributes"]
+    assert figures.label_query_auc_with_attributes == figures.label_query_auc
+
+
+def test_pole_words_relate_to_their_attribute():
+    from mre.embedder.zeroshot import ZeroShotTaggerModel
+
+    model = ZeroShotTaggerModel()
+    assert model.query_vector("calm").attribute_weights["onset_density"] < 0
+    assert model.query_vector("energetic").attribute_weights["onset_density"] > 0
+    assert model.query_vector("not energetic").attribute_weights["onset_density"] < 0
+    assert model.query_vector("piano").attribute_weights == {}  # label words stay exact
