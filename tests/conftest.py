@@ -56,6 +56,18 @@ def music_library(tmp_path_factory) -> Path:
 
 
 @pytest.fixture()
+def one_faiss_thread():
+    """FAISS's OpenMP threads spin against other processes on a shared 2-core machine
+    (index building took 10x longer); one thread keeps these tests quick and steady."""
+    import faiss
+
+    threads = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    yield
+    faiss.omp_set_num_threads(threads)
+
+
+@pytest.fixture()
 def cli():
     """Run `mre ...` in-process; returns click's Result (exit_code, stdout, stderr)."""
     from click.testing import CliRunner

@@ -24,13 +24,9 @@ DIM = 8
 
 
 @pytest.fixture(autouse=True)
-def one_faiss_thread():
-    """FAISS's OpenMP threads spin against other processes on a shared 2-core machine
-    (index building took 10x longer); one thread keeps these tests quick and steady."""
-    threads = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(1)
+def _one_thread(one_faiss_thread):
+    """Index building and searching on one FAISS thread (conftest.one_faiss_thread)."""
     yield
-    faiss.omp_set_num_threads(threads)
 
 
 def unit_vectors(n, dim=DIM, seed=0):
