@@ -8,6 +8,7 @@ well as one long track does. A track's vector is ready once its last patch went 
 from __future__ import annotations
 
 import multiprocessing
+from collections import deque
 import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -98,9 +99,15 @@ def decode_stream(
     # thread pools are already running (forking those can deadlock).
     context = multiprocessing.get_context("forkserver")
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        # map() keeps order and bounds nothing by itself; chunks of one track keep
-        # memory to roughly `workers` decoded tracks in flight plus the results queue.
-        yield from pool.map(_decode_one, tasks, chunksize=1)
+        # At most 2 tracks per worker in flight: the model is slower than decoding, and
+        # pool.map would decode the whole library ahead of it, holding every track's samples.
+        in_flight: deque = deque()
+        for task in tasks:
+            in_flight.append(pool.submit(_decode_one, task))
+            if len(in_flight) >= 2 * workers:
+                yield in_flight.popleft().result()
+        while in_flight:
+            yield in_flight.popleft().result()
 
 
 class PatchModel:
