@@ -245,7 +245,8 @@ class ZeroShotTaggerModel:
         out[nearest] = weights / weights.sum()
         return out
 
-    def _term_weights(self, text: str, query: QueryVector, negated: bool) -> np.ndarray | None:
+    def _term_weights(self, text: str, query: QueryVector, negated: bool,
+                      attribute_parts: dict[str, list[float]]) -> np.ndarray | None:
         """Label weights of one positive or negated term (summing to 1), or None if nothing is known."""
         _, label_tokens = self._labels_in_word_space()
         known_sequences = set(label_tokens)
@@ -259,7 +260,6 @@ class ZeroShotTaggerModel:
             if no_form in known_sequences:
                 query.matched_labels.append(self._label_name(no_form))
                 parts.append(-self._one_hot(no_form))  # sign flipped back by the caller
-        attribute_parts = query.__dict__.setdefault("_attribute_parts", {})
         # segment the term: label spellings (longest first) and runs of other words between them
         segments: list[tuple[str, tuple[str, ...]]] = []
         run: list[str] = []
@@ -315,9 +315,10 @@ class ZeroShotTaggerModel:
             query.related_labels = self._explain(query.vector)
             return query
         terms = parse_query(text)
+        attribute_parts: dict[str, list[float]] = {}  # column → signed pole relations of the terms
         contributions = []
         for term in terms:
-            weights = self._term_weights(term.text, query, term.negated)
+            weights = self._term_weights(term.text, query, term.negated, attribute_parts)
             if weights is not None:
                 contributions.append(-weights if term.negated else weights)
         if not contributions:
@@ -326,7 +327,7 @@ class ZeroShotTaggerModel:
         query.vector = np.mean(contributions, axis=0).astype(np.float32)
         query.related_labels = self._explain(query.vector)
         # attribute weights are averaged over the query's terms, as the label weights are
-        for column, relations in query.__dict__.pop("_attribute_parts", {}).items():
+        for column, relations in attribute_parts.items():
             query.attribute_weights[column] = ATTRIBUTE_SCALE * float(np.sum(relations)) / len(contributions)
         return query
 

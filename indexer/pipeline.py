@@ -19,7 +19,7 @@ import pyarrow as pa
 from mre.embedder.attributes import ATTRIBUTE_NAMES, TrackAttributes, extract_attributes
 from mre.embedder.audio import AUDIO_EXTENSIONS
 from mre.embedder.models import load_model
-from mre.embedder.runner import DEFAULT_MAX_SECONDS, embed_files
+from mre.embedder.runner import DEFAULT_MAX_SECONDS, choose_device, embed_files
 from mre.embedder.words import load_tag_vocabulary
 from mre.indexer.diff import diff_library
 from mre.indexer.scan import is_under, scan_library
@@ -115,10 +115,7 @@ def _index(
     max_seconds: float | None = DEFAULT_MAX_SECONDS,
     progress=None,
 ) -> IndexSummary:
-    """progress: a callable `(done, total, path)` called per finished track (the CLI draws a bar).
-    """
-    from mre.embedder.runner import choose_device
-
+    """progress: a callable `(done, total, path)` called per finished track (the CLI draws a bar)."""
     started = time.monotonic()
     root_path = str(Path(root).expanduser().resolve())
     if not os.path.exists(root_path):
@@ -128,7 +125,7 @@ def _index(
     live = store.live()
     live_tracks = live.tracks() if live is not None else None
     model_changed = live is not None and (live.meta.get("model_id") != model.model_id
-                                          or not set(ATTRIBUTE_NAMES) <= set(live.tracks().column_names))
+                                          or not set(ATTRIBUTE_NAMES) <= set(live_tracks.column_names))
     if model_changed:
         live_tracks = None  # a different model: every vector must be made again
 
@@ -158,14 +155,13 @@ def _index(
 
     # staging key: one area per model, so an interrupted run with another model is not mixed in
     staging = store.staging(model.model_id.replace("@", "-"))
-    staged = staging.rows()
     done_keys = staging.done_keys()
     resumed = sum(1 for e in to_embed if (e.path, e.size, e.mtime_ns) in done_keys)
     remaining = [e for e in to_embed if (e.path, e.size, e.mtime_ns) not in done_keys]
 
     summary = IndexSummary(store=str(store.root), generation=live.id if live else None,
                            unchanged=len(diff.unchanged), removed=len(diff.removed), resumed=resumed)
-    schema = _staged_schema(model.output_dim if not hasattr(model, "dim") else model.dim)
+    schema = _staged_schema(model.dim)
     buffer: list[dict] = []
     last_flush = time.monotonic()
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -163,21 +163,22 @@ class Library:
             return None, path
         raise LibraryError(f"{target!r} is neither a track in the store nor an audio file")
 
-    def _vector_of(self, target: str) -> tuple[np.ndarray, int | None, str]:
+    def _vector_of(self, target: str, with_key: bool = False) -> tuple[np.ndarray, int | None, str, tuple | None]:
+        """A target's vector, row (None outside the store), path, and (with_key) its (key, mode)."""
         row, path = self.resolve(target)
         if row is not None:
-            return self.track_vectors[row], row, path
-        vector, _ = embed_paths(self.model, [path], device=self.device)[0]
-        return vector, None, path
+            key = (self._tracks.column("key")[row].as_py(), self._tracks.column("mode")[row].as_py()) \
+                if with_key and "key" in self._tracks.column_names else None
+            return self.track_vectors[row], row, path, key
+        # a file outside the store is decoded once, its attributes measured in the same pass
+        vector, facts = embed_paths(self.model, [path], device=self.device, with_attributes=with_key)[0]
+        return vector, None, path, (facts.get("key"), facts.get("mode")) if with_key else None
 
-    def _ranked(self, vector: np.ndarray, k: int, filters: Filters | None) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k (scores, rows) by inner product; with filters, an exact pass over the rows that pass."""
+    def _allowed_rows(self, filters: Filters | None) -> np.ndarray | None:
+        """Rows passing the filters, or None when nothing is filtered."""
         if filters is None or not filters.active():
-            return self._search(vector, k)
-        rows = np.flatnonzero(filters.mask(self._tracks))
-        scores = self.track_vectors[rows] @ np.asarray(vector, dtype=np.float32)
-        order = np.argsort(-scores, kind="stable")[:k]
-        return scores[order], rows[order]
+            return None
+        return np.flatnonzero(filters.mask(self._tracks))
 
     def attribute_z(self, column: str) -> np.ndarray:
         """A musical attribute standardised over this store (missing or no-pulse values → 0, the mean)."""
@@ -187,12 +188,17 @@ class Library:
                                          else [None] * len(self), column)
         return cache[column]
 
-    def _ranked_with_attributes(self, vector, attribute_weights: dict, k: int, filters: Filters | None):
-        """Exact pass: label evidence plus the query's weights on the standardised attributes."""
-        rows = np.flatnonzero(filters.mask(self._tracks)) if filters is not None and filters.active() \
-            else np.arange(len(self))
+    def _ranked(self, vector: np.ndarray, k: int, filters: Filters | None,
+                attribute_weights: dict[str, float] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k (scores, rows) by inner product, through FAISS; with filters or attribute
+        weights, an exact pass (over the rows that pass) adding the weighted attribute z-scores."""
+        rows = self._allowed_rows(filters)
+        if rows is None and not attribute_weights:
+            return self._search(vector, k)
+        if rows is None:
+            rows = np.arange(len(self))
         scores = self.track_vectors[rows] @ np.asarray(vector, dtype=np.float32)
-        for column, weight in attribute_weights.items():
+        for column, weight in (attribute_weights or {}).items():
             scores = scores + weight * self.attribute_z(column)[rows]
         order = np.argsort(-scores, kind="stable")[:k]
         return scores[order], rows[order]
@@ -210,10 +216,7 @@ class Library:
             query = self.model.query_vector(text)
         except ValueError as error:
             raise LibraryError(str(error)) from None
-        if query.attribute_weights:
-            scores, rows = self._ranked_with_attributes(query.vector, query.attribute_weights, k, filters)
-        else:
-            scores, rows = self._ranked(query.vector, k, filters)
+        scores, rows = self._ranked(query.vector, k, filters, query.attribute_weights)
         hits = [self._hit(int(r), s) for r, s in zip(rows, self._display(scores))]
         return QueryResult(hits, query.matched_labels, query.related_labels, query.ignored, query.messages)
 
@@ -230,7 +233,7 @@ class Library:
 
     def tags(self, target: str, k: int = 10) -> TagResult:
         """The vocabulary tags that best describe a track (in the store, or any audio file)."""
-        vector, row, path = self._vector_of(target)
+        vector, row, path, _ = self._vector_of(target)
         names, matrix = self._tag_space()
         scores = self._display(matrix @ vector)
         order = np.argsort(-scores, kind="stable")[:k]
@@ -248,23 +251,19 @@ class Library:
         mostly negative for every track (tags are sparse), so uncentred cosines are all close
         to 1 and say more about the labels' base rates than about the two tracks.
         """
-        vector, row, path = self._vector_of(target)
+        vector, row, path, key = self._vector_of(target, with_key=compatible)
         if compatible:
-            card = self.info([target])[0]
-            if not card.get("key") or not card.get("mode"):
+            if not key or not key[0] or not key[1]:
                 raise LibraryError(f"no key was detected in {path}: --compatible needs one")
-            filters = filters or Filters()
-            filters.compatible_with = (card["key"], card["mode"])
+            filters = replace(filters or Filters(), compatible_with=key)  # the caller's filters stay as given
         vectors = self.track_vectors
         mean = vectors.mean(axis=0)
         query = vector - mean
         query /= max(float(np.linalg.norm(query)), 1e-12)
-        if filters is not None and filters.active():
-            candidates = np.flatnonzero(filters.mask(self._tracks))
-        elif len(self) <= EXACT_SIMILAR_LIMIT:
-            candidates = np.arange(len(self))
-        else:
-            _, candidates = self._search(query, (k + 1) * SIMILAR_CANDIDATES_PER_RESULT)
+        candidates = self._allowed_rows(filters)
+        if candidates is None:
+            candidates = np.arange(len(self)) if len(self) <= EXACT_SIMILAR_LIMIT \
+                else self._search(query, (k + 1) * SIMILAR_CANDIDATES_PER_RESULT)[1]
         centred = vectors[candidates] - mean
         cosine = centred @ query / np.maximum(np.linalg.norm(centred, axis=1), 1e-12)
         if row is not None:
