@@ -4,6 +4,7 @@ import click
 from mre.cli.bench import bench
 from mre.cli.index import index
 from mre.cli.search import info, query, similar, tags
+from mre.cli.train import train
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -20,7 +21,7 @@ def main():
     """
 
 
-for command in (index, query, tags, similar, info, bench):
+for command in (index, query, tags, similar, info, train, bench):
     main.add_command(command)
 
 if __name__ == "__main__":

@@ -1,0 +1,231 @@
+"""Training the paper's model: hinge loss over seen tags, early stopping, atomic checkpoints, resume.
+
+`train(...)` takes prepared inputs (see `training_data`) and the tag split, trains, writes
+the model file, and returns the test split's track vectors and labels for the evaluation.
+Each epoch ends with a checkpoint written atomically beside the model file (`OUT.ckpt`); a
+run started again with `resume=True` continues from it when the data and settings match.
+"""
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from mre.embedder.paper_model import ModelConfig, TwoBranchModel, hinge_loss
+from mre.embedder.trained import TrainedModel, load_trained_model, model_payload, write_atomically
+from mre.embedder.training_data import PreparedInputs, TrainingDataError
+from mre.embedder.words import WordSpace
+
+CHECKPOINT_FORMAT = "mre-training-checkpoint"
+OPTIMIZERS = ("sgd", "adam")
+# The paper: SGD, lr 1e-3, momentum 0.9, Nesterov, with a loss summed over the batch. Our loss
+# is averaged over the batch (so the step does not grow with batch size); 0.1 × the batch-mean
+# gradient is the paper's step at its batch size of ~100 patches.
+DEFAULT_LEARNING_RATE = {"sgd": 0.1, "adam": 1e-3}
+
+
+@dataclass
+class TrainSettings:
+    epochs: int = 40
+    batch_size: int = 32
+    optimizer: str = "sgd"
+    learning_rate: float | None = None        # None: DEFAULT_LEARNING_RATE of the optimiser
+    momentum: float = 0.9
+    margin: float = 0.4
+    negatives: int = 1                        # sampled negative tags per positive (the paper: 1)
+    patience: int = 6                         # epochs without a better validation loss before stopping
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise TrainingDataError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
+        for name in ("epochs", "batch_size", "negatives", "patience"):
+            if getattr(self, name) < 1:
+                raise TrainingDataError(f"{name} must be at least 1, got {getattr(self, name)}")
+
+    @property
+    def lr(self) -> float:
+        return self.learning_rate if self.learning_rate is not None else DEFAULT_LEARNING_RATE[self.optimizer]
+
+
+@dataclass
+class TrainResult:
+    model: TrainedModel
+    history: list[dict]
+    best_epoch: int
+    stopped_early: bool
+    resumed_from: int | None
+    tags: list[str]                 # seen + unseen, the columns of test_labels
+    seen_tags: list[str]
+    unseen_tags: list[str]
+    test_track_vectors: np.ndarray  # [n_test, dim]
+    test_labels: np.ndarray         # [n_test, n_tags] bool
+    test_paths: list[str]
+    notes: list[str] = field(default_factory=list)
+
+
+def _label_matrix(prepared: PreparedInputs, tags: list[str]) -> np.ndarray:
+    column = {tag: i for i, tag in enumerate(tags)}
+    labels = np.zeros((len(prepared.tracks), len(tags)), dtype=bool)
+    for row, track in enumerate(prepared.tracks):
+        for tag in track.tags:
+            if tag in column:
+                labels[row, column[tag]] = True
+    return labels
+
+
+def _normalisation(network: TwoBranchModel, inputs: torch.Tensor) -> None:
+    """The paper's input normalisation, from the training patches only."""
+    values = inputs.float()
+    if network.config.audio_branch == "paper":
+        mean, std = values.mean().reshape(1), values.std().reshape(1)
+    else:
+        mean, std = values.mean(dim=0), values.std(dim=0)
+    network.input_mean.copy_(mean)
+    network.input_std.copy_(std.clamp_min(1e-6))
+
+
+def _batches(n: int, batch_size: int, generator: torch.Generator | None) -> list[torch.Tensor]:
+    order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
+    return list(torch.split(order, batch_size))
+
+
+def _epoch_loss(network, inputs, positives, word_vectors, settings, device, *, optimizer=None,
+                generator=None, bar=None) -> float:
+    """One pass: trains when an optimiser is given, else measures (no gradients)."""
+    network.train(optimizer is not None)
+    total, count = 0.0, 0
+    for batch in _batches(len(inputs), settings.batch_size, generator if optimizer is not None else None):
+        audio_in = inputs[batch].to(device).float()
+        with torch.set_grad_enabled(optimizer is not None):
+            if optimizer is not None and len(batch) < 2:
+                continue  # batch norm cannot train on one patch
+            loss = hinge_loss(network.embed_audio(audio_in), network.embed_words(word_vectors),
+                              positives[batch].to(device), settings.negatives, settings.margin, generator)
+            if optimizer is not None:
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+        total += float(loss.detach()) * len(batch)
+        count += len(batch)
+        if bar is not None:
+            bar.set_postfix(loss=f"{total / max(count, 1):.4f}")
+            bar.update(len(batch))
+    return total / max(count, 1)
+
+
+def _make_optimizer(network, settings: TrainSettings):
+    if settings.optimizer == "adam":
+        return torch.optim.Adam(network.parameters(), lr=settings.lr)
+    return torch.optim.SGD(network.parameters(), lr=settings.lr, momentum=settings.momentum, nesterov=True)
+
+
+def track_vectors(network: TwoBranchModel, inputs: torch.Tensor, owner: np.ndarray, rows: np.ndarray,
+                  device, batch_size: int = 256) -> np.ndarray:
+    """L2-normalised mean of each track's patch vectors, for the given track rows."""
+    network.eval()
+    out = []
+    with torch.inference_mode():
+        for row in rows:
+            patches = inputs[torch.from_numpy(np.flatnonzero(owner == row))]
+            vectors = torch.cat([network.embed_audio(chunk.to(device).float())
+                                 for chunk in torch.split(patches, batch_size)])
+            mean = vectors.mean(dim=0)
+            out.append((mean / mean.norm().clamp_min(1e-12)).cpu().numpy())
+    return np.asarray(out, dtype=np.float32).reshape(len(rows), network.config.embedding_dim)
+
+
+def train(prepared: PreparedInputs, words: WordSpace, seen_tags: list[str], unseen_tags: list[str], *,
+          config: ModelConfig, settings: TrainSettings, out: str | Path, fingerprint: str,
+          word_vectors_path: str | None = None, resume: bool = False, device: str | torch.device = "cpu",
+          show_progress: bool | None = None, log: Callable[[str], None] = print) -> TrainResult:
+    """Train on the train split's seen tags; early-stop on the valid split; write the model file `out`."""
+    out = Path(out)
+    checkpoint_path = out.with_name(out.name + ".ckpt")
+    device = torch.device(device)
+    torch.manual_seed(settings.seed)
+    network = TwoBranchModel(config).to(device)
+    splits = np.array([t.split for t in prepared.tracks])
+    train_rows, valid_rows, test_rows = (np.flatnonzero(splits == s) for s in ("train", "valid", "test"))
+    if len(train_rows) == 0 or len(valid_rows) == 0:
+        raise TrainingDataError(f"training needs train and valid tracks; got {len(train_rows)} and {len(valid_rows)}")
+    seen_labels = torch.from_numpy(_label_matrix(prepared, seen_tags))
+    owner = torch.from_numpy(prepared.owner)
+    in_train = torch.from_numpy(np.isin(prepared.owner, train_rows))
+    in_valid = torch.from_numpy(np.isin(prepared.owner, valid_rows))
+    _normalisation(network, prepared.inputs[in_train])
+    word_vectors = torch.from_numpy(words.phrase_matrix(seen_tags)).to(device)
+    train_inputs, train_positives = prepared.inputs[in_train], seen_labels[owner[in_train]]
+    valid_inputs, valid_positives = prepared.inputs[in_valid], seen_labels[owner[in_valid]]
+
+    optimizer = _make_optimizer(network, settings)
+    history: list[dict] = []
+    best_state, best_loss, best_epoch, stale, start_epoch, resumed_from = None, float("inf"), 0, 0, 0, None
+    identity = {"fingerprint": fingerprint, "config": config.as_dict(), "seen_tags": seen_tags,
+                "unseen_tags": unseen_tags, "word_vectors": words.vectors_id,
+                "settings": {k: v for k, v in asdict(settings).items() if k not in ("epochs", "patience")}}
+    if resume and checkpoint_path.is_file():
+        state = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
+        if state.get("format") != CHECKPOINT_FORMAT or state.get("identity") != identity:
+            raise TrainingDataError(f"{checkpoint_path} was made from other data or settings; train without "
+                                    "--resume to start over")
+        network.load_state_dict(state["network"])
+        optimizer.load_state_dict(state["optimizer"])
+        history, best_state, best_loss = state["history"], state["best_state"], state["best_loss"]
+        best_epoch, stale, start_epoch = state["best_epoch"], state["stale"], state["epoch"]
+        resumed_from = start_epoch
+        log(f"resuming from {checkpoint_path} after epoch {start_epoch}")
+    elif resume:
+        log(f"no checkpoint at {checkpoint_path}: starting from scratch")
+
+    stopped_early = stale >= settings.patience
+    for epoch in range(start_epoch, settings.epochs):
+        if stale >= settings.patience:
+            stopped_early = True
+            break
+        started = time.monotonic()
+        generator = torch.Generator().manual_seed(settings.seed * 1_000_003 + epoch)  # same epochs on resume
+        with tqdm(total=len(train_inputs), desc=f"epoch {epoch + 1}/{settings.epochs}", unit="patch",
+                  disable=not show_progress if show_progress is not None else None, leave=False) as bar:
+            train_loss = _epoch_loss(network, train_inputs, train_positives, word_vectors, settings, device,
+                                     optimizer=optimizer, generator=generator, bar=bar)
+        # the same negatives every epoch, so validation losses compare
+        valid_loss = _epoch_loss(network, valid_inputs, valid_positives, word_vectors, settings, device,
+                                 generator=torch.Generator().manual_seed(settings.seed))
+        history.append({"epoch": epoch + 1, "train_loss": train_loss, "valid_loss": valid_loss,
+                        "seconds": round(time.monotonic() - started, 3)})
+        if valid_loss < best_loss - 1e-6:
+            best_loss, best_epoch, stale = valid_loss, epoch + 1, 0
+            best_state = copy.deepcopy({k: v.detach().cpu() for k, v in network.state_dict().items()})
+        else:
+            stale += 1
+        log(f"epoch {epoch + 1}: train loss {train_loss:.4f}, valid loss {valid_loss:.4f}"
+            + (" (best)" if stale == 0 else ""))
+        write_atomically(checkpoint_path, {
+            "format": CHECKPOINT_FORMAT, "identity": identity, "epoch": epoch + 1,
+            "network": {k: v.detach().cpu() for k, v in network.state_dict().items()},
+            "optimizer": optimizer.state_dict(), "history": history, "best_state": best_state,
+            "best_loss": best_loss, "best_epoch": best_epoch, "stale": stale})
+    if stale >= settings.patience:
+        stopped_early = True
+    if best_state is None:
+        raise TrainingDataError("no epoch finished: nothing to save")
+    network.load_state_dict(best_state)
+    training = {"settings": asdict(settings), "history": history, "best_epoch": best_epoch,
+                "best_valid_loss": best_loss, "stopped_early": stopped_early,
+                "tracks": {s: int(np.sum(splits == s)) for s in ("train", "valid", "test")},
+                "patches": int(len(prepared.inputs))}
+    write_atomically(out, model_payload(network.cpu(), words, word_vectors_path=word_vectors_path,
+                                        seen_tags=seen_tags, unseen_tags=unseen_tags, fingerprint=fingerprint,
+                                        training=training))
+    model = load_trained_model(out, device=device, word_space=words)
+    tags = seen_tags + unseen_tags
+    vectors = track_vectors(model.network, prepared.inputs, prepared.owner, test_rows, device)
+    return TrainResult(model, history, best_epoch, stopped_early, resumed_from, tags, seen_tags, unseen_tags, vectors,
+                       _label_matrix(prepared, tags)[test_rows], [prepared.tracks[i].path for i in test_rows])

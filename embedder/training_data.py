@@ -1,0 +1,191 @@
+"""What `mre train` learns from: labelled tracks, their splits, and their model inputs.
+
+One decoding pass per file gives everything training needs: the student's inputs (log-mel
+patches for the paper branch, frozen musicnn features for the pretrained branch) and, with
+`--teacher musicnn`, the teacher's tag probabilities. Inputs are kept in memory as float16
+(a 3 s, 128-band patch is 48 KB), at most `max_patches` per track, spread evenly over it.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+from mre.embedder.frontend import MelFrontend, make_patches
+from mre.embedder.paper_model import ModelConfig
+from mre.embedder.runner import decode_stream
+from mre.embedder.words import WordSpace
+
+SPLITS = ("train", "valid", "test")
+# Decoded per file for training: enough for a track's character, bounded for long mixes.
+TRAIN_MAX_SECONDS = 120.0
+TRAIN_MAX_PATCHES = 16
+
+
+class TrainingDataError(ValueError):
+    """Training data that cannot give a model: one clear line says why."""
+
+
+@dataclass
+class LabelledTrack:
+    path: str
+    tags: list[str]
+    split: str = ""  # train / valid / test, or "" to be assigned by the seed
+
+
+@dataclass
+class PreparedInputs:
+    """Model inputs of the tracks that decoded, patch by patch."""
+
+    tracks: list[LabelledTrack]
+    inputs: torch.Tensor                    # [n_patches, frames, n_mels] or [n_patches, 200], float16
+    owner: np.ndarray                       # [n_patches] index into tracks
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+    teacher_probabilities: np.ndarray | None = None  # [n_tracks, n_labels], mean over the track's patches
+    teacher_labels: list[str] = field(default_factory=list)
+
+
+def _spread(n_available: int, n_wanted: int) -> np.ndarray:
+    """Indices of n_wanted patches spread evenly over n_available (all of them when fewer)."""
+    if n_available <= n_wanted:
+        return np.arange(n_available)
+    return np.unique(np.linspace(0, n_available - 1, n_wanted).round().astype(int))
+
+
+def prepare_inputs(tracks: Sequence[LabelledTrack], config: ModelConfig, *, teacher: bool = False,
+                   workers: int = 0, max_seconds: float | None = TRAIN_MAX_SECONDS,
+                   max_patches: int = TRAIN_MAX_PATCHES, device: str | torch.device = "cpu",
+                   progress: Callable[[int, int], None] | None = None) -> PreparedInputs:
+    """Decode each track once and compute the student's inputs (and the teacher's tags if asked)."""
+    from mre.embedder.registry import get_model_spec
+    from mre.embedder.zeroshot import ZeroShotTaggerModel
+
+    device = torch.device(device)
+    needs_musicnn = teacher or config.audio_branch == "musicnn"
+    musicnn_frontend = get_model_spec("musicnn-msd").frontend
+    student_frontend = musicnn_frontend if config.audio_branch == "musicnn" else config.frontend_config
+    if needs_musicnn and student_frontend.sample_rate != musicnn_frontend.sample_rate:
+        raise TrainingDataError(f"the teacher needs {musicnn_frontend.sample_rate} Hz audio; the model's front-end "
+                                f"is at {student_frontend.sample_rate} Hz")
+    mel_of = MelFrontend(student_frontend).to(device)
+    teacher_model = ZeroShotTaggerModel(device=device) if needs_musicnn else None
+    musicnn_mel = MelFrontend(musicnn_frontend).to(device) if needs_musicnn else None
+
+    kept, chunks, owners, skipped, probabilities = [], [], [], [], []
+    paths = [track.path for track in tracks]
+    for index, decoded in enumerate(decode_stream(paths, student_frontend.sample_rate, workers, max_seconds)):
+        if progress is not None:
+            progress(index + 1, len(paths))
+        if decoded.error is not None or decoded.samples is None:
+            skipped.append((decoded.path, decoded.error or "no audio"))
+            continue
+        with torch.inference_mode():
+            waveform = torch.from_numpy(np.ascontiguousarray(decoded.samples)).to(device)[None]
+            if needs_musicnn:
+                patches = make_patches(musicnn_mel(waveform)[0], musicnn_frontend.patch_frames)
+                chosen = torch.from_numpy(_spread(len(patches), max_patches)).to(device)
+                msd, mtt = teacher_model.taggers
+                msd_probabilities, features = msd(patches)
+                merged = torch.cat([msd_probabilities, mtt(patches)[0]], dim=1) @ teacher_model._merge.to(device)
+                probabilities.append(merged.mean(dim=0).cpu().numpy())
+            if config.audio_branch == "musicnn":
+                student = features[chosen]
+            else:
+                mel_patches = make_patches(mel_of(waveform)[0], student_frontend.patch_frames)
+                student = mel_patches[torch.from_numpy(_spread(len(mel_patches), max_patches)).to(device)]
+        chunks.append(student.to(torch.float16).cpu())
+        owners.append(np.full(len(student), len(kept), dtype=np.int64))
+        kept.append(tracks[index])
+    if not kept:
+        first = f" (first: {skipped[0][0]}: {skipped[0][1]})" if skipped else ""
+        raise TrainingDataError(f"none of the {len(paths)} tracks could be decoded{first}")
+    return PreparedInputs(kept, torch.cat(chunks), np.concatenate(owners), skipped,
+                          np.stack(probabilities) if probabilities else None,
+                          list(teacher_model.labels) if teacher_model is not None else [])
+
+
+def teacher_tags(probabilities: np.ndarray, labels: Sequence[str], threshold: float) -> list[list[str]]:
+    """Per track, the teacher's labels whose mean probability reaches the threshold, most probable first."""
+    out = []
+    for row in probabilities:
+        order = np.argsort(-row)
+        out.append([labels[i] for i in order if row[i] >= threshold])
+    return out
+
+
+def assign_splits(tracks: list[LabelledTrack], seed: int, valid_fraction: float = 0.1,
+                  test_fraction: float = 0.1) -> list[LabelledTrack]:
+    """Tracks with a split keep it; with none given anywhere, split by the seed (≥ 1 valid and test track)."""
+    given = [t.split for t in tracks if t.split]
+    unknown = sorted({s for s in given if s not in SPLITS})
+    if unknown:
+        raise TrainingDataError(f"unknown split value(s) {', '.join(unknown)}: use train, valid or test")
+    if given:
+        if len(given) != len(tracks):
+            raise TrainingDataError(f"{len(tracks) - len(given)} tracks have no split while others do; "
+                                    "give every track one, or none to split by --seed")
+        return tracks
+    if len(tracks) < 3:
+        raise TrainingDataError(f"{len(tracks)} tracks are too few to split into train, valid and test")
+    order = np.random.default_rng(seed).permutation(len(tracks))
+    n_test = max(1, round(test_fraction * len(tracks)))
+    n_valid = max(1, round(valid_fraction * len(tracks)))
+    split_of = {}
+    for rank, row in enumerate(order):
+        split_of[row] = "test" if rank < n_test else "valid" if rank < n_test + n_valid else "train"
+    return [LabelledTrack(t.path, t.tags, split_of[i]) for i, t in enumerate(tracks)]
+
+
+def tag_vocabulary(tracks: Sequence[LabelledTrack], words: WordSpace) -> tuple[list[str], list[str]]:
+    """Tags the tracks use that have word vectors (most used first), and those that have none."""
+    counts: dict[str, int] = {}
+    for track in tracks:
+        for tag in dict.fromkeys(track.tags):
+            counts[tag] = counts.get(tag, 0) + 1
+    ordered = sorted(counts, key=lambda tag: (-counts[tag], tag))
+    known = [tag for tag in ordered if words.phrase_vector(tag).vector is not None]
+    return known, [tag for tag in ordered if tag not in set(known)]
+
+
+def split_tags(vocabulary: list[str], seed: int, unseen_fraction: float = 0.25,
+               unseen_file: str | Path | None = None) -> tuple[list[str], list[str], list[str]]:
+    """(seen, unseen, notes): unseen from a file (one tag per line) or a seeded random fraction."""
+    notes = []
+    if unseen_file is not None:
+        listed = [line.strip().lower() for line in Path(unseen_file).read_text().splitlines()]
+        listed = [tag for tag in listed if tag and not tag.startswith("#")]
+        absent = [tag for tag in listed if tag not in vocabulary]
+        if absent:
+            notes.append(f"{len(absent)} unseen tag(s) from {unseen_file} are not in the training data: "
+                         + ", ".join(absent[:8]))
+        unseen = [tag for tag in vocabulary if tag in set(listed)]
+    else:
+        if not 0 <= unseen_fraction < 1:
+            raise TrainingDataError(f"--unseen-fraction must be in [0, 1), got {unseen_fraction}")
+        n_unseen = int(round(unseen_fraction * len(vocabulary)))
+        chosen = set(np.random.default_rng(seed).permutation(len(vocabulary))[:n_unseen].tolist())
+        unseen = [tag for i, tag in enumerate(vocabulary) if i in chosen]
+    seen = [tag for tag in vocabulary if tag not in set(unseen)]
+    if len(seen) < 2:
+        raise TrainingDataError(f"only {len(seen)} seen tag(s) left for training; the hinge loss needs a tag a "
+                                "track has and one it has not")
+    return seen, unseen, notes
+
+
+def fingerprint(tracks: Sequence[LabelledTrack], settings: dict) -> str:
+    """Names the training data (files by path, size and mtime; their tags and splits) and how it was read."""
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
+    for track in sorted(tracks, key=lambda t: t.path):
+        try:
+            stat = os.stat(track.path)
+            stamp = f"{stat.st_size}:{stat.st_mtime_ns}"
+        except OSError:
+            stamp = "missing"
+        digest.update(f"{track.path}\0{stamp}\0{'|'.join(sorted(track.tags))}\0{track.split}\n".encode())
+    return digest.hexdigest()
