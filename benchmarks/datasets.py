@@ -377,3 +377,33 @@ def read_table(
     root = _require_dir(root, "tracks table")
     return read_tracks_table(root / tracks, word_space=word_space, top_n=top_n, name=root.name)
 
+
+
+# -------------------------------------------------------------------------------- folders
+
+
+def folder_tag(name: str) -> str:
+    """A folder name as a tag: "Hip_Hop" and "hip-hop " → "hip hop"."""
+    return " ".join(name.replace("_", " ").replace("-", " ").lower().split())
+
+
+def read_folders(root: str | Path, word_space: WordLookup | None = None) -> Dataset:
+    """A library sorted into folders (``root/jazz/...``, ``root/calm/...``): each audio file is tagged
+    with the names of the folders between the root and it. Files directly in the root have no tag
+    (they count as negatives for every tag). Unsplit: every track is evaluated.
+    """
+    from mre.embedder.audio import AUDIO_EXTENSIONS
+
+    root = _require_dir(root, "folder dataset")
+    audio = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS)
+    if not audio:
+        raise DatasetError(f"no audio files under {root}")
+    track_tags = [{folder_tag(part) for part in p.relative_to(root).parts[:-1]} - {""} for p in audio]
+    counts = Counter(tag for tags in track_tags for tag in tags)
+    if not counts:
+        raise DatasetError(f"{root}: the audio files are not in sub-folders, so there are no tags to evaluate")
+    dropped: list[str] = []
+    reasons: dict[str, str] = {}
+    tags = _keep_tags_with_vectors(sorted(counts, key=lambda tag: (-counts[tag], tag)), word_space, dropped, reasons)
+    tracks = [TrackRef(p, "") for p in audio]
+    return Dataset(root.name, root, tracks, tags, _label_matrix(track_tags, tags), False, dropped, reasons, [])

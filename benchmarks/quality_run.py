@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mre.benchmarks.datasets import Dataset, DatasetError, read_gtzan, read_mtat, read_table
+from mre.benchmarks.datasets import Dataset, DatasetError, read_folders, read_gtzan, read_mtat, read_table
 from mre.benchmarks.quality import QualityReport, evaluate, write_report
 from mre.embedder.models import load_model
 from mre.embedder.runner import embed_files
@@ -24,7 +24,9 @@ def read_dataset(kind: str, root: str | Path, *, tracks: str = "tracks.csv", spl
         return read_gtzan(root, split_dir=split_dir)
     if kind == "table":
         return read_table(root, tracks=tracks, word_space=word_space)
-    raise DatasetError(f"unknown dataset kind {kind!r}: use mtat, gtzan or table")
+    if kind == "folders":
+        return read_folders(root, word_space=word_space)
+    raise DatasetError(f"unknown dataset kind {kind!r}: use mtat, gtzan, table or folders")
 
 
 def _keep_rows(dataset: Dataset, rows: np.ndarray) -> Dataset:

@@ -15,13 +15,15 @@ def bench():
 
 
 @bench.command()
-@click.option("--dataset", type=click.Choice(["mtat", "gtzan", "table"]), required=True, help="Dataset layout under --root.")
+@click.option("--dataset", type=click.Choice(["mtat", "gtzan", "table", "folders"]), required=True,
+              help="Dataset layout under --root (folders: each file tagged by the sub-folders it is in).")
 @click.option("--root", type=click.Path(exists=True, file_okay=False), required=True, help="Dataset folder.")
 @click.option("--tracks", default="tracks.csv", show_default=True, help="For --dataset table: the table inside the root.")
 @click.option("--split-dir", type=click.Path(exists=True, file_okay=False), default=None,
               help="For gtzan: folder with train/valid/test list files (default: the root).")
 @click.option("--split", default="test", show_default=True, help="Which split to evaluate.")
-@model_option
+@click.option("--model", "models", multiple=True,
+              help="Model name or model file (default mre-zs-musicnn); repeat to compare models side by side.")
 @click.option("--out", type=click.Path(file_okay=False), default="bench-out", show_default=True,
               help="Folder for quality.json, per_tag.csv and the PNGs.")
 @json_option
@@ -29,7 +31,7 @@ def bench():
 @word_vectors_option
 @click.option("--workers", type=click.IntRange(min=0), default=None, help="Decode processes (default: cores − 1).")
 @one_line_errors
-def quality(dataset, root, tracks, split_dir, split, model, out, as_json, device, word_vectors, workers):
+def quality(dataset, root, tracks, split_dir, split, models, out, as_json, device, word_vectors, workers):
     """Tag-retrieval and annotation ROC-AUC (and accuracy for GTZAN) of a model on a dataset.
 
     The paper's Table 1 figures are printed beside, labelled as the paper's.
@@ -39,18 +41,29 @@ def quality(dataset, root, tracks, split_dir, split, model, out, as_json, device
         mre bench quality --dataset mtat --root ~/data/mtat
         mre bench quality --dataset gtzan --root ~/data/gtzan --split-dir ~/data/gtzan/splits --json
         mre bench quality --dataset table --root ~/data/mine --tracks tags.parquet
+        mre bench quality --dataset folders --root ~/Music/by-mood --model mre-zs-musicnn --model mine.mre
     """
+    from mre.benchmarks.quality import format_table
     from mre.benchmarks.quality_run import run_quality
 
-    report, written = run_quality(dataset, root, tracks=tracks, split_dir=split_dir, split=split, model_name=model,
-                                  out=out, device=device, word_vectors=word_vectors, workers=workers)
+    models = list(models) or [None]
+    reports = []
+    for model in models:
+        # several models: each writes into its own sub-folder of --out
+        target = Path(out) / Path(model or "mre-zs-musicnn").name if len(models) > 1 else Path(out)
+        report, written = run_quality(dataset, root, tracks=tracks, split_dir=split_dir, split=split, model_name=model,
+                                      out=target, device=device, word_vectors=word_vectors, workers=workers)
+        reports.append(report)
+        if not as_json:
+            click.echo(format_table(report))
+            click.echo(f"wrote {', '.join(str(p) for p in written)}")
     if as_json:
-        emit_json(report.to_json())
-    else:
-        from mre.benchmarks.quality import format_table
-
-        click.echo(format_table(report))
-        click.echo(f"wrote {', '.join(str(p) for p in written)}")
+        emit_json(reports[0].to_json() if len(reports) == 1 else {"models": [r.to_json() for r in reports]})
+    elif len(reports) > 1:
+        click.echo("\ncompared on the same tracks and tags:")
+        for model, report in zip(models, reports):
+            click.echo(f"  {model or 'mre-zs-musicnn'}: tag retrieval ROC-AUC {report.tag_retrieval_auc:.3f}, "
+                       f"annotation ROC-AUC {report.annotation_auc:.3f}")
 
 
 @bench.command()

@@ -12,7 +12,7 @@ from mre.cli.options import device_option, emit_json, json_option, one_line_erro
 @click.option("--teacher", type=click.Choice(["musicnn"]), default=None,
               help="Tag an untagged --library with the pre-trained musicnn taggers.")
 @click.option("--library", type=click.Path(exists=True, file_okay=False), default=None, help="Folder for --teacher.")
-@click.option("--teacher-threshold", type=click.FloatRange(0, 1), default=0.3, show_default=True,
+@click.option("--teacher-threshold", type=click.FloatRange(0, 1), default=0.15, show_default=True,
               help="A teacher label becomes a tag where its mean probability reaches this.")
 @click.option("--out", type=click.Path(dir_okay=False), required=True, help="The model file to write.")
 @click.option("--audio-branch", type=click.Choice(["paper", "musicnn"]), default="paper", show_default=True,

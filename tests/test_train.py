@@ -1,0 +1,168 @@
+"""`mre train`: the paper's model learns a space where held-out words still find their sounds.
+
+The audio is generated (benchmarks/synth_scenes.py): scenes of five sound sources, each
+tagged with four words that GloVe puts together; one word per source is never trained on.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from gensim.models import KeyedVectors
+
+from mre.benchmarks.metrics import tag_retrieval_auc
+from mre.benchmarks.synth_scenes import UNSEEN_WORDS, write_scene_library
+from mre.benchmarks.train_run import DataOptions, run_training
+from mre.embedder.models import load_model
+from mre.embedder.paper_model import PAPER_FRONTEND, ModelConfig, TwoBranchModel, hinge_loss
+from mre.embedder.trained import ModelFileError
+from mre.embedder.training import TrainSettings
+from mre.embedder.words import WordSpace
+from mre.retrieval.library import Library, LibraryError
+
+# A small network on 1 s, 64-band patches: the test is about what is learnt, not capacity.
+TINY = ModelConfig(conv_channels=(32, 32, 32, 32), frontend=replace(PAPER_FRONTEND, n_mels=64, patch_frames=62).as_dict())
+
+
+@pytest.fixture(scope="module")
+def scenes(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("scenes")
+    write_scene_library(folder, n_tracks=60, seconds=4.0, seed=0)
+    (folder / "unseen.txt").write_text("\n".join(UNSEEN_WORDS) + "\n")
+    return folder
+
+
+def _unseen_auc(scenes: Path, out: Path, words: WordSpace) -> tuple[float, float]:
+    data = DataOptions(tracks_table=str(scenes / "tracks.csv"), unseen_tags_file=str(scenes / "unseen.txt"),
+                       valid_fraction=0.15, test_fraction=0.3, max_patches=4)
+    report, _ = run_training(data, replace(TINY), TrainSettings(epochs=15, batch_size=16), out, words=words,
+                             show_progress=False, log=lambda line: None)
+    return report.unseen_tag_retrieval_auc, report.seen_tag_retrieval_auc
+
+
+def test_unseen_tags_retrieved_through_glove_and_not_through_random_vectors(scenes, tmp_path):
+    glove = WordSpace.load()
+    unseen_glove, seen_glove = _unseen_auc(scenes, tmp_path / "glove.mre", glove)
+    # the paper's control: the same model with random word vectors instead of GloVe
+    vocabulary = [word for line in (scenes / "tracks.csv").read_text().splitlines()[1:]
+                  for word in line.split(",")[1].split("|")]
+    vocabulary = sorted(set(vocabulary))
+    random_vectors = KeyedVectors(glove.dim)
+    random_vectors.add_vectors(vocabulary, np.random.default_rng(1).standard_normal((len(vocabulary), glove.dim)))
+    unseen_random, seen_random = _unseen_auc(scenes, tmp_path / "random.mre", WordSpace(random_vectors, "random"))
+    assert seen_glove > 0.85 and seen_random > 0.85  # both learn the tags they were trained on
+    assert unseen_glove > 0.75, f"unseen-tag AUC with GloVe {unseen_glove:.3f}"
+    assert unseen_glove > unseen_random + 0.2, f"GloVe {unseen_glove:.3f} vs random vectors {unseen_random:.3f}"
+
+
+@pytest.fixture(scope="module")
+def trained(scenes, tmp_path_factory) -> tuple[Path, dict]:
+    from click.testing import CliRunner
+
+    from mre.cli.main import main
+
+    out = tmp_path_factory.mktemp("model") / "scenes.mre"
+    result = CliRunner().invoke(main, ["train", "--tracks", str(scenes / "tracks.csv"), "--out", str(out),
+                                       "--epochs", "2", "--workers", "0", "--json"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return out, json.loads(result.stdout)
+
+
+def test_train_then_index_and_query_with_the_model_file(scenes, trained, tmp_path, cli):
+    out, report = trained
+    assert {"seen_tag_retrieval_auc", "unseen_tag_retrieval_auc", "annotation_auc", "history"} <= set(report)
+    assert len(report["history"]) == 2 and report["unseen_tags"]
+    for suffix in ("", ".eval.json", ".eval.png", ".ckpt"):
+        assert Path(f"{out}{suffix}").is_file()
+    model = load_model(str(out))
+    assert model.dim == 100 and model.seen_tags and model.unseen_tags
+
+    store = tmp_path / "store"
+    result = cli(*["index", str(scenes), "--model", str(out), "--store", str(store), "--workers", "0"])
+    assert result.exit_code == 0, result.output
+    meta = json.loads(next(store.glob("generations/*/meta.json")).read_text())
+    assert meta["model_file"] == str(out.resolve()) and meta["model_id"] == model.model_id
+    result = cli(*["query", "waves", "--store", str(store), "-k", "3", "--json"])
+    assert result.exit_code == 0, result.output
+    hits = json.loads(result.stdout)
+    assert len(hits) == 3 and all(-1.0 <= h["score"] <= 1.0 for h in hits)
+    # the store remembers its model: opening it with another model is refused in one line
+    with pytest.raises(LibraryError, match="re-index"):
+        Library(store, model="mre-zs-musicnn")
+
+
+def test_resume_continues_from_the_checkpoint_and_refuses_other_settings(scenes, tmp_path, cli):
+    out = tmp_path / "m.mre"
+    base = ["train", "--tracks", str(scenes / "tracks.csv"), "--out", str(out), "--workers", "0",
+            "--max-patches", "1", "--patience", "50"]
+    assert cli(*base + ["--epochs", "2"]).exit_code == 0
+    result = cli(*base + ["--epochs", "3", "--resume", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["resumed_from"] == 2 and [h["epoch"] for h in report["history"]] == [1, 2, 3]
+    result = cli(*base + ["--epochs", "4", "--resume", "--margin", "0.2"])
+    assert result.exit_code == 1 and "other data or settings" in result.output
+
+
+def test_teacher_tags_an_untagged_folder(scenes, tmp_path, cli):
+    library = tmp_path / "untagged"
+    library.mkdir()
+    for wav in sorted(scenes.glob("*.wav"))[:8]:
+        (library / wav.name).write_bytes(wav.read_bytes())
+    result = cli(*["train", "--teacher", "musicnn", "--library", str(library), "--out", str(tmp_path / "t.mre"),
+                        "--teacher-threshold", "0.05", "--epochs", "1", "--workers", "0", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["seen_tags"] and not any(tag.startswith("no ") for tag in report["seen_tags"] + report["unseen_tags"])
+
+
+def test_bad_inputs_give_one_line(tmp_path, cli, scenes):
+    not_a_model = tmp_path / "notes.txt"
+    not_a_model.write_text("hello")
+    with pytest.raises(ModelFileError, match="not a model file"):
+        load_model(str(not_a_model))
+    result = cli(*["train", "--out", str(tmp_path / "x.mre")])
+    assert result.exit_code == 1 and "--tracks" in result.output
+    table = tmp_path / "empty.csv"
+    table.write_text("path,tags\nmissing.wav,rock\n")
+    result = cli(*["train", "--tracks", str(table), "--out", str(tmp_path / "x.mre"), "--workers", "0"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+
+
+def test_hinge_loss_is_zero_once_the_margin_is_met_and_short_patches_embed():
+    words = torch.eye(3)
+    audio = torch.tensor([[1.0, 0.0, 0.0]])
+    positives = torch.tensor([[True, False, False]])
+    assert float(hinge_loss(audio, words, positives, 2, margin=0.4)) == 0.0
+    # the only negative (tag 1) is where the audio points: margin + 1 − 0
+    two_tags = torch.eye(2)
+    loss = hinge_loss(torch.tensor([[0.0, 1.0]]), two_tags, torch.tensor([[True, False]]), 1, margin=0.4)
+    assert float(loss) == pytest.approx(1.4)
+    network = TwoBranchModel(TINY).eval()
+    with torch.inference_mode():
+        vectors = network.embed_audio(torch.randn(2, 5, 64))  # 5 frames, shorter than every pool
+    assert vectors.shape == (2, 100) and torch.allclose(vectors.norm(dim=1), torch.ones(2))
+
+
+def test_bench_compares_models_on_a_library_sorted_into_folders(scenes, trained, tmp_path, cli):
+    library = tmp_path / "by-source"
+    copied = {"ocean": 0, "bells": 0}
+    for source in copied:
+        (library / source).mkdir(parents=True)
+    for line in (scenes / "tracks.csv").read_text().splitlines()[1:]:
+        name, tags = line.split(",")
+        source = next((s for s in copied if s in tags.split("|") and copied[s] < 4), None)
+        if source:
+            (library / source / name).write_bytes((scenes / name).read_bytes())
+            copied[source] += 1
+    result = cli(*["bench", "quality", "--dataset", "folders", "--root", str(library), "--model", "mre-zs-musicnn",
+                   "--model", str(trained[0]), "--out", str(tmp_path / "bench"), "--workers", "0", "--json"])
+    assert result.exit_code == 0, result.output
+    reports = json.loads(result.stdout)["models"]
+    assert [r["model"].split("@")[0] for r in reports] == ["mre-zs-musicnn", "mre-paper"]
+    assert all(set(r["per_tag"]) == {"ocean", "bells"} for r in reports)
+    assert (tmp_path / "bench" / "scenes.mre" / "quality.json").is_file()
