@@ -12,7 +12,8 @@ and mood words derived from those). Three figures, measured in one run:
    top-T labels' word vectors, scored by cosine with the query — as the baseline;
 3. negation: "no drums" must rank tracks without drums first;
 4. mood words (issue 6) with and without the attribute dimensions (tempo, mode, loudness,
-   onset density, brightness standardised over the set), and the label words with them.
+   onset density, brightness standardised over the set, each pole weight counted in standard
+   deviations of the query's label evidence over the set), and the label words with them.
 
 The word→truth pairs below were fixed before any figure was looked at; this set measures,
 it is not for tuning.
@@ -32,8 +33,8 @@ from mre.benchmarks.metrics import roc_auc
 from mre.benchmarks.synth import evaluation_set, render, write_wav
 from mre.embedder.runner import embed_files
 from mre.embedder.attributes import extract_attributes
-from mre.embedder.zeroshot import ATTRIBUTE_POLES, ZeroShotTaggerModel
-from mre.retrieval.library import standardised
+from mre.embedder.zeroshot import ATTRIBUTE_COLUMNS, ZeroShotTaggerModel
+from mre.retrieval.scoring import attribute_scores, standardised
 
 # Query words that equal a tagger label, each with the ground-truth tag it should find.
 LABEL_QUERIES = {"piano": "piano", "guitar": "guitar", "strings": "strings", "violin": "violin",
@@ -116,11 +117,18 @@ def run(n_per_group: int = 8, seed: int = 0, model: ZeroShotTaggerModel | None =
 
     # attributes standardised over the set, as a store standardises them over its tracks
     attributes = [t.extras.as_dict() for t in tracks]
-    z = {column: standardised([a[column] for a in attributes], column) for column, _, _ in ATTRIBUTE_POLES}
+    z = {column: standardised([a[column] for a in attributes], column) for column in ATTRIBUTE_COLUMNS}
 
     def with_attributes(word: str) -> np.ndarray:
+        """Scored as mre query scores a store: mre.retrieval.scoring.attribute_scores."""
         query = model.query_vector(word)
-        return vectors @ query.vector + sum(w * z[c] for c, w in query.attribute_weights.items())
+        label_scores = vectors @ query.vector
+        if not query.attribute_weights:
+            return label_scores
+        columns = list(query.attribute_weights)
+        return attribute_scores(label_scores, label_scores.std() or 1.0,
+                                np.array([query.attribute_weights[c] for c in columns]),
+                                np.stack([z[c] for c in columns], axis=1))
 
     mood = {word: roc_auc(has(tag), with_attributes(word)) for word, tag in MOOD_QUERIES.items()}
     mood_plain = {word: roc_auc(has(tag), vectors @ model.query_vector(word).vector) for word, tag in MOOD_QUERIES.items()}

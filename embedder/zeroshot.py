@@ -52,18 +52,26 @@ CSLS_VOCABULARY = 50_000
 # p is clipped before the logit: a tagger saying 1e-9 vs 1e-7 is no evidence either way.
 PROBABILITY_FLOOR = 1e-6
 
-# Musical attributes as word-anchored dimensions (issue 6): each measured attribute gets two
-# pole words, and a query word's cosine with the pole direction (v_high − v_low) weighs the
-# track's standardised attribute value into the score. Difference vectors, because GloVe puts
-# antonyms close together (calm ~ energetic) but their difference is the contrast itself.
+# Musical attributes as word-anchored dimensions (issue 6): each pole pair spans a contrast in
+# the word space, and a query word's cosine with the pole direction (v_high − v_low) weighs the
+# track's standardised attributes that carry that contrast into the score. Difference vectors,
+# because GloVe puts antonyms close together (calm ~ energetic) but their difference is the
+# contrast itself. Each pair lists the attribute columns that cue it, with their direction:
+# the mood pairs follow the acoustic cues music-emotion research finds for them (Juslin &
+# Laukka 2003, table 11: tenderness/sadness slow and soft, happiness fast and loud; mode:
+# major happy, minor sad, Gabrielsson & Lindström 2010), so "energetic" weighs tempo and
+# loudness too, not only how dense the onsets are.
 ATTRIBUTE_POLES = (
-    ("bpm", "slow", "fast"),
-    ("onset_density", "calm", "energetic"),
-    ("mode_strength", "sad", "happy"),
-    ("loudness_db", "quiet", "loud"),
-    ("brightness", "dark", "bright"),
+    ("slow", "fast", {"bpm": 1.0}),
+    ("quiet", "loud", {"loudness_db": 1.0}),
+    ("dark", "bright", {"brightness": 1.0}),
+    ("calm", "energetic", {"bpm": 1.0, "loudness_db": 1.0, "onset_density": 1.0}),
+    ("sad", "happy", {"mode_strength": 1.0, "bpm": 1.0, "loudness_db": 1.0}),
 )
-# One standard deviation of an attribute counts as much as one unit of label log-odds.
+ATTRIBUTE_COLUMNS = tuple(dict.fromkeys(column for _, _, cues in ATTRIBUTE_POLES for column in cues))
+# A relation r of a query to a pole pair moves the score by r standard deviations of the label
+# evidence (the score's scale is set where it is computed: mre.retrieval.library.attribute_scores);
+# a pair's cues share that weight (unit-length cue vector).
 ATTRIBUTE_SCALE = 1.0
 
 MODEL_NAME = "mre-zs-musicnn"
@@ -205,24 +213,58 @@ class ZeroShotTaggerModel:
         return np.partition(similarity, -k, axis=1)[:, -k:].mean(axis=1)
 
     def _pole_relations(self, phrase_vector: np.ndarray) -> dict[str, float]:
-        """Cosine of a phrase with each attribute's pole direction, where it stands out from noise.
+        """Weights on attribute columns from a phrase's cosines with the pole directions.
 
         A random direction's cosine with a fixed one in d dimensions has spread 1/sqrt(d);
         relations under two such spreads are dropped, so words unrelated to tempo, mode,
-        loudness... leave the attributes alone.
+        loudness... leave the attributes alone. A kept relation is shared over the pair's
+        cue columns (unit-length cue vector).
         """
         if getattr(self, "_poles", None) is None:
-            directions = {}
-            for column, low, high in ATTRIBUTE_POLES:
+            directions = []
+            for low, high, cues in ATTRIBUTE_POLES:
                 low_vec, high_vec = self.words.phrase_vector(low).vector, self.words.phrase_vector(high).vector
                 if low_vec is not None and high_vec is not None:
                     direction = high_vec - low_vec
-                    directions[column] = direction / max(float(np.linalg.norm(direction)), 1e-12)
+                    norm = float(np.sqrt(sum(v * v for v in cues.values())))
+                    directions.append((direction / max(float(np.linalg.norm(direction)), 1e-12),
+                                       {column: v / norm for column, v in cues.items()}))
             self._poles = directions
         unit = phrase_vector / max(float(np.linalg.norm(phrase_vector)), 1e-12)
         threshold = 2.0 / np.sqrt(len(unit))
-        relations = {column: float(direction @ unit) for column, direction in self._poles.items()}
-        return {column: r for column, r in relations.items() if abs(r) >= threshold}
+        weights: dict[str, float] = {}
+        for direction, cues in self._poles:
+            relation = float(direction @ unit)
+            if abs(relation) >= threshold:
+                for column, share in cues.items():
+                    weights[column] = weights.get(column, 0.0) + relation * share
+        return weights
+
+    def attribute_weights(self, text: str) -> dict[str, float]:
+        """Weights of a query's terms on the attribute z-scores (column → weight), as
+        `query_vector(text).attribute_weights`, without the label side's cost (for a whole
+        tag vocabulary). A query that is exactly a label has none: labels stay exact."""
+        _, label_tokens = self._labels_in_word_space()
+        known_sequences = set(label_tokens)
+        if tuple(self.words.tokens(text)) in known_sequences:
+            return {}
+        sums: dict[str, float] = {}
+        known_terms = 0
+        for term in parse_query(text):
+            sign = -1.0 if term.negated else 1.0
+            known = term.negated and tuple(self.words.tokens("no " + term.text)) in known_sequences
+            for kind, seq in self._segments(self.words.tokens(term.text)):
+                if kind == "label":
+                    known = True
+                    continue
+                vector = self.words.phrase_vector(" ".join(seq)).vector
+                if vector is not None:
+                    known = True
+                    for column, weight in self._pole_relations(vector).items():
+                        sums[column] = sums.get(column, 0.0) + sign * weight
+            known_terms += bool(known)
+        # averaged over the query's terms, as the label weights are
+        return {column: ATTRIBUTE_SCALE * total / known_terms for column, total in sums.items()} if known_terms else {}
 
     def _label_name(self, label_tokens: tuple[str, ...]) -> str:
         _, tokens = self._labels_in_word_space()
@@ -245,22 +287,12 @@ class ZeroShotTaggerModel:
         out[nearest] = weights / weights.sum()
         return out
 
-    def _term_weights(self, text: str, query: QueryVector, negated: bool,
-                      attribute_parts: dict[str, list[float]]) -> np.ndarray | None:
-        """Label weights of one positive or negated term (summing to 1), or None if nothing is known."""
+    def _segments(self, tokens: list[str]) -> list[tuple[str, tuple[str, ...]]]:
+        """A term's tokens as label spellings (longest first) and runs of other words between
+        them; a run of only generic words ("music", "the") beside something specific is dropped."""
         _, label_tokens = self._labels_in_word_space()
         known_sequences = set(label_tokens)
         longest = max(len(t) for t in label_tokens)
-        tokens = self.words.tokens(text)
-        parts: list[np.ndarray] = []
-        if negated:
-            # a label spelled "no X" (MTT has "no vocals", "no voice") is the tagger's own
-            # judgement of the negation: use it (positively) beside "−X"
-            no_form = tuple(self.words.tokens("no " + text))
-            if no_form in known_sequences:
-                query.matched_labels.append(self._label_name(no_form))
-                parts.append(-self._one_hot(no_form))  # sign flipped back by the caller
-        # segment the term: label spellings (longest first) and runs of other words between them
         segments: list[tuple[str, tuple[str, ...]]] = []
         run: list[str] = []
         i = 0
@@ -279,10 +311,25 @@ class ZeroShotTaggerModel:
                 i += 1
         if run:
             segments.append(("words", tuple(run)))
-        # "house music": a run of only generic words ("music", "song", "the") next to something
-        # specific adds nothing but noise; alone ("music") it is the query
+        # "house music": a run of only generic words next to something specific adds nothing
+        # but noise; alone ("music") it is the query
         if len(segments) > 1:
             segments = [seg for seg in segments if seg[0] == "label" or not set(seg[1]) <= STOP_WORDS] or segments
+        return segments
+
+    def _term_weights(self, text: str, query: QueryVector, negated: bool) -> np.ndarray | None:
+        """Label weights of one positive or negated term (summing to 1), or None if nothing is known."""
+        _, label_tokens = self._labels_in_word_space()
+        known_sequences = set(label_tokens)
+        parts: list[np.ndarray] = []
+        if negated:
+            # a label spelled "no X" (MTT has "no vocals", "no voice") is the tagger's own
+            # judgement of the negation: use it (positively) beside "−X"
+            no_form = tuple(self.words.tokens("no " + text))
+            if no_form in known_sequences:
+                query.matched_labels.append(self._label_name(no_form))
+                parts.append(-self._one_hot(no_form))  # sign flipped back by the caller
+        segments = self._segments(self.words.tokens(text))
         for kind, seq in segments:
             if kind == "label":
                 query.matched_labels.append(("-" if negated else "") + self._label_name(seq))
@@ -296,9 +343,6 @@ class ZeroShotTaggerModel:
                 query.messages.append(f'ignored "{word}": not in the word vectors{more}')
             if phrase.vector is not None:
                 parts.append(self._nearest_label_weights(phrase.vector))
-                sign = -1.0 if negated else 1.0
-                for column, relation in self._pole_relations(phrase.vector).items():
-                    attribute_parts.setdefault(column, []).append(sign * relation)
         if not parts:
             return None
         return np.mean(parts, axis=0)
@@ -315,10 +359,9 @@ class ZeroShotTaggerModel:
             query.related_labels = self._explain(query.vector)
             return query
         terms = parse_query(text)
-        attribute_parts: dict[str, list[float]] = {}  # column → signed pole relations of the terms
         contributions = []
         for term in terms:
-            weights = self._term_weights(term.text, query, term.negated, attribute_parts)
+            weights = self._term_weights(term.text, query, term.negated)
             if weights is not None:
                 contributions.append(-weights if term.negated else weights)
         if not contributions:
@@ -326,9 +369,7 @@ class ZeroShotTaggerModel:
                              (f" ({'; '.join(query.messages)})" if query.messages else ""))
         query.vector = np.mean(contributions, axis=0).astype(np.float32)
         query.related_labels = self._explain(query.vector)
-        # attribute weights are averaged over the query's terms, as the label weights are
-        for column, relations in attribute_parts.items():
-            query.attribute_weights[column] = ATTRIBUTE_SCALE * float(np.sum(relations)) / len(contributions)
+        query.attribute_weights = self.attribute_weights(text)
         return query
 
     def _explain(self, vector: np.ndarray, top: int = 5) -> list[tuple[str, float]]:

@@ -98,3 +98,46 @@ def test_mood_word_uses_the_attributes_in_a_store(store):
     assert [h.score for h in result.hits] == sorted((h.score for h in result.hits), reverse=True)
     quiet_first = [Path(h.path).stem.split("_")[0] for h in result.hits[:2]]
     assert set(quiet_first) <= {"piano", "strings"}  # the slow, quiet clips, not the loud band/techno ones
+
+
+def _query_score(library, text, path):
+    """The score `mre query` gives one track for `text` (every track ranked)."""
+    return next(h.score for h in library.search(text, k=len(library)).hits if h.path == path)
+
+
+def test_tags_weigh_attributes_exactly_as_a_query_does(store, music_library, tmp_path):
+    from mre.retrieval import Library
+
+    library = Library(store)
+    piano = str((music_library / "piano_a.wav").resolve())
+    assert library.model.attribute_weights("calm")  # a mood tag that relates to attribute poles
+    assert library.model.attribute_weights("slow") == {}  # a label: scored exactly as the tagger's
+    tags = {t["tag"]: t["score"] for t in library.tags(piano, k=5000).tags}
+    for word in ("calm", "energetic", "relaxing", "slow", "piano"):
+        assert tags[word] == pytest.approx(_query_score(library, word, piano), abs=1e-5), word
+    # the quiet, slow piano clip is calmer than the loud techno clip, and less energetic
+    techno = {t["tag"]: t["score"] for t in library.tags(str(music_library / "techno_a.wav"), k=5000).tags}
+    assert tags["calm"] > techno["calm"] and tags["energetic"] < techno["energetic"]
+    # a copy outside the store is standardised against the store: the same tag scores
+    outside = tmp_path / "copy.wav"
+    outside.write_bytes((music_library / "piano_a.wav").read_bytes())
+    copied = {t["tag"]: t["score"] for t in library.tags(str(outside), k=5000).tags}
+    for word in ("calm", "energetic", "gentle"):
+        assert copied[word] == pytest.approx(tags[word], abs=1e-4), word
+
+
+def test_attribute_scores_count_pole_weights_in_label_spreads():
+    import numpy as np
+
+    from mre.retrieval.scoring import attribute_scores, standardised
+
+    label = np.array([0.0, 2.0, 4.0])  # spread 1.633
+    z = standardised([60.0, 90.0, 0.0], "bpm")  # bpm 0 is no pulse: the mean, z 0
+    assert list(z) == [-1.0, 1.0, 0.0]
+    scores = attribute_scores(label, label.std(), np.array([0.5]), z[:, None])
+    np.testing.assert_allclose(scores, label + label.std() * 0.5 * z)
+    # one track against several tags: weights [tags, columns], z [columns]
+    per_tag = attribute_scores(np.array([1.0, 1.0]), np.array([2.0, 1.0]), np.array([[1.0, 0.0], [0.0, -1.0]]),
+                               np.array([0.5, 2.0]))
+    np.testing.assert_allclose(per_tag, [2.0, -1.0])
+    assert list(standardised([1.0, None], "loudness_db")) == [0.0, 0.0]  # one known value: no spread, no evidence

@@ -1,0 +1,48 @@
+"""How musical attributes enter a query's score (issue 6), in one place for word→song,
+song→word and the benchmark: attributes standardised over a store, and label evidence plus
+pole-weighted z-scores in the label evidence's own units.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+def _attribute_array(values, column: str) -> np.ndarray:
+    """Attribute values as floats, unknown (None) and bpm 0 (no pulse) as NaN."""
+    array = np.array([np.nan if v is None else float(v) for v in values], dtype=np.float64)
+    if column == "bpm":
+        array[array <= 0] = np.nan
+    return array
+
+
+def attribute_standardiser(values: list, column: str) -> tuple[float, float]:
+    """(mean, spread) of one attribute over a set of tracks; (0, inf) when fewer than two are
+    known, so every z-score is 0 (no evidence either way)."""
+    array = _attribute_array(values, column)
+    known = array[np.isfinite(array)]
+    if len(known) < 2:
+        return 0.0, np.inf
+    spread = float(known.std())
+    return float(known.mean()), spread if spread > 0 else 1.0
+
+
+def standardised(values: list, column: str, of=None) -> np.ndarray:
+    """z-scores of one attribute over a set of tracks (unknown values, and bpm 0: no pulse,
+    count as the mean); `of`: other values to standardise against that set instead."""
+    mean, spread = attribute_standardiser(values, column)
+    z = (_attribute_array(values if of is None else of, column) - mean) / spread
+    return np.where(np.isfinite(z), z, 0.0)
+
+
+def attribute_scores(label_scores, label_spread, attribute_weights, attribute_z) -> np.ndarray:
+    """A query's score: label evidence (log-odds) plus its attribute weights on z-scores, each
+    weight counted in standard deviations of that label evidence over the store.
+
+    label_scores: [n]; label_spread: scalar or [n]; attribute_weights and attribute_z: [C] or
+    [n, C] (one query over n tracks, or n tags over one track). Label evidence and z-scores live
+    on different scales (log-odds spread from ~0.5 to ~2 between queries; z-scores have spread
+    1), so a pole weight r means r standard deviations against the label part's one; adding the
+    attribute part in the label part's units keeps scores on the log-odds scale users see.
+    """
+    attribute_part = np.sum(np.asarray(attribute_weights, dtype=np.float64) * attribute_z, axis=-1)
+    return np.asarray(label_scores, dtype=np.float64) + np.asarray(label_spread, dtype=np.float64) * attribute_part
