@@ -214,6 +214,8 @@ def format_table(report: QualityReport) -> str:
         rows.append(("accuracy", "top-1 accuracy", report.accuracy))
     if report.seen_unseen:
         for group, figures in report.seen_unseen.items():
+            if not figures["n_tags"]:
+                continue  # none of this dataset's tags is in that group of the model's split
             rows.append((f"{group}_auc", f"  {group} tags ROC-AUC ({figures['n_tags']} tags)",
                          figures["tag_retrieval_auc"]))
     header = f"{'':34}{'this run':>10}{'paper zero-shot':>17}{'paper supervised':>18}"
