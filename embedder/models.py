@@ -66,4 +66,6 @@ def load_model(name: str | None = None, device: str | torch.device = "cpu", word
         from mre.embedder.trained import load_trained_model  # the paper's model (mre train)
 
         return load_trained_model(name, device=device, word_vectors=word_vectors)
+    if Path(name).suffix or "/" in name:
+        raise ValueError(f"model file {name} not found (a store made with it needs it to be searched)")
     raise ValueError(f"unknown model {name!r}: use one of {', '.join(model_names())} or a model file from `mre train`")
