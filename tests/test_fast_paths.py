@@ -1,0 +1,115 @@
+"""The fast CPU paths give the same numbers as the plain ones.
+
+- the musicnn front-end, computed as conv -> max over bands -> bias/ReLU/batch-norm with
+  sign-flipped kernels, equals musicnn's literal order (conv -> bias -> ReLU -> batch-norm
+  -> max) on patches where both batch-norm signs matter;
+- the runner's CPU model threads (batch slices on single-threaded Python threads) give the
+  same track outputs, in the same order, as one call with torch's own threading;
+- the throughput benchmark prints batch size, threads and its ratios, and counts FLOPs right.
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+import torch.nn.functional as F
+
+from mre.benchmarks import tagging_speed
+from mre.embedder.models import load_model
+from mre.embedder.registry import load_tagger
+from mre.embedder.runner import embed_files
+
+
+@pytest.fixture(scope="module")
+def tagger():
+    return load_tagger("musicnn-mtt")
+
+
+def literal_frontend(tagger, spectrogram: torch.Tensor) -> torch.Tensor:
+    """musicnn's timbral_block / tempo_block as written: conv + bias -> ReLU -> BN -> max."""
+    blocks = []
+    offset = 0
+    for name in tagger._frontend_blocks:
+        signed_kernel = getattr(tagger, f"{name}_kernel")
+        channels = signed_kernel.shape[0]
+        parts = slice(offset, offset + channels)
+        offset += channels
+        kernel = signed_kernel * tagger.frontend_sign[parts].view(-1, 1, 1, 1)  # undo the flip
+        frames = kernel.shape[2]
+        if name.startswith("timbral"):
+            padded = F.pad(spectrogram, (0, 0, 3, 3))  # tf.pad 3 frames each side, 'valid'
+        else:  # TF 'same': (frames - 1) // 2 before, the rest after
+            padded = F.pad(spectrogram, (0, 0, (frames - 1) // 2, frames - 1 - (frames - 1) // 2))
+        activation = F.conv2d(padded.unsqueeze(1), kernel, tagger.frontend_bias[parts, 0]).relu()
+        normalised = activation * tagger.frontend_scale[parts].view(1, -1, 1, 1) + tagger.frontend_shift[parts].view(1, -1, 1, 1)
+        blocks.append(normalised.amax(dim=-1))
+    return torch.cat(blocks, dim=1)
+
+
+def test_frontend_equals_musicnns_literal_order(tagger):
+    # both signs occur, so both the max and the flipped-kernel min paths are exercised
+    assert (tagger.frontend_sign > 0).any() and (tagger.frontend_sign < 0).any()
+    generator = torch.Generator().manual_seed(3)
+    spectrogram = torch.rand(2, 187, 96, generator=generator) * 3
+    with torch.inference_mode():
+        fast = torch.cat([tagger._frontend(patch) for patch in spectrogram.split(1)])
+        literal = literal_frontend(tagger, spectrogram)
+    assert fast.shape == (2, 561, 187)
+    torch.testing.assert_close(fast, literal, rtol=1e-5, atol=1e-5)
+
+
+def test_frontend_takes_patches_shorter_than_the_longest_kernel(tagger):
+    spectrogram = torch.rand(1, 40, 96) * 3  # 40 frames < the 128-frame temporal kernel
+    with torch.inference_mode():
+        torch.testing.assert_close(tagger._frontend(spectrogram), literal_frontend(tagger, spectrogram),
+                                   rtol=1e-5, atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def clip_folder(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("clips")
+    rng = np.random.default_rng(7)
+    for index, seconds in enumerate([7.0, 2.0, 10.0]):
+        t = np.arange(int(seconds * 22050)) / 22050
+        tone = 0.3 * np.sin(2 * np.pi * (110 * (index + 2)) * t) + 0.05 * rng.standard_normal(len(t))
+        sf.write(folder / f"clip{index}.wav", tone.astype(np.float32), 22050)
+    return folder
+
+
+def test_model_threads_give_the_same_tracks_as_one_call(clip_folder):
+    paths = sorted(str(p) for p in clip_folder.glob("*.wav"))
+    model = load_model("musicnn-mtt")
+    # 2, 1 and 3 patches in batches of 2: a track spans batches, a slice holds one patch
+    threaded = list(embed_files(paths, model, device="cpu", batch_size=2, workers=0, model_threads=2))
+    plain = list(embed_files(paths, model, device="cpu", batch_size=2, workers=0, model_threads=0))
+    assert [t.path for t in threaded] == paths == [t.path for t in plain]
+    for fast, reference in zip(threaded, plain):
+        assert fast.n_patches == reference.n_patches
+        np.testing.assert_allclose(fast.patch_mean, reference.patch_mean, rtol=0, atol=1e-6)
+
+
+def test_flop_count_of_musicnn(tagger):
+    # timbral: 204 filters x 7 x 38 at 59 band offsets, 204 x 7 x 67 at 30; temporal:
+    # 51 filters x (128 + 64 + 32) frames at 96 bands; mid-end 3 x 64 x 561|64|64 x 7
+    frames = 187
+    expected = 2 * frames * (204 * 7 * 38 * 59 + 204 * 7 * 67 * 30 + 51 * (128 + 64 + 32) * 96
+                             + 7 * 64 * (561 + 64 + 64))
+    expected += 2 * (200 * 1506 + 50 * 200)
+    assert tagging_speed.musicnn_flops_per_patch(tagger, frames) == expected
+
+
+def test_benchmark_prints_its_settings_and_ratios(clip_folder, tmp_path, capsys):
+    out = tmp_path / "speed.json"
+    tagging_speed.main([str(clip_folder), "--model", "musicnn-mtt", "--batch-size", "8", "--workers", "1",
+                        "--json", str(out)])
+    printed = capsys.readouterr().out
+    assert "batch 8" in printed and "1 decode workers" in printed and "model threads" in printed
+    assert "end to end" in printed and "vs decode" in printed and "ceiling" in printed
+    figures = json.loads(out.read_text())
+    assert figures["files"] == 3 and figures["patches"] == 2 + 1 + 3  # 3 s patches, a short clip repeat-padded
+    assert figures["ratio_end_to_end_vs_decode"] == pytest.approx(
+        figures["end_to_end_x_realtime"] / figures["decode_only_x_realtime"], abs=2e-3)
+    assert figures["model_gflops_1_thread"] > 0 and figures["reference_conv_gflops_1_thread"] > 0
