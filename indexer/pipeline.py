@@ -45,6 +45,8 @@ class IndexSummary:
     audio_seconds: float = 0.0
     committed: bool = False
     total: int = 0
+    model_change: str | None = None   # "old → new" when the store was made with another model
+    dropped_elsewhere: int = 0        # tracks under other roots dropped with the old model's vectors
 
     def lines(self) -> list[str]:
         speed = f", {self.audio_seconds / self.seconds:.0f}× realtime" if self.seconds > 0 and self.audio_seconds else ""
@@ -52,6 +54,11 @@ class IndexSummary:
                 f"skipped {len(self.skipped)} — {self.total} tracks in the store "
                 f"({self.seconds:.1f} s{speed})")
         out = [head]
+        if self.model_change:
+            out.append(f"model changed ({self.model_change}): every track under this folder was embedded again")
+        if self.dropped_elsewhere:
+            out.append(f"{self.dropped_elsewhere} tracks under other folders had the old model's vectors and were "
+                       "dropped: run `mre index` on those folders again")
         if self.resumed:
             out.append(f"resumed: {self.resumed} tracks came from an interrupted earlier run")
         for path, reason in self.skipped[:20]:
@@ -127,7 +134,14 @@ def _index(
     model_changed = live is not None and (live.meta.get("model_id") != model.model_id
                                           or not set(ATTRIBUTE_NAMES) <= set(live_tracks.column_names))
     if model_changed:
+        if live.meta.get("model_id") != model.model_id:
+            summary_model_change = f"{live.meta.get('model_id')} → {model.model_id}"
+        else:
+            summary_model_change = "the tracks table predates the attribute columns"
+        dropped_elsewhere = sum(not is_under(p, root_path) for p in live_tracks.column("path").to_pylist())
         live_tracks = None  # a different model: every vector must be made again
+    else:
+        summary_model_change, dropped_elsewhere = None, 0
 
     scan = scan_library(root_path, AUDIO_EXTENSIONS)
     in_root = None
@@ -160,7 +174,8 @@ def _index(
     remaining = [e for e in to_embed if (e.path, e.size, e.mtime_ns) not in done_keys]
 
     summary = IndexSummary(store=str(store.root), generation=live.id if live else None,
-                           unchanged=len(diff.unchanged), removed=len(diff.removed), resumed=resumed)
+                           unchanged=len(diff.unchanged), removed=len(diff.removed), resumed=resumed,
+                           model_change=summary_model_change, dropped_elsewhere=dropped_elsewhere)
     schema = _staged_schema(model.dim)
     buffer: list[dict] = []
     last_flush = time.monotonic()

@@ -166,3 +166,17 @@ def test_bench_compares_models_on_a_library_sorted_into_folders(scenes, trained,
     assert [r["model"].split("@")[0] for r in reports] == ["mre-zs-musicnn", "mre-paper"]
     assert all(set(r["per_tag"]) == {"ocean", "bells"} for r in reports)
     assert (tmp_path / "bench" / "scenes.mre" / "quality.json").is_file()
+
+
+def test_switching_a_store_to_another_model_says_what_it_re_embeds_and_drops(scenes, trained, tmp_path, cli):
+    for folder, names in (("a", ["scene_000.wav", "scene_001.wav"]), ("b", ["scene_002.wav", "scene_003.wav"])):
+        (tmp_path / folder).mkdir()
+        for name in names:
+            (tmp_path / folder / name).write_bytes((scenes / name).read_bytes())
+    store = str(tmp_path / "store")
+    for folder in ("a", "b"):
+        assert cli("index", tmp_path / folder, "--store", store, "--workers", "0").exit_code == 0
+    result = cli("index", tmp_path / "a", "--store", store, "--model", trained[0], "--workers", "0")
+    assert result.exit_code == 0, result.output
+    assert "model changed" in result.output
+    assert "2 tracks under other folders had the old model's vectors and were dropped" in result.output
