@@ -31,7 +31,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mre.embedder.runner import decode_stream, default_model_threads, default_workers, embed_files, seconds_of_audio
+from mre.embedder.runner import (
+    cpu_batch_size,
+    decode_stream,
+    default_model_threads,
+    default_workers,
+    embed_files,
+    seconds_of_audio,
+)
 
 
 def _demo_files() -> list[str]:
@@ -148,9 +155,11 @@ def measure(paths: list[str], model_name: str, batch_size: int, workers: int, de
     decode_speed = decoded_seconds / decode_wall
     embed_speed = embedded_seconds / embed_wall
     on_cpu_threads = torch_device.type == "cpu" and (model_threads is None or model_threads > 0)
+    threads = (default_model_threads() if model_threads is None else model_threads) if on_cpu_threads else 0
     figures = {"files": len(paths), "audio_seconds": round(decoded_seconds, 1), "model": model_name,
-               "device": str(torch_device), "dtype": dtype, "batch_size": batch_size, "workers": workers,
-               "model_threads": (default_model_threads() if model_threads is None else model_threads) if on_cpu_threads else 0,
+               "device": str(torch_device), "dtype": dtype,
+               "batch_size": cpu_batch_size(batch_size, threads) if on_cpu_threads else batch_size, "workers": workers,
+               "model_threads": threads,
                "torch_threads": 1 if on_cpu_threads else torch.get_num_threads(), "patches": patches,
                "decode_only_x_realtime": round(decode_speed, 1), "end_to_end_x_realtime": round(embed_speed, 1),
                "patches_per_second": round(patches / embed_wall, 1),

@@ -111,5 +111,5 @@ def test_benchmark_prints_its_settings_and_ratios(clip_folder, tmp_path, capsys)
     figures = json.loads(out.read_text())
     assert figures["files"] == 3 and figures["patches"] == 2 + 1 + 3  # 3 s patches, a short clip repeat-padded
     assert figures["ratio_end_to_end_vs_decode"] == pytest.approx(
-        figures["end_to_end_x_realtime"] / figures["decode_only_x_realtime"], abs=2e-3)
+        figures["end_to_end_x_realtime"] / figures["decode_only_x_realtime"], rel=0.02)  # each rounded to 0.1
     assert figures["model_gflops_1_thread"] > 0 and figures["reference_conv_gflops_1_thread"] > 0
