@@ -187,7 +187,7 @@ def run_training(data: DataOptions, config: ModelConfig, settings: TrainSettings
     if not tracks:
         raise TrainingDataError("no tracks with audio to train on")
     log(f"decoding {len(tracks)} tracks" + (" and tagging them with the musicnn teacher" if data.teacher else ""))
-    progress = _progress_bar(len(tracks), show_progress)
+    progress = _progress_bar(len(tracks), show_progress, log)
     prepared = prepare_inputs(tracks, config, teacher=data.library is not None, workers=workers,
                               max_seconds=data.max_seconds, max_patches=data.max_patches, device=device,
                               progress=progress)
@@ -229,16 +229,23 @@ def run_training(data: DataOptions, config: ModelConfig, settings: TrainSettings
     return report, [Path(out), *written]
 
 
-def _progress_bar(total: int, show: bool | None):
+def _progress_bar(total: int, show: bool | None, log: Callable[[str], None]):
+    import time
+
     from tqdm.auto import tqdm
 
     bar = tqdm(total=total, desc="decoding", unit="track", disable=not show if show is not None else None)
+    last_line = [time.monotonic()]
 
     def update(done, _total):
         if done is None:
             bar.close()
-        else:
-            bar.n = done
-            bar.refresh()
+            return
+        bar.n = done
+        bar.refresh()
+        # no terminal and not silenced: a plain line every 30 s instead of a bar
+        if bar.disable and show is None and time.monotonic() - last_line[0] >= 30:
+            last_line[0] = time.monotonic()
+            log(f"decoding: {done}/{total} tracks")
 
     return update

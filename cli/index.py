@@ -32,6 +32,8 @@ def index(path, store, model, workers, device, batch_size, index_spec, vocab, wo
     Example:
         mre index ~/Music --store ~/music-store
     """
+    import time
+
     from tqdm import tqdm
 
     from mre.embedder.models import DEFAULT_MODEL
@@ -46,6 +48,8 @@ def index(path, store, model, workers, device, batch_size, index_spec, vocab, wo
             f"index with {DEFAULT_MODEL} (the default, built on it) or a model file from `mre train`")
     store_path = Path(store).expanduser() if store else default_store_path()
     bar = tqdm(total=0, unit="track", desc="embedding", file=sys.stderr, dynamic_ncols=True, disable=None)
+    # no terminal (a log file, a cron job): a plain line every 30 s instead of a bar
+    last_line = [time.monotonic()]
 
     def progress(done, total, current):
         if bar.total != total:
@@ -53,6 +57,9 @@ def index(path, store, model, workers, device, batch_size, index_spec, vocab, wo
             bar.refresh()
         bar.update(1)
         bar.set_postfix_str(Path(current).name[-40:], refresh=False)
+        if bar.disable and (time.monotonic() - last_line[0] >= 30 or done == total):
+            last_line[0] = time.monotonic()
+            click.echo(f"embedding: {done}/{total} tracks", err=True)
 
     try:
         summary = index_library(path, Store(store_path), model_name=model, device=device, workers=workers,
