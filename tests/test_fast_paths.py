@@ -104,10 +104,10 @@ def test_flop_count_of_musicnn(tagger):
 def test_benchmark_prints_its_settings_and_ratios(clip_folder, tmp_path, capsys):
     out = tmp_path / "speed.json"
     tagging_speed.main([str(clip_folder), "--model", "musicnn-mtt", "--batch-size", "8", "--workers", "1",
-                        "--json", str(out)])
+                        "--rounds", "2", "--json", str(out)])
     printed = capsys.readouterr().out
     assert "batch 8" in printed and "1 decode workers" in printed and "model threads" in printed
-    assert "end to end" in printed and "vs decode" in printed and "ceiling" in printed
+    assert "end to end" in printed and "vs decode" in printed and "ceiling" in printed and "best of 2 rounds" in printed
     figures = json.loads(out.read_text())
     assert figures["files"] == 3 and figures["patches"] == 2 + 1 + 3  # 3 s patches, a short clip repeat-padded
     assert figures["ratio_end_to_end_vs_decode"] == pytest.approx(
