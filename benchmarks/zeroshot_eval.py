@@ -1,6 +1,6 @@
 """How well the default zero-shot model retrieves generated clips by words, against ConSE.
 
-    python -m mre.benchmarks.zeroshot_eval [--n-per-group 8] [--seed 0] [--json OUT]
+    python -m mre.benchmarks.zeroshot_eval [--n-per-group 8] [--seed 0] [--json OUT] [--word-vectors minilm|FILE]
 
 The clips come from `mre.benchmarks.synth` (known instruments, drums, tempo, loudness, mode,
 and mood words derived from those). Three figures, measured in one run:
@@ -166,8 +166,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--n-per-group", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--word-vectors", default=None,
+                        help='"minilm" or a word-vector file (default: the bundled GloVe 6B 50-d)')
     args = parser.parse_args(argv)
-    figures = run(args.n_per_group, args.seed)
+    model = ZeroShotTaggerModel(word_vectors=args.word_vectors)
+    print(f"word vectors: {model.word_vectors_id}")
+    figures = run(args.n_per_group, args.seed, model=model)
     print(format_figures(figures))
     if args.json:
         args.json.write_text(json.dumps(figures.as_dict(), indent=2))
