@@ -8,13 +8,14 @@ A user file may be a gensim native file (``KeyedVectors.save``), word2vec binary
 text (header line ``"count dim"``, also fastText ``.vec``) or GloVe text (no header, e.g. the
 paper's glove.42B.300d.txt). The format is sniffed from the content, not the extension.
 
+Non-native files are converted to native once and cached, keyed by (resolved path, size,
+mtime), so the second load is a memory map.
+
 The name ``"minilm"`` (opt-in, extra ``[sentence]``) gives all-MiniLM-L6-v2 sentence vectors
 (384-d, :mod:`mre.embedder.minilm`) of a fixed vocabulary: the 50k most frequent GloVe words,
 then every tagger label and shipped vocabulary tag with their words; multi-word ones are keyed
 by their hyphenated form ("female-vocalists"), which :class:`WordSpace` looks adjacent words
 up as, so a label phrase gets the encoder's vector of the whole phrase.
-Non-native files are converted to native once and cached, keyed by (resolved path, size,
-mtime), so the second load is a memory map.
 
 Cache entries are directories holding ``vectors.kv`` and ``vectors.kv.vectors.npy``; each is
 written into a temporary directory and renamed into place, so a process racing another never
@@ -251,6 +252,14 @@ def is_minilm(path: str | Path | None) -> bool:
     """Whether path names the MiniLM word vectors rather than a file (a file called
     "minilm" is still reachable as "./minilm")."""
     return path is not None and str(path) == MINILM_WORD_VECTORS
+
+
+def word_vectors_reference(path: str | Path | None) -> str | None:
+    """What a store or model file records to load the same word vectors again: None for the
+    default, ``"minilm"`` as is, a file as its resolved path (the working directory may change)."""
+    if path is None or is_minilm(path):
+        return None if path is None else MINILM_WORD_VECTORS
+    return str(Path(path).expanduser().resolve())
 
 
 def _minilm_vocabulary(frequent_words: list[str]) -> tuple[list[str], list[str]]:

@@ -87,6 +87,7 @@ def test_minilm_word_vectors_are_built_once_then_memory_mapped(monkeypatch, enco
     assert isinstance(again.vectors, np.memmap)
     assert again.index_to_key == built.index_to_key
     assert word_vectors.word_vectors_id("minilm") == "minilm-l6-v2"
+    assert word_vectors.word_vectors_reference("minilm") == "minilm"  # not a path under the cwd
 
     words = WordSpace(again, word_vectors.word_vectors_id("minilm"))
     assert words.tokens("female vocalists") == ["female-vocalists"]  # the whole phrase's vector
