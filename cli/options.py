@@ -18,9 +18,21 @@ model_option = click.option(
     help="Model name (mre-zs-musicnn; taggers musicnn-msd, musicnn-mtt, musicnn-vgg-msd, musicnn-vgg-mtt) or a model file.")
 device_option = click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
                              show_default=True, help="Where the model runs.")
+class WordVectorsParam(click.ParamType):
+    """"minilm" or an existing file."""
+
+    name = "minilm|FILE"
+
+    def convert(self, value, param, ctx):
+        if value == "minilm":
+            return value
+        return click.Path(exists=True, dir_okay=False).convert(value, param, ctx)
+
+
 word_vectors_option = click.option(
-    "--word-vectors", type=click.Path(exists=True, dir_okay=False), default=None,
-    help="GloVe text, word2vec text/binary or gensim KeyedVectors file (default: bundled GloVe 6B 50-d).")
+    "--word-vectors", type=WordVectorsParam(), default=None,
+    help='"minilm" (all-MiniLM-L6-v2 word vectors, extra [sentence]) or a GloVe text, word2vec text/binary '
+         "or gensim KeyedVectors file (default: bundled GloVe 6B 50-d).")
 vocab_option = click.option("--vocab", type=click.Path(exists=True, dir_okay=False), default=None,
                             help="Your own tag vocabulary: CSV with a `tag` column, or one tag per line.")
 

@@ -21,6 +21,7 @@ import torch
 
 from mre.embedder.frontend import FrontendConfig
 from mre.embedder.paper_model import BACKBONE_TAGGER, ModelConfig, TwoBranchModel
+from mre.embedder.word_vectors import is_minilm, word_vectors_reference
 from mre.embedder.words import WordSpace, parse_query
 from mre.embedder.zeroshot import QueryVector
 
@@ -225,7 +226,7 @@ def model_payload(network: TwoBranchModel, words: WordSpace, *, word_vectors_pat
         "config": network.config.as_dict(),
         "state_dict": {key: value.detach().cpu() for key, value in network.state_dict().items()},
         "word_vectors": {"id": words.vectors_id, "dim": words.dim,
-                         "path": str(Path(word_vectors_path).resolve()) if word_vectors_path else None},
+                         "path": word_vectors_reference(word_vectors_path)},
         "seen_tags": list(seen_tags),
         "unseen_tags": list(unseen_tags),
         "fingerprint": fingerprint,
@@ -248,7 +249,7 @@ def load_trained_model(path: str | Path, device: str | torch.device = "cpu", wor
     recorded = payload["word_vectors"]
     if word_space is None:
         source = word_vectors or recorded.get("path")
-        if source is not None and not Path(source).is_file():
+        if source is not None and not is_minilm(source) and not Path(source).is_file():
             raise ModelFileError(f"{path} was trained with the word vectors {source}, which are not there; "
                                  "pass --word-vectors with that file")
         word_space = WordSpace.load(source)

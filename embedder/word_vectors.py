@@ -27,6 +27,7 @@ import gzip
 import hashlib
 import logging
 import os
+import sys
 import re
 import shutil
 import tempfile
@@ -290,8 +291,10 @@ def _load_minilm(cache_dir: Path) -> KeyedVectors:
     def build() -> KeyedVectors:
         from tqdm import tqdm
 
-        log.info("encoding %d words with MiniLM once; cached in %s", len(texts), entry_dir)
-        with tqdm(total=len(texts), desc="MiniLM word vectors (first use only)", unit="word") as bar:
+        # one line even without a terminal: the first use takes about a minute on 2 cores
+        sys.stderr.write(f"encoding {len(texts)} words with MiniLM once (about a minute); cached in {entry_dir}\n")
+        with tqdm(total=len(texts), desc="MiniLM word vectors (first use only)", unit="word",
+                  disable=None) as bar:  # no bar without a terminal (logs, tests)
             vectors = load_minilm().encode(texts, progress=bar.update)
         keyed_vectors = KeyedVectors(vector_size=vectors.shape[1], count=0, dtype=np.float32)
         keyed_vectors.add_vectors(keys, vectors)

@@ -20,6 +20,7 @@ from mre.embedder.attributes import ATTRIBUTE_NAMES, TrackAttributes, extract_at
 from mre.embedder.audio import AUDIO_EXTENSIONS
 from mre.embedder.models import load_model
 from mre.embedder.runner import DEFAULT_MAX_SECONDS, choose_device, embed_files
+from mre.embedder.word_vectors import word_vectors_reference
 from mre.embedder.words import load_tag_vocabulary
 from mre.indexer.diff import diff_library
 from mre.indexer.scan import is_under, scan_library
@@ -254,7 +255,7 @@ def _index(
         "library_roots": sorted(set((live.meta.get("library_roots", []) if live else []) + [root_path])),
         # files under the roots that were skipped: lets an unchanged re-run write nothing
         "index_counts": {"skipped": len(carried_skips) + len(scan.errors) + failed.num_rows},
-        "word_vectors_path": str(Path(word_vectors).resolve()) if word_vectors else None,
+        "word_vectors_path": word_vectors_reference(word_vectors),
         "vocabulary": vocabulary or "builtin",
         "max_seconds": max_seconds,
     }
