@@ -191,11 +191,7 @@ class TrainedModel:
         positive, negative = [], []
         for term in parse_query(text):
             phrase = self._words.phrase_vector(term.text)
-            query.ignored.extend(phrase.ignored)
-            for word in phrase.ignored:
-                hint = phrase.suggestions.get(word) or []
-                more = f"; did you mean: {', '.join(hint)}?" if hint else ""
-                query.messages.append(f'ignored "{word}": not in the word vectors{more}')
+            query.note_ignored(phrase)
             if phrase.vector is not None:
                 (negative if term.negated else positive).append(phrase.vector)
                 if term.text in self.seen_tags:

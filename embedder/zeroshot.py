@@ -91,6 +91,14 @@ class QueryVector:
     messages: list[str] = field(default_factory=list)         # one line each, for the CLI
     attribute_weights: dict[str, float] = field(default_factory=dict)  # column → weight on its z-score
 
+    def note_ignored(self, phrase) -> None:
+        """Record the words of a phrase the word vectors lack, with one message line each."""
+        self.ignored.extend(phrase.ignored)
+        for word in phrase.ignored:
+            hint = phrase.suggestions.get(word) or []
+            more = f"; did you mean: {', '.join(hint)}?" if hint else ""
+            self.messages.append(f'ignored "{word}": not in the word vectors{more}')
+
 
 def logit(probabilities: np.ndarray) -> np.ndarray:
     p = np.clip(probabilities, PROBABILITY_FLOOR, 1.0 - PROBABILITY_FLOOR)
@@ -336,11 +344,7 @@ class ZeroShotTaggerModel:
                 parts.append(self._one_hot(seq))
                 continue
             phrase = self.words.phrase_vector(" ".join(seq))
-            query.ignored.extend(phrase.ignored)
-            for word in phrase.ignored:
-                hint = phrase.suggestions.get(word) or []
-                more = f"; did you mean: {', '.join(hint)}?" if hint else ""
-                query.messages.append(f'ignored "{word}": not in the word vectors{more}')
+            query.note_ignored(phrase)
             if phrase.vector is not None:
                 parts.append(self._nearest_label_weights(phrase.vector))
         if not parts:
