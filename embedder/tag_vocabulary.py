@@ -8,6 +8,10 @@ from importlib import resources
 from pathlib import Path
 
 SHIPPED_VOCABULARY = "tag_vocabulary.csv"
+# Place names (cities, countries, regions) stay in the shipped file but are not offered by
+# default: a place's word vector is about geography, so song → word put "lebanon" or "congo"
+# on any acoustic guitar track. Pass the shipped file as --vocab to use them anyway.
+DEFAULT_EXCLUDED_CATEGORIES = frozenset({"place"})
 CUSTOM_CATEGORY = "custom"
 
 
@@ -51,7 +55,8 @@ def load_tag_vocabulary(path: str | Path | None = None) -> list[VocabularyTag]:
     """The tags song → word queries choose from.
 
     Args:
-        path: None for the shipped vocabulary (embedder/data/tag_vocabulary.csv); else a CSV
+        path: None for the shipped vocabulary (embedder/data/tag_vocabulary.csv) without its
+            place names (see DEFAULT_EXCLUDED_CATEGORIES); else a CSV
             with a ``tag`` column (optional ``category``) or a text file with one tag per line
             (category "custom"). Tags are lowercased; duplicates removed, order kept.
 
@@ -60,7 +65,7 @@ def load_tag_vocabulary(path: str | Path | None = None) -> list[VocabularyTag]:
     """
     if path is None:
         text = resources.files("mre.embedder").joinpath("data", SHIPPED_VOCABULARY).read_text(encoding="utf-8")
-        return _parse(text, SHIPPED_VOCABULARY)
+        return [t for t in _parse(text, SHIPPED_VOCABULARY) if t.category not in DEFAULT_EXCLUDED_CATEGORIES]
     source = Path(path).expanduser()
     try:
         text = source.read_text(encoding="utf-8-sig")

@@ -260,6 +260,7 @@ def test_shipped_vocabulary_is_large_categorised_and_covered_by_glove(glove):
     assert all(tag == tag.lower().strip() for tag in tags)
     categories = {entry.category for entry in vocabulary}
     assert {"genre", "subgenre", "mood", "instrument", "voice", "era", "scene"} <= categories
+    assert "place" not in categories and "lebanon" not in {entry.tag for entry in vocabulary}  # not by default
     uncovered = [tag for tag in tags if not all(glove.has(token) for token in glove.tokens(tag))]
     assert uncovered == []
     assert {"bossa nova", "male vocals", "drum and bass", "1970s", "hip-hop"} <= set(tags)
