@@ -180,3 +180,22 @@ def test_switching_a_store_to_another_model_says_what_it_re_embeds_and_drops(sce
     assert result.exit_code == 0, result.output
     assert "model changed" in result.output
     assert "2 tracks under other folders had the old model's vectors and were dropped" in result.output
+
+
+def test_pretrained_audio_branch_trains_and_indexes(scenes, tmp_path, cli):
+    """--audio-branch musicnn: a head on the frozen musicnn tagger; the store embeds through the backbone."""
+    out = tmp_path / "head.mre"
+    result = cli("train", "--tracks", scenes / "tracks.csv", "--out", out, "--audio-branch", "musicnn",
+                 "--epochs", "2", "--workers", "0", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["seen_tags"]
+    model = load_model(str(out))
+    assert model.describe()["audio_branch"] == "musicnn" and model.frontend.n_mels == 96
+    library = tmp_path / "few"
+    library.mkdir()
+    for wav in sorted(scenes.glob("*.wav"))[:3]:
+        (library / wav.name).write_bytes(wav.read_bytes())
+    store = tmp_path / "store"
+    assert cli("index", library, "--model", out, "--store", store, "--workers", "0").exit_code == 0
+    hits = json.loads(cli("query", "bells", "--store", store, "--json").stdout)
+    assert len(hits) == 3
