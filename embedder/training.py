@@ -80,15 +80,28 @@ def _label_matrix(prepared: PreparedInputs, tags: list[str]) -> np.ndarray:
     return labels
 
 
-def _normalisation(network: TwoBranchModel, inputs: torch.Tensor) -> None:
-    """The paper's input normalisation, from the training patches only."""
-    values = inputs.float()
-    if network.config.audio_branch == "paper":
-        mean, std = values.mean().reshape(1), values.std().reshape(1)
-    else:
-        mean, std = values.mean(dim=0), values.std(dim=0)
-    network.input_mean.copy_(mean)
-    network.input_std.copy_(std.clamp_min(1e-6))
+def _rows_of(inputs: np.ndarray, indices: np.ndarray) -> torch.Tensor:
+    """Patches by index as float32 (sorted reads: the inputs may be a memory-mapped file)."""
+    return torch.from_numpy(np.asarray(inputs[np.sort(indices)], dtype=np.float32))
+
+
+def _normalisation(network: TwoBranchModel, inputs: np.ndarray, indices: np.ndarray, chunk: int = 512) -> None:
+    """The paper's input normalisation, from the training patches only (in chunks: they may not fit in memory)."""
+    per_feature = network.config.audio_branch != "paper"
+    total = total_sq = None
+    count = 0
+    for start in range(0, len(indices), chunk):
+        values = np.asarray(inputs[np.sort(indices[start:start + chunk])], dtype=np.float64)
+        # per feature: statistics over patches; paper branch: one scalar over every value
+        values = values.reshape(len(values), -1) if per_feature else values.reshape(-1, 1)
+        part, part_sq = values.sum(axis=0), (values ** 2).sum(axis=0)
+        total = part if total is None else total + part
+        total_sq = part_sq if total_sq is None else total_sq + part_sq
+        count += values.shape[0]
+    mean = total / count
+    std = np.sqrt(np.maximum(total_sq / count - mean ** 2, 0.0))
+    network.input_mean.copy_(torch.from_numpy(mean.astype(np.float32)).reshape(network.input_mean.shape))
+    network.input_std.copy_(torch.from_numpy(np.maximum(std, 1e-6).astype(np.float32)).reshape(network.input_std.shape))
 
 
 def _batches(n: int, batch_size: int, generator: torch.Generator | None) -> list[torch.Tensor]:
@@ -96,18 +109,21 @@ def _batches(n: int, batch_size: int, generator: torch.Generator | None) -> list
     return list(torch.split(order, batch_size))
 
 
-def _epoch_loss(network, inputs, positives, word_vectors, settings, device, *, optimizer=None,
+def _epoch_loss(network, inputs, indices, positives, word_vectors, settings, device, *, optimizer=None,
                 generator=None, bar=None) -> float:
-    """One pass: trains when an optimiser is given, else measures (no gradients)."""
+    """One pass over inputs[indices] (positives: one row per index): trains when an optimiser is
+    given, else measures (no gradients)."""
     network.train(optimizer is not None)
     total, count = 0.0, 0
-    for batch in _batches(len(inputs), settings.batch_size, generator if optimizer is not None else None):
-        audio_in = inputs[batch].to(device).float()
+    for batch in _batches(len(indices), settings.batch_size, generator if optimizer is not None else None):
+        batch = np.sort(batch.numpy())
+        audio_in = _rows_of(inputs, indices[batch]).to(device)
         with torch.set_grad_enabled(optimizer is not None):
             if optimizer is not None and len(batch) < 2:
                 continue  # batch norm cannot train on one patch
             loss = hinge_loss(network.embed_audio(audio_in), network.embed_words(word_vectors),
-                              positives[batch].to(device), settings.negatives, settings.margin, generator)
+                              positives[torch.from_numpy(batch)].to(device), settings.negatives, settings.margin,
+                              generator)
             if optimizer is not None:
                 optimizer.zero_grad()
                 loss.backward()
@@ -126,16 +142,17 @@ def _make_optimizer(network, settings: TrainSettings):
     return torch.optim.SGD(network.parameters(), lr=settings.lr, momentum=settings.momentum, nesterov=True)
 
 
-def track_vectors(network: TwoBranchModel, inputs: torch.Tensor, owner: np.ndarray, rows: np.ndarray,
+def track_vectors(network: TwoBranchModel, inputs: np.ndarray, owner: np.ndarray, rows: np.ndarray,
                   device, batch_size: int = 256) -> np.ndarray:
-    """L2-normalised mean of each track's patch vectors, for the given track rows."""
+    """L2-normalised mean of each track's patch vectors, for the given track rows (owner is sorted:
+    a track's patches are consecutive)."""
     network.eval()
     out = []
     with torch.inference_mode():
         for row in rows:
-            patches = inputs[torch.from_numpy(np.flatnonzero(owner == row))]
-            vectors = torch.cat([network.embed_audio(chunk.to(device).float())
-                                 for chunk in torch.split(patches, batch_size)])
+            start, end = np.searchsorted(owner, [row, row + 1])
+            vectors = torch.cat([network.embed_audio(_rows_of(inputs, np.arange(first, min(first + batch_size, end)))
+                                                     .to(device)) for first in range(start, end, batch_size)])
             mean = vectors.mean(dim=0)
             out.append((mean / mean.norm().clamp_min(1e-12)).cpu().numpy())
     return np.asarray(out, dtype=np.float32).reshape(len(rows), network.config.embedding_dim)
@@ -157,12 +174,12 @@ def train(prepared: PreparedInputs, words: WordSpace, seen_tags: list[str], unse
         raise TrainingDataError(f"training needs train and valid tracks; got {len(train_rows)} and {len(valid_rows)}")
     seen_labels = torch.from_numpy(_label_matrix(prepared, seen_tags))
     owner = torch.from_numpy(prepared.owner)
-    in_train = torch.from_numpy(np.isin(prepared.owner, train_rows))
-    in_valid = torch.from_numpy(np.isin(prepared.owner, valid_rows))
-    _normalisation(network, prepared.inputs[in_train])
+    train_indices = np.flatnonzero(np.isin(prepared.owner, train_rows))
+    valid_indices = np.flatnonzero(np.isin(prepared.owner, valid_rows))
+    _normalisation(network, prepared.inputs, train_indices)
     word_vectors = torch.from_numpy(words.phrase_matrix(seen_tags)).to(device)
-    train_inputs, train_positives = prepared.inputs[in_train], seen_labels[owner[in_train]]
-    valid_inputs, valid_positives = prepared.inputs[in_valid], seen_labels[owner[in_valid]]
+    train_positives = seen_labels[owner[torch.from_numpy(train_indices)]]
+    valid_positives = seen_labels[owner[torch.from_numpy(valid_indices)]]
 
     optimizer = _make_optimizer(network, settings)
     history: list[dict] = []
@@ -191,12 +208,12 @@ def train(prepared: PreparedInputs, words: WordSpace, seen_tags: list[str], unse
             break
         started = time.monotonic()
         generator = torch.Generator().manual_seed(settings.seed * 1_000_003 + epoch)  # same epochs on resume
-        with tqdm(total=len(train_inputs), desc=f"epoch {epoch + 1}/{settings.epochs}", unit="patch",
+        with tqdm(total=len(train_indices), desc=f"epoch {epoch + 1}/{settings.epochs}", unit="patch",
                   disable=not show_progress if show_progress is not None else None, leave=False) as bar:
-            train_loss = _epoch_loss(network, train_inputs, train_positives, word_vectors, settings, device,
+            train_loss = _epoch_loss(network, prepared.inputs, train_indices, train_positives, word_vectors, settings, device,
                                      optimizer=optimizer, generator=generator, bar=bar)
         # the same negatives every epoch, so validation losses compare
-        valid_loss = _epoch_loss(network, valid_inputs, valid_positives, word_vectors, settings, device,
+        valid_loss = _epoch_loss(network, prepared.inputs, valid_indices, valid_positives, word_vectors, settings, device,
                                  generator=torch.Generator().manual_seed(settings.seed))
         history.append({"epoch": epoch + 1, "train_loss": train_loss, "valid_loss": valid_loss,
                         "seconds": round(time.monotonic() - started, 3)})

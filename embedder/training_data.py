@@ -44,7 +44,8 @@ class PreparedInputs:
     """Model inputs of the tracks that decoded, patch by patch."""
 
     tracks: list[LabelledTrack]
-    inputs: torch.Tensor                    # [n_patches, frames, n_mels] or [n_patches, 200], float16
+    inputs: np.ndarray                      # [n_patches, frames, n_mels] or [n_patches, 200], float16;
+                                            # memory-mapped when prepared with a cache file
     owner: np.ndarray                       # [n_patches] index into tracks
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
     teacher_probabilities: np.ndarray | None = None  # [n_tracks, n_labels], mean over the track's patches
@@ -58,14 +59,51 @@ def _spread(n_available: int, n_wanted: int) -> np.ndarray:
     return np.unique(np.linspace(0, n_available - 1, n_wanted).round().astype(int))
 
 
+def inputs_key(tracks: Sequence[LabelledTrack], config: ModelConfig, teacher: bool, max_seconds, max_patches) -> str:
+    """Names what prepare_inputs makes: the files (path, size, mtime), the front-end, the branch, the caps."""
+    settings = {"frontend": config.frontend, "branch": config.audio_branch, "teacher": teacher,
+                "max_seconds": max_seconds, "max_patches": max_patches, "version": 1}
+    return fingerprint([LabelledTrack(t.path, []) for t in tracks], settings)
+
+
+def _load_cached(cache: Path, key: str, tracks: Sequence[LabelledTrack]) -> PreparedInputs | None:
+    meta_path, arrays_path, inputs_path = (cache.with_name(cache.name + suffix) for suffix in (".json", ".npz", ".npy"))
+    try:
+        meta = json.loads(meta_path.read_text())
+        if meta.get("key") != key:
+            return None
+        with np.load(arrays_path) as arrays:
+            owner = arrays["owner"]
+            probabilities = arrays["teacher_probabilities"] if "teacher_probabilities" in arrays.files else None
+        inputs = np.load(inputs_path, mmap_mode="r")[: meta["n_patches"]]
+    except (OSError, ValueError, KeyError):
+        return None
+    by_path = {t.path: t for t in tracks}
+    kept = [LabelledTrack(path, list(by_path[path].tags), by_path[path].split) for path in meta["tracks"]]
+    return PreparedInputs(kept, inputs, owner, [tuple(s) for s in meta["skipped"]], probabilities,
+                          meta["teacher_labels"])
+
+
 def prepare_inputs(tracks: Sequence[LabelledTrack], config: ModelConfig, *, teacher: bool = False,
                    workers: int = 0, max_seconds: float | None = TRAIN_MAX_SECONDS,
                    max_patches: int = TRAIN_MAX_PATCHES, device: str | torch.device = "cpu",
-                   progress: Callable[[int, int], None] | None = None) -> PreparedInputs:
-    """Decode each track once and compute the student's inputs (and the teacher's tags if asked)."""
+                   progress: Callable[[int, int], None] | None = None,
+                   cache: str | Path | None = None) -> PreparedInputs:
+    """Decode each track once and compute the student's inputs (and the teacher's tags if asked).
+
+    cache: a path prefix; the inputs go to CACHE.npy (memory-mapped, so a library larger than
+    memory trains), with CACHE.npz/.json beside, and a later call with the same files and
+    settings reads them back instead of decoding again (a resumed or re-tuned run).
+    """
     from mre.embedder.registry import get_model_spec
     from mre.embedder.zeroshot import ZeroShotTaggerModel
 
+    key = inputs_key(tracks, config, teacher, max_seconds, max_patches)
+    if cache is not None:
+        cache = Path(cache)
+        cached = _load_cached(cache, key, tracks)
+        if cached is not None:
+            return cached
     device = torch.device(device)
     needs_musicnn = teacher or config.audio_branch == "musicnn"
     musicnn_frontend = get_model_spec("musicnn-msd").frontend
@@ -76,8 +114,18 @@ def prepare_inputs(tracks: Sequence[LabelledTrack], config: ModelConfig, *, teac
     mel_of = MelFrontend(student_frontend).to(device)
     teacher_model = ZeroShotTaggerModel(device=device) if needs_musicnn else None
     musicnn_mel = MelFrontend(musicnn_frontend).to(device) if needs_musicnn else None
+    patch_shape = (200,) if config.audio_branch == "musicnn" else (student_frontend.patch_frames, student_frontend.n_mels)
+    capacity = len(tracks) * max_patches
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        cache.with_name(cache.name + ".json").unlink(missing_ok=True)  # incomplete until rewritten at the end
+        store = np.lib.format.open_memmap(cache.with_name(cache.name + ".npy"), mode="w+", dtype=np.float16,
+                                          shape=(capacity, *patch_shape))
+    else:
+        store = np.empty((capacity, *patch_shape), dtype=np.float16)
 
-    kept, chunks, owners, skipped, probabilities = [], [], [], [], []
+    kept, owners, skipped, probabilities = [], [], [], []
+    filled = 0
     paths = [track.path for track in tracks]
     for index, decoded in enumerate(decode_stream(paths, student_frontend.sample_rate, workers, max_seconds)):
         if progress is not None:
@@ -99,15 +147,30 @@ def prepare_inputs(tracks: Sequence[LabelledTrack], config: ModelConfig, *, teac
             else:
                 mel_patches = make_patches(mel_of(waveform)[0], student_frontend.patch_frames)
                 student = mel_patches[torch.from_numpy(_spread(len(mel_patches), max_patches)).to(device)]
-        chunks.append(student.to(torch.float16).cpu())
+        store[filled:filled + len(student)] = student.to(torch.float16).cpu().numpy()
+        filled += len(student)
         owners.append(np.full(len(student), len(kept), dtype=np.int64))
         kept.append(tracks[index])
     if not kept:
         first = f" (first: {skipped[0][0]}: {skipped[0][1]})" if skipped else ""
         raise TrainingDataError(f"none of the {len(paths)} tracks could be decoded{first}")
-    return PreparedInputs(kept, torch.cat(chunks), np.concatenate(owners), skipped,
-                          np.stack(probabilities) if probabilities else None,
-                          list(teacher_model.labels) if teacher_model is not None else [])
+    owner = np.concatenate(owners)
+    teacher_probabilities = np.stack(probabilities) if probabilities else None
+    labels = list(teacher_model.labels) if teacher_model is not None else []
+    if cache is not None:
+        store.flush()
+        arrays = {"owner": owner} | ({"teacher_probabilities": teacher_probabilities} if probabilities else {})
+        np.savez(cache.with_name(cache.name + ".npz"), **arrays)
+        # the .json last: it is what says the cache is complete
+        meta = {"key": key, "n_patches": filled, "tracks": [t.path for t in kept],
+                "skipped": [list(s) for s in skipped], "teacher_labels": labels}
+        temporary = cache.with_name(cache.name + ".json.tmp")
+        temporary.write_text(json.dumps(meta))
+        os.replace(temporary, cache.with_name(cache.name + ".json"))
+        inputs = np.load(cache.with_name(cache.name + ".npy"), mmap_mode="r")[:filled]
+    else:
+        inputs = store[:filled]
+    return PreparedInputs(kept, inputs, owner, skipped, teacher_probabilities, labels)
 
 
 def teacher_tags(probabilities: np.ndarray, labels: Sequence[str], threshold: float) -> list[list[str]]:

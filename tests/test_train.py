@@ -76,7 +76,7 @@ def test_train_then_index_and_query_with_the_model_file(scenes, trained, tmp_pat
     out, report = trained
     assert {"seen_tag_retrieval_auc", "unseen_tag_retrieval_auc", "annotation_auc", "history"} <= set(report)
     assert len(report["history"]) == 2 and report["unseen_tags"]
-    for suffix in ("", ".eval.json", ".eval.png", ".ckpt"):
+    for suffix in ("", ".eval.json", ".eval.png", ".ckpt", ".inputs.npy", ".inputs.json"):
         assert Path(f"{out}{suffix}").is_file()
     model = load_model(str(out))
     assert model.dim == 100 and model.seen_tags and model.unseen_tags
@@ -102,6 +102,7 @@ def test_resume_continues_from_the_checkpoint_and_refuses_other_settings(scenes,
     assert cli(*base + ["--epochs", "2"]).exit_code == 0
     result = cli(*base + ["--epochs", "3", "--resume", "--json"])
     assert result.exit_code == 0, result.output
+    assert "reusing the decoded inputs" in result.output  # a resumed run does not decode again
     report = json.loads(result.stdout)
     assert report["resumed_from"] == 2 and [h["epoch"] for h in report["history"]] == [1, 2, 3]
     result = cli(*base + ["--epochs", "4", "--resume", "--margin", "0.2"])
