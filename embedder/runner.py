@@ -122,6 +122,9 @@ class _CpuPatchThreads:
         self._pool.shutdown()
 
 
+CpuPatchThreads = _CpuPatchThreads  # for other batch jobs of the embedder (training's teacher pass)
+
+
 def _decode_one(args: tuple[str, int, float | None, Callable | None]) -> DecodedTrack:
     path, sample_rate, max_seconds, analyse = args
     try:

@@ -19,7 +19,7 @@ import torch
 
 from mre.embedder.frontend import MelFrontend, make_patches
 from mre.embedder.paper_model import ModelConfig
-from mre.embedder.runner import decode_stream
+from mre.embedder.runner import CpuPatchThreads, decode_stream, default_model_threads
 from mre.embedder.words import WordSpace
 
 SPLITS = ("train", "valid", "test")
@@ -57,6 +57,17 @@ def _spread(n_available: int, n_wanted: int) -> np.ndarray:
     if n_available <= n_wanted:
         return np.arange(n_available)
     return np.unique(np.linspace(0, n_available - 1, n_wanted).round().astype(int))
+
+
+class _TeacherPass:
+    """Both taggers on the same patches: [MSD probabilities | MTT probabilities | MSD penultimate]."""
+
+    def __init__(self, msd, mtt):
+        self.msd, self.mtt = msd, mtt
+
+    def patch_outputs(self, patches: torch.Tensor) -> torch.Tensor:
+        msd_probabilities, features = self.msd(patches)
+        return torch.cat([msd_probabilities, self.mtt(patches)[0], features], dim=1)
 
 
 def inputs_key(tracks: Sequence[LabelledTrack], config: ModelConfig, teacher: bool, max_seconds, max_patches) -> str:
@@ -114,6 +125,10 @@ def prepare_inputs(tracks: Sequence[LabelledTrack], config: ModelConfig, *, teac
     mel_of = MelFrontend(student_frontend).to(device)
     teacher_model = ZeroShotTaggerModel(device=device) if needs_musicnn else None
     musicnn_mel = MelFrontend(musicnn_frontend).to(device) if needs_musicnn else None
+    teacher_pass = _TeacherPass(*teacher_model.taggers) if needs_musicnn else None
+    n_probabilities = len(get_model_spec("musicnn-msd").labels) + len(get_model_spec("musicnn-mtt").labels)
+    # on CPU the taggers run as slices on single-threaded threads, as indexing does (see runner)
+    threads = CpuPatchThreads(default_model_threads()) if needs_musicnn and device.type == "cpu" else None
     patch_shape = (200,) if config.audio_branch == "musicnn" else (student_frontend.patch_frames, student_frontend.n_mels)
     capacity = len(tracks) * max_patches
     if cache is not None:
@@ -138,9 +153,9 @@ def prepare_inputs(tracks: Sequence[LabelledTrack], config: ModelConfig, *, teac
             if needs_musicnn:
                 patches = make_patches(musicnn_mel(waveform)[0], musicnn_frontend.patch_frames)
                 chosen = torch.from_numpy(_spread(len(patches), max_patches)).to(device)
-                msd, mtt = teacher_model.taggers
-                msd_probabilities, features = msd(patches)
-                merged = torch.cat([msd_probabilities, mtt(patches)[0]], dim=1) @ teacher_model._merge.to(device)
+                outputs = threads(teacher_pass, patches) if threads else teacher_pass.patch_outputs(patches)
+                features = outputs[:, n_probabilities:]
+                merged = outputs[:, :n_probabilities] @ teacher_model._merge.to(device)
                 probabilities.append(merged.mean(dim=0).cpu().numpy())
             if config.audio_branch == "musicnn":
                 student = features[chosen]
@@ -151,6 +166,8 @@ def prepare_inputs(tracks: Sequence[LabelledTrack], config: ModelConfig, *, teac
         filled += len(student)
         owners.append(np.full(len(student), len(kept), dtype=np.int64))
         kept.append(tracks[index])
+    if threads is not None:
+        threads.close()
     if not kept:
         first = f" (first: {skipped[0][0]}: {skipped[0][1]})" if skipped else ""
         raise TrainingDataError(f"none of the {len(paths)} tracks could be decoded{first}")
