@@ -1,6 +1,8 @@
 """`mre train`: the paper's model on your tagged tracks, or on a folder tagged by the musicnn teacher."""
 from __future__ import annotations
 
+import sys
+
 import click
 
 from mre.cli.options import device_option, emit_json, json_option, one_line_errors, word_vectors_option
@@ -76,6 +78,10 @@ def train(tracks_table, teacher, library, teacher_threshold, out, audio_branch, 
                                        workers=default_workers() if workers is None else workers, log=log)
     except TrainingDataError as error:
         raise click.ClickException(str(error)) from None
+    except KeyboardInterrupt:
+        click.echo(f"interrupted: finished epochs are in {out}.ckpt; the same command with --resume continues",
+                   err=True)
+        sys.exit(130)
     if as_json:
         emit_json(report.to_json())
     else:
