@@ -7,7 +7,7 @@ MRE := $(VENV)/bin/mre
 STAMP := $(VENV)/.installed
 DEMO_STORE ?= demo-store
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test train-demo clean
 
 install: $(STAMP)
 
@@ -34,5 +34,14 @@ demo: install
 test: install
 	$(PY) -m pytest -q tests
 
+# The README's comparison: the paper's model trained on the demo library with the musicnn
+# teacher (both audio branches), against the default model, on the demo's mood folders.
+DEMO_TRACKS = "$$($(PY) -c 'import immich_memories_music, pathlib; print(pathlib.Path(immich_memories_music.__file__).parent / "tracks")')"
+train-demo: install
+	$(MRE) train --teacher musicnn --library $(DEMO_TRACKS) --out demo-models/paper.mre
+	$(MRE) train --teacher musicnn --library $(DEMO_TRACKS) --out demo-models/musicnn.mre --audio-branch musicnn
+	$(MRE) bench quality --dataset folders --root $(DEMO_TRACKS) --model mre-zs-musicnn \
+		--model demo-models/paper.mre --model demo-models/musicnn.mre --out demo-models/bench
+
 clean:
-	rm -rf $(VENV) $(DEMO_STORE) build *.egg-info
+	rm -rf $(VENV) $(DEMO_STORE) demo-models build *.egg-info
