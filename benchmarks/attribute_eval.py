@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from mre.benchmarks.synth import NOTE_NAMES, ClipSpec, evaluation_set, render, write_wav
-from mre.embedder.attributes import chroma_vector, estimate_key, extract_attributes
+from mre.embedder.attributes import estimate_key, extract_attributes
 
 SAMPLE_RATE = 16000
 TEMPO_TOLERANCE = 0.04  # MIREX audio tempo extraction

@@ -13,7 +13,7 @@ drums fall exactly on the bpm grid; the mix is scaled to a target RMS level in d
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np

@@ -78,8 +78,8 @@ ATTRIBUTE_FIELDS = [pa.field(name, pa.string() if name in ("key", "mode") else p
 def full_tracks_schema(dim: int) -> pa.Schema:
     """The store's tracks table: the store's own columns plus the attribute columns."""
     schema = tracks_schema(dim)
-    for field in ATTRIBUTE_FIELDS:
-        schema = schema.append(field)
+    for attribute_field in ATTRIBUTE_FIELDS:
+        schema = schema.append(attribute_field)
     return schema
 
 

@@ -14,7 +14,6 @@ import pytest
 import torch
 from gensim.models import KeyedVectors
 
-from mre.benchmarks.metrics import tag_retrieval_auc
 from mre.benchmarks.synth_scenes import UNSEEN_WORDS, write_scene_library
 from mre.benchmarks.train_run import DataOptions, run_training
 from mre.embedder.models import load_model
