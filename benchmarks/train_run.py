@@ -20,7 +20,7 @@ from mre.embedder.audio import AUDIO_EXTENSIONS
 from mre.embedder.paper_model import ModelConfig
 from mre.embedder.training import TrainResult, TrainSettings, train
 from mre.embedder.training_data import (TRAIN_MAX_PATCHES, TRAIN_MAX_SECONDS, LabelledTrack, TrainingDataError,
-                                        assign_splits, fingerprint, inputs_key, prepare_inputs, split_tags,
+                                        assign_splits, fingerprint, prepare_inputs, split_tags,
                                         tag_vocabulary, teacher_tags)
 from mre.embedder.words import WordSpace
 
@@ -188,13 +188,17 @@ def run_training(data: DataOptions, config: ModelConfig, settings: TrainSettings
         raise TrainingDataError("no tracks with audio to train on")
     cache = Path(out).with_name(Path(out).name + ".inputs")
     teacher = data.library is not None
-    if _cache_matches(cache, inputs_key(tracks, config, teacher, data.max_seconds, data.max_patches)):
-        log(f"reusing the decoded inputs in {cache}.npy (same files and settings)")
-    else:
-        log(f"decoding {len(tracks)} tracks" + (" and tagging them with the musicnn teacher" if teacher else ""))
+
+    def announce(reused: bool) -> None:
+        if reused:
+            log(f"reusing the decoded inputs in {cache}.npy (same files and settings)")
+        else:
+            log(f"decoding {len(tracks)} tracks" + (" and tagging them with the musicnn teacher" if teacher else ""))
+
     progress = _progress_bar(len(tracks), show_progress, log)
     prepared = prepare_inputs(tracks, config, teacher=teacher, workers=workers, max_seconds=data.max_seconds,
-                              max_patches=data.max_patches, device=device, progress=progress, cache=cache)
+                              max_patches=data.max_patches, device=device, progress=progress, cache=cache,
+                              announce=announce)
     progress(None, None)
     if prepared.skipped:
         notes.append(f"{len(prepared.skipped)} file(s) could not be decoded and were left out "
@@ -231,13 +235,6 @@ def run_training(data: DataOptions, config: ModelConfig, settings: TrainSettings
     report = evaluate(result, str(out), notes)
     written = write_report(report, out)
     return report, [Path(out), *written]
-
-
-def _cache_matches(cache: Path, key: str) -> bool:
-    try:
-        return json.loads(cache.with_name(cache.name + ".json").read_text()).get("key") == key
-    except (OSError, ValueError):
-        return False
 
 
 def _progress_bar(total: int, show: bool | None, log: Callable[[str], None]):

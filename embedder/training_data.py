@@ -99,12 +99,14 @@ def prepare_inputs(tracks: Sequence[LabelledTrack], config: ModelConfig, *, teac
                    workers: int = 0, max_seconds: float | None = TRAIN_MAX_SECONDS,
                    max_patches: int = TRAIN_MAX_PATCHES, device: str | torch.device = "cpu",
                    progress: Callable[[int, int], None] | None = None,
-                   cache: str | Path | None = None) -> PreparedInputs:
+                   cache: str | Path | None = None,
+                   announce: Callable[[bool], None] | None = None) -> PreparedInputs:
     """Decode each track once and compute the student's inputs (and the teacher's tags if asked).
 
     cache: a path prefix; the inputs go to CACHE.npy (memory-mapped, so a library larger than
     memory trains), with CACHE.npz/.json beside, and a later call with the same files and
     settings reads them back instead of decoding again (a resumed or re-tuned run).
+    announce: called once before the work with True when the cache is reused, False when decoding.
     """
     from mre.embedder.registry import get_model_spec
     from mre.embedder.zeroshot import ZeroShotTaggerModel
@@ -114,7 +116,11 @@ def prepare_inputs(tracks: Sequence[LabelledTrack], config: ModelConfig, *, teac
         cache = Path(cache)
         cached = _load_cached(cache, key, tracks)
         if cached is not None:
+            if announce is not None:
+                announce(True)
             return cached
+    if announce is not None:
+        announce(False)
     device = torch.device(device)
     needs_musicnn = teacher or config.audio_branch == "musicnn"
     musicnn_frontend = get_model_spec("musicnn-msd").frontend
