@@ -12,6 +12,7 @@ vector through the word branch, normalised; scores are cosines (inner products).
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import tempfile
 from pathlib import Path
@@ -48,25 +49,19 @@ def write_atomically(path: str | Path, payload: dict) -> None:
         raise
 
 
-def read_model_file(path: str | Path) -> dict:
+def read_model_file(path: str | Path) -> tuple[dict, str]:
+    """The model file's content and the sha256 of its bytes (read once for both)."""
     path = Path(path)
+    data = path.read_bytes()
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises several kinds for a file that is not a checkpoint
         raise ModelFileError(f"{path} is not a model file from `mre train` ({type(error).__name__})") from None
     if not isinstance(payload, dict) or payload.get("format") != FILE_FORMAT:
         raise ModelFileError(f"{path} is not a model file from `mre train`")
     if payload.get("version", 0) > FILE_VERSION:
         raise ModelFileError(f"{path} was written by a newer mre (model file version {payload['version']})")
-    return payload
-
-
-def file_digest(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return payload, hashlib.sha256(data).hexdigest()
 
 
 class TrainedModel:
@@ -76,7 +71,7 @@ class TrainedModel:
     """
 
     def __init__(self, network: TwoBranchModel, words: WordSpace, *, seen_tags: list[str], unseen_tags: list[str],
-                 name: str = "trained", model_id: str | None = None, path: str | None = None,
+                 model_id: str, name: str = "trained", path: str | None = None,
                  device: str | torch.device = "cpu", info: dict | None = None):
         self.network = network.eval()
         self.config: ModelConfig = network.config
@@ -85,7 +80,7 @@ class TrainedModel:
         self.unseen_tags = list(unseen_tags)
         self.name = name
         self.path = path
-        self._model_id = model_id
+        self.model_id = model_id  # "mre-paper@" + the model file's sha256: stores record it
         self.info = info or {}
         self.dim = self.output_dim = self.config.embedding_dim
         self.device = torch.device(device)
@@ -100,15 +95,6 @@ class TrainedModel:
         self._tag_cache: tuple[list[str], np.ndarray] | None = None
 
     # -- identity -----------------------------------------------------------------------
-    @property
-    def model_id(self) -> str:
-        if self._model_id is None:  # a model still in memory (training): id from its weights
-            digest = hashlib.sha256()
-            for tensor in self.network.state_dict().values():
-                digest.update(tensor.detach().cpu().numpy().tobytes())
-            self._model_id = f"mre-paper@{digest.hexdigest()[:12]}"
-        return self._model_id
-
     @property
     def word_vectors_id(self) -> str:
         return self._words.vectors_id
@@ -241,7 +227,7 @@ def load_trained_model(path: str | Path, device: str | torch.device = "cpu", wor
     """Open a model file from `mre train`. word_vectors: a KeyedVectors file replacing the recorded one
     (it must be the same vectors: checked by id); word_space: an already loaded WordSpace."""
     path = Path(path)
-    payload = read_model_file(path)
+    payload, digest = read_model_file(path)
     recorded = payload["word_vectors"]
     if word_space is None:
         source = word_vectors or recorded.get("path")
@@ -256,7 +242,7 @@ def load_trained_model(path: str | Path, device: str | torch.device = "cpu", wor
         network = network_from_payload(payload)
     except (KeyError, TypeError, RuntimeError) as error:
         raise ModelFileError(f"{path}: the model file is damaged ({type(error).__name__})") from None
-    model_id = f"mre-paper@{file_digest(path)[:12]}"
+    model_id = f"mre-paper@{digest[:12]}"
     return TrainedModel(network, word_space, seen_tags=payload["seen_tags"], unseen_tags=payload["unseen_tags"],
                         name=path.stem, model_id=model_id, path=str(path), device=device,
                         info={"fingerprint": payload.get("fingerprint"), "training": payload.get("training", {})})
