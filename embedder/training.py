@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -66,8 +66,6 @@ class TrainResult:
     unseen_tags: list[str]
     test_track_vectors: np.ndarray  # [n_test, dim]
     test_labels: np.ndarray         # [n_test, n_tags] bool
-    test_paths: list[str]
-    notes: list[str] = field(default_factory=list)
 
 
 def _label_matrix(prepared: PreparedInputs, tags: list[str]) -> np.ndarray:
@@ -245,4 +243,4 @@ def train(prepared: PreparedInputs, words: WordSpace, seen_tags: list[str], unse
     tags = seen_tags + unseen_tags
     vectors = track_vectors(model.network, prepared.inputs, prepared.owner, test_rows, device)
     return TrainResult(model, history, best_epoch, stopped_early, resumed_from, tags, seen_tags, unseen_tags, vectors,
-                       _label_matrix(prepared, tags)[test_rows], [prepared.tracks[i].path for i in test_rows])
+                       _label_matrix(prepared, tags)[test_rows])
