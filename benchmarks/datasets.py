@@ -392,10 +392,10 @@ def read_folders(root: str | Path, word_space: WordLookup | None = None) -> Data
     with the names of the folders between the root and it. Files directly in the root have no tag
     (they count as negatives for every tag). Unsplit: every track is evaluated.
     """
-    from mre.embedder.audio import AUDIO_EXTENSIONS
+    from mre.embedder.audio import audio_files_under
 
     root = _require_dir(root, "folder dataset")
-    audio = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS)
+    audio = audio_files_under(root)
     if not audio:
         raise DatasetError(f"no audio files under {root}")
     track_tags = [{folder_tag(part) for part in p.relative_to(root).parts[:-1]} - {""} for p in audio]

@@ -213,10 +213,9 @@ def main(argv: list[str] | None = None) -> None:
     workers = default_workers() if args.workers is None else args.workers
     with tempfile.TemporaryDirectory() as scratch:
         if args.folder:
-            from mre.embedder.audio import AUDIO_EXTENSIONS
+            from mre.embedder.audio import audio_files_under
 
-            paths = sorted(str(p) for p in args.folder.rglob("*") if p.suffix.lower().lstrip(".") in AUDIO_EXTENSIONS
-                           or p.suffix.lower() in AUDIO_EXTENSIONS)
+            paths = [str(p) for p in audio_files_under(args.folder)]
         else:
             paths = _demo_files() or _generated_files(Path(scratch))
         figures = measure(paths, args.model, args.batch_size, workers, args.device, args.dtype, args.model_threads,

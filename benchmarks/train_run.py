@@ -16,7 +16,7 @@ import numpy as np
 
 from mre.benchmarks.datasets import DatasetError, read_tracks_table
 from mre.benchmarks.metrics import annotation_auc, tag_retrieval_auc
-from mre.embedder.audio import AUDIO_EXTENSIONS
+from mre.embedder.audio import AUDIO_EXTENSIONS, audio_files_under
 from mre.embedder.paper_model import ModelConfig
 from mre.embedder.training import TrainResult, TrainSettings, train
 from mre.embedder.training_data import (TRAIN_MAX_PATCHES, TRAIN_MAX_SECONDS, LabelledTrack, TrainingDataError,
@@ -74,7 +74,7 @@ def _library_tracks(folder: str) -> list[LabelledTrack]:
     root = Path(folder)
     if not root.is_dir():
         raise TrainingDataError(f"--library {folder} is not a folder")
-    paths = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS)
+    paths = audio_files_under(root)
     if not paths:
         raise TrainingDataError(f"no audio files ({', '.join(sorted(AUDIO_EXTENSIONS))}) under {folder}")
     return [LabelledTrack(str(p), []) for p in paths]

@@ -89,7 +89,7 @@ def speed(library, sizes, reindex_files, model, device, out, as_json):
     import tempfile
 
     from mre.benchmarks import reindex_speed, search_speed, tagging_speed
-    from mre.embedder.audio import AUDIO_EXTENSIONS
+    from mre.embedder.audio import audio_files_under
     from mre.embedder.models import load_model
     from mre.embedder.runner import default_workers
 
@@ -100,7 +100,7 @@ def speed(library, sizes, reindex_files, model, device, out, as_json):
     report = {}
     with quiet, tempfile.TemporaryDirectory() as scratch:
         if library:
-            paths = sorted(str(p) for p in Path(library).rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS)
+            paths = [str(p) for p in audio_files_under(library)]
         else:
             paths = tagging_speed._demo_files() or tagging_speed._generated_files(Path(scratch))
         model_name = model or "mre-zs-musicnn"

@@ -17,6 +17,7 @@ import os
 import re
 import stat
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import soundfile
@@ -84,6 +85,11 @@ class AudioInfo:
     format: str  # libsndfile container name, e.g. "WAV", "FLAC", "OGG", "MP3"
     subtype: str  # libsndfile encoding, e.g. "PCM_16", "FLOAT", "VORBIS", "OPUS"
     frames: int
+
+
+def audio_files_under(folder: str | os.PathLike) -> list[Path]:
+    """Every file under folder (recursively) with one of AUDIO_EXTENSIONS, in sorted order."""
+    return sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file())
 
 
 def _check_path(path: str) -> None:
