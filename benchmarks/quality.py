@@ -241,7 +241,8 @@ def format_table(report: QualityReport) -> str:
 # ---------------------------------------------------------------------------- the files
 
 
-def _write_text_atomically(path: Path, text: str) -> None:
+def write_text_atomically(path: Path, text: str) -> None:
+    """Write beside, then rename: a reader never sees half a report."""
     partial = path.with_name(path.name + ".partial")
     partial.write_text(text, encoding="utf-8")
     os.replace(partial, path)
@@ -272,7 +273,7 @@ def write_report(report: QualityReport, out_dir: str | Path) -> list[Path]:
     document["notes"] += figure_notes
     document["files"] = [p.name for p in written]
     quality_json = out_dir / "quality.json"
-    _write_text_atomically(quality_json, json.dumps(document, indent=2, ensure_ascii=False) + "\n")
+    write_text_atomically(quality_json, json.dumps(document, indent=2, ensure_ascii=False) + "\n")
     return [quality_json] + written
 
 

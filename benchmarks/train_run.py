@@ -16,6 +16,7 @@ import numpy as np
 
 from mre.benchmarks.datasets import DatasetError, read_tracks_table
 from mre.benchmarks.metrics import annotation_auc, tag_retrieval_auc
+from mre.benchmarks.quality import write_text_atomically
 from mre.embedder.audio import AUDIO_EXTENSIONS, audio_files_under
 from mre.embedder.paper_model import ModelConfig
 from mre.embedder.training import TrainResult, TrainSettings, train
@@ -120,7 +121,7 @@ def write_report(report: TrainingReport, out: str | Path) -> list[Path]:
     """OUT.eval.json and OUT.eval.png (training curve; per-tag AUC, seen and unseen)."""
     out = Path(out)
     json_path = out.with_name(out.name + ".eval.json")
-    json_path.write_text(json.dumps(report.to_json(), indent=2))
+    write_text_atomically(json_path, json.dumps(report.to_json(), indent=2) + "\n")
     written = [json_path]
     try:
         import matplotlib
