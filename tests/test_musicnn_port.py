@@ -95,6 +95,20 @@ def test_a_patch_does_not_depend_on_its_batch(clip_patches, taggers):
     assert torch.allclose(together, one_by_one, atol=1e-6)
 
 
+@pytest.mark.parametrize("frames", [187, 63])
+def test_timbral_convolutions_through_the_band_dft_equal_the_direct_ones(frames, clip_patches, monkeypatch):
+    # On CPU the timbral blocks run through the DFT over bands; cuDNN runs them directly.
+    # Both must give the same tags, for the 3 s patches and for other lengths.
+    tagger = load_tagger("musicnn-mtt")
+    patches = clip_patches["chords"][:, :frames]
+    with torch.inference_mode():
+        through_dft = tagger(patches)
+        monkeypatch.setattr(tagger, "band_dft_devices", ())
+        direct = tagger(patches)
+    assert torch.allclose(through_dft[0], direct[0], rtol=0, atol=2e-6)
+    assert torch.allclose(through_dft[1], direct[1], rtol=0, atol=2e-5)
+
+
 def test_short_clip_is_repeat_padded_and_tagged():
     frontend = MelFrontend(MODELS["musicnn-mtt"].frontend)
     half_second = torch.from_numpy(generate_clip("chords")[:8000]).unsqueeze(0)
