@@ -34,7 +34,7 @@ from mre.benchmarks.synth import evaluation_set, render, write_wav
 from mre.embedder.runner import embed_files
 from mre.embedder.attributes import extract_attributes
 from mre.embedder.zeroshot import ATTRIBUTE_COLUMNS, ZeroShotTaggerModel
-from mre.retrieval.scoring import attribute_scores, standardised
+from mre.embedder.scoring import attribute_scores, standardised
 
 # Query words that equal a tagger label, each with the ground-truth tag it should find.
 LABEL_QUERIES = {"piano": "piano", "guitar": "guitar", "strings": "strings", "violin": "violin",
@@ -120,7 +120,7 @@ def run(n_per_group: int = 8, seed: int = 0, model: ZeroShotTaggerModel | None =
     z = {column: standardised([a[column] for a in attributes], column) for column in ATTRIBUTE_COLUMNS}
 
     def with_attributes(word: str) -> np.ndarray:
-        """Scored as mre query scores a store: mre.retrieval.scoring.attribute_scores."""
+        """Scored as mre query scores a store: mre.embedder.scoring.attribute_scores."""
         query = model.query_vector(word)
         label_scores = vectors @ query.vector
         if not query.attribute_weights:

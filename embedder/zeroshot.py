@@ -70,7 +70,7 @@ ATTRIBUTE_POLES = (
 )
 ATTRIBUTE_COLUMNS = tuple(dict.fromkeys(column for _, _, cues in ATTRIBUTE_POLES for column in cues))
 # A relation r of a query to a pole pair moves the score by r standard deviations of the label
-# evidence (the score's scale is set where it is computed: mre.retrieval.library.attribute_scores);
+# evidence (the score's scale is set where it is computed: mre.embedder.scoring.attribute_scores);
 # a pair's cues share that weight (unit-length cue vector).
 ATTRIBUTE_SCALE = 1.0
 

@@ -19,7 +19,7 @@ from mre.embedder.words import load_tag_vocabulary
 from mre.indexer.index_spec import use_single_query_threads
 from mre.indexer.store import Store, StoreError
 from mre.retrieval.filters import Filters
-from mre.retrieval.scoring import attribute_scores, standardised
+from mre.embedder.scoring import attribute_scores, standardised
 
 # Below this many tracks, song→song is an exact numpy pass; above, FAISS proposes candidates
 # (this many per result) that are re-ranked exactly.
