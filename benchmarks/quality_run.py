@@ -1,7 +1,10 @@
 """One quality benchmark run: read a dataset, embed its audio, score every tag, report.
 
 Scores are what `mre query` ranks by: the model's tag vector (a tag used as a query) against
-each track's vector. A track whose audio cannot be decoded is left out and counted in the
+each track's vector, plus, for a tag related to the attribute poles (calm, energetic, fast...)
+of a model that has them, its weights on the tracks' musical attributes standardised over
+the evaluated tracks (mre.embedder.scoring), measured in the same decoding pass. The report's
+notes give the macro ROC-AUC without the attributes beside it. A track whose audio cannot be decoded is left out and counted in the
 report's notes, as a missing file is.
 """
 from __future__ import annotations
@@ -13,7 +16,9 @@ import numpy as np
 
 from mre.benchmarks.datasets import Dataset, DatasetError, read_folders, read_gtzan, read_mtat, read_table
 from mre.benchmarks.quality import QualityReport, evaluate, write_report
+from mre.embedder.attributes import extract_attributes
 from mre.embedder.models import load_model
+from mre.embedder.scoring import query_scores_with_attributes, standardised_columns
 from mre.embedder.runner import embed_files
 
 
@@ -62,21 +67,38 @@ def run_quality(kind: str, root: str | Path, *, tracks: str = "tracks.csv", spli
     if not dataset.tags:
         raise DatasetError(f"{dataset.name}: no tag has a word vector; nothing to evaluate")
 
-    vectors, ok_rows, failed = [], [], []
+    weigh = getattr(model, "attribute_weights", None)  # models without attribute poles: none
+    tag_weights = {tag: weigh(tag) for tag in dataset.tags} if weigh is not None else {}
+    tag_weights = {tag: weights for tag, weights in tag_weights.items() if weights}
+    vectors, attributes, ok_rows, failed = [], [], [], []
     paths = [str(t.path) for t in dataset.tracks]
-    for row, track in enumerate(embed_files(paths, model, device=choose_device(device), workers=workers)):
+    for row, track in enumerate(embed_files(paths, model, device=choose_device(device), workers=workers,
+                                            analyse=extract_attributes if tag_weights else None)):
         if track.error is None and track.patch_mean is not None:
             vectors.append(model.track_vector(track.patch_mean))
+            attributes.append(track.extras.as_dict() if hasattr(track.extras, "as_dict") else {})
             ok_rows.append(row)
         else:
             failed.append((track.path, track.error or "no audio"))
     if not ok_rows:
         raise DatasetError(f"{dataset.name}: no track could be decoded (first: {failed[0][0]}: {failed[0][1]})")
     dataset = _keep_rows(dataset, np.asarray(ok_rows))
-    scores = np.stack(vectors) @ tag_matrix.T
+    label_scores = np.stack(vectors) @ tag_matrix.T
+    scores = label_scores.copy()
+    if tag_weights:
+        columns = sorted({column for weights in tag_weights.values() for column in weights})
+        z = standardised_columns(attributes, columns)
+        for column_index, tag in enumerate(dataset.tags):
+            scores[:, column_index] = query_scores_with_attributes(label_scores[:, column_index], tag_weights.get(tag), z)
     seen = getattr(model, "seen_tags", None)
     unseen = getattr(model, "unseen_tags", None)
     report = evaluate(dataset, scores, seen_tags=seen, unseen_tags=unseen, split=eval_split, model=model.model_id)
+    if any(tag in tag_weights for tag in dataset.tags):
+        plain = evaluate(dataset, label_scores, seen_tags=seen, unseen_tags=unseen, split=eval_split, model=model.model_id)
+        weighted = [tag for tag in dataset.tags if tag in tag_weights]
+        report.notes.append(
+            f"{len(weighted)} of {len(dataset.tags)} tags also weigh musical attributes ({', '.join(weighted[:8])}"
+            f"{', ...' if len(weighted) > 8 else ''}); macro ROC-AUC without them: {plain.tag_retrieval_auc:.3f}")
     if eval_split is None:
         report.split = split  # the subset embedded above is that split, not "all tracks"
     if failed:

@@ -34,7 +34,7 @@ from mre.benchmarks.synth import evaluation_set, render, write_wav
 from mre.embedder.runner import embed_files
 from mre.embedder.attributes import extract_attributes
 from mre.embedder.zeroshot import ATTRIBUTE_COLUMNS, ZeroShotTaggerModel
-from mre.embedder.scoring import attribute_scores, standardised
+from mre.embedder.scoring import query_scores_with_attributes, standardised_columns
 
 # Query words that equal a tagger label, each with the ground-truth tag it should find.
 LABEL_QUERIES = {"piano": "piano", "guitar": "guitar", "strings": "strings", "violin": "violin",
@@ -116,19 +116,11 @@ def run(n_per_group: int = 8, seed: int = 0, model: ZeroShotTaggerModel | None =
     negation = roc_auc(~has("drums"), vectors @ model.query_vector("no drums").vector)
 
     # attributes standardised over the set, as a store standardises them over its tracks
-    attributes = [t.extras.as_dict() for t in tracks]
-    z = {column: standardised([a[column] for a in attributes], column) for column in ATTRIBUTE_COLUMNS}
+    z = standardised_columns([t.extras.as_dict() for t in tracks], ATTRIBUTE_COLUMNS)
 
     def with_attributes(word: str) -> np.ndarray:
-        """Scored as mre query scores a store: mre.embedder.scoring.attribute_scores."""
         query = model.query_vector(word)
-        label_scores = vectors @ query.vector
-        if not query.attribute_weights:
-            return label_scores
-        columns = list(query.attribute_weights)
-        return attribute_scores(label_scores, label_scores.std() or 1.0,
-                                np.array([query.attribute_weights[c] for c in columns]),
-                                np.stack([z[c] for c in columns], axis=1))
+        return query_scores_with_attributes(vectors @ query.vector, query.attribute_weights, z)
 
     mood = {word: roc_auc(has(tag), with_attributes(word)) for word, tag in MOOD_QUERIES.items()}
     mood_plain = {word: roc_auc(has(tag), vectors @ model.query_vector(word).vector) for word, tag in MOOD_QUERIES.items()}

@@ -46,3 +46,22 @@ def attribute_scores(label_scores, label_spread, attribute_weights, attribute_z)
     """
     attribute_part = np.sum(np.asarray(attribute_weights, dtype=np.float64) * attribute_z, axis=-1)
     return np.asarray(label_scores, dtype=np.float64) + np.asarray(label_spread, dtype=np.float64) * attribute_part
+
+
+def standardised_columns(attributes: list[dict], columns) -> dict[str, np.ndarray]:
+    """z-scores of each attribute column over a set of tracks (`attributes`: one dict per
+    track, as TrackAttributes.as_dict() gives), as a store standardises its tracks."""
+    return {column: standardised([a.get(column) for a in attributes], column) for column in columns}
+
+
+def query_scores_with_attributes(label_scores: np.ndarray, attribute_weights: dict[str, float],
+                                 attribute_z: dict[str, np.ndarray]) -> np.ndarray:
+    """One query's scores over a set of tracks as `mre query` scores a store: its label
+    evidence `label_scores [n]` plus its attribute weights on the set's z-scores, in units of
+    the label evidence's spread over the set. Without weights, the label evidence unchanged."""
+    if not attribute_weights:
+        return label_scores
+    columns = list(attribute_weights)
+    return attribute_scores(label_scores, float(np.std(label_scores)) or 1.0,
+                            np.array([attribute_weights[c] for c in columns]),
+                            np.stack([attribute_z[c] for c in columns], axis=1))

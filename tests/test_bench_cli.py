@@ -76,3 +76,20 @@ def test_speed_at_tiny_sizes(cli, music_library, tmp_path):
     assert report["embedding"]["end_to_end_x_realtime"] > 0
     assert report["search"]["sizes"][0]["engine"]["recall_at_10"] >= 0.95
     assert (tmp_path / "speed.json").exists()
+
+
+def test_folder_quality_scores_mood_words_with_attributes_as_mre_query_does(cli, tmp_path):
+    # "calm" and "energetic" are no tagger label: mre query weighs tempo, loudness and onset
+    # density for them, and the benchmark must score them the same way, saying so.
+    root = tmp_path / "moods"
+    for mood, make in (("calm", _piano), ("energetic", _band)):
+        (root / mood).mkdir(parents=True)
+        for i in range(3):
+            sf.write(root / mood / f"{mood}{i}.wav", make(30 + i), 16000)
+    result = cli("bench", "quality", "--dataset", "folders", "--root", root, "--json", "--out", tmp_path / "out",
+                 "--workers", "0")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    note = next(n for n in report["notes"] if "weigh musical attributes" in n)
+    assert "2 of 2 tags" in note and "without them" in note
+    assert report["per_tag"] == {"calm": 1.0, "energetic": 1.0}  # tag-retrieval ROC-AUC
