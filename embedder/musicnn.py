@@ -275,16 +275,17 @@ class MusicnnTagger(_TaggerBase):
         temporal_input = padded.unsqueeze(1)  # [b, 1, T+127, bands]
         band_maxima = []
         timbral_on_cpu = spectrogram.device.type in self.band_dft_devices
-        if timbral_on_cpu:
-            taps = self.timbral_38_kernel.shape[2]
-            timbral_spectra = [_band_spectrum_taps(patch, taps) for patch in timbral_input[:, 0]]
+        spectra_by_taps = {}  # both timbral kernels span 7 frames: their input's band spectra are shared
         for name in self._frontend_blocks:
             kernel = getattr(self, f"{name}_kernel")
             if name.startswith("timbral") and timbral_on_cpu:
+                taps = kernel.shape[2]
+                if taps not in spectra_by_taps:
+                    spectra_by_taps[taps] = [_band_spectrum_taps(patch, taps) for patch in timbral_input[:, 0]]
                 band_maxima.append(torch.stack([
                     _band_maxima_via_dft(spectrum, getattr(self, f"{name}_spectral_kernel"),
                                          getattr(self, f"{name}_inverse_dft"))
-                    for spectrum in timbral_spectra]))
+                    for spectrum in spectra_by_taps[taps]]))
                 continue
             if name.startswith("timbral"):
                 block_input = timbral_input
