@@ -23,7 +23,7 @@ from mre.embedder.runner import DEFAULT_MAX_SECONDS, choose_device, embed_files
 from mre.embedder.word_vectors import word_vectors_reference
 from mre.embedder.words import load_tag_vocabulary
 from mre.indexer.diff import diff_library
-from mre.indexer.scan import is_under, scan_library
+from mre.indexer.scan import FileEntry, is_under, scan_library
 from mre.indexer.store import Store, track_id_for, tracks_schema, vectors_from_column
 
 # staged parts are flushed this often so an interruption loses at most this much work
@@ -47,7 +47,7 @@ class IndexSummary:
     committed: bool = False
     total: int = 0
     model_change: str | None = None   # "old → new" when the store was made with another model
-    dropped_elsewhere: int = 0        # tracks under other roots dropped with the old model's vectors
+    reembedded_elsewhere: int = 0     # tracks under the store's other roots embedded again with the new model
 
     def lines(self) -> list[str]:
         speed = f", {self.audio_seconds / self.seconds:.0f}× realtime" if self.seconds > 0 and self.audio_seconds else ""
@@ -56,10 +56,10 @@ class IndexSummary:
                 f"({self.seconds:.1f} s{speed})")
         out = [head]
         if self.model_change:
-            out.append(f"model changed ({self.model_change}): every track under this folder was embedded again")
-        if self.dropped_elsewhere:
-            out.append(f"{self.dropped_elsewhere} tracks under other folders had the old model's vectors and were "
-                       "dropped: run `mre index` on those folders again")
+            out.append(f"model changed ({self.model_change}): every track in the store was embedded again")
+        if self.reembedded_elsewhere:
+            out.append(f"{self.reembedded_elsewhere} of them are under other folders of the store: embedded again "
+                       "with the new model, so nothing indexed is lost")
         if self.resumed:
             out.append(f"resumed: {self.resumed} tracks came from an interrupted earlier run")
         for path, reason in self.skipped[:20]:
@@ -139,10 +139,12 @@ def _index(
             summary_model_change = f"{live.meta.get('model_id')} → {model.model_id}"
         else:
             summary_model_change = "the tracks table predates the attribute columns"
-        dropped_elsewhere = sum(not is_under(p, root_path) for p in live_tracks.column("path").to_pylist())
-        live_tracks = None  # a different model: every vector must be made again
+        # A different model: every vector must be made again, the other roots' tracks too, so a
+        # model change loses nothing already indexed (a file gone since then counts as removed).
+        elsewhere = _entries_still_there(p for p in live_tracks.column("path").to_pylist() if not is_under(p, root_path))
+        live_tracks = None
     else:
-        summary_model_change, dropped_elsewhere = None, 0
+        summary_model_change, elsewhere = None, ([], 0)
 
     scan = scan_library(root_path, AUDIO_EXTENSIONS)
     in_root = None
@@ -161,7 +163,7 @@ def _index(
         for row in live.skipped().to_pylist():
             previously_skipped[(row["path"], row.get("size"), row.get("mtime_ns"))] = row["reason"]
     to_embed, carried_skips = [], []
-    for entry in list(diff.new) + list(diff.changed):
+    for entry in list(diff.new) + list(diff.changed) + elsewhere[0]:
         reason = previously_skipped.get((entry.path, entry.size, entry.mtime_ns))
         if reason is not None:
             carried_skips.append((entry, reason))
@@ -175,8 +177,8 @@ def _index(
     remaining = [e for e in to_embed if (e.path, e.size, e.mtime_ns) not in done_keys]
 
     summary = IndexSummary(store=str(store.root), generation=live.id if live else None,
-                           unchanged=len(diff.unchanged), removed=len(diff.removed), resumed=resumed,
-                           model_change=summary_model_change, dropped_elsewhere=dropped_elsewhere)
+                           unchanged=len(diff.unchanged), removed=len(diff.removed) + elsewhere[1], resumed=resumed,
+                           model_change=summary_model_change, reembedded_elsewhere=len(elsewhere[0]))
     schema = _staged_schema(model.dim)
     buffer: list[dict] = []
     last_flush = time.monotonic()
@@ -266,6 +268,19 @@ def _index(
     summary.total = tracks.num_rows
     summary.seconds = time.monotonic() - started
     return summary
+
+
+def _entries_still_there(paths) -> tuple[list[FileEntry], int]:
+    """(FileEntry of each path that is still a file, how many are not)."""
+    entries, gone = [], 0
+    for path in paths:
+        try:
+            status = os.stat(path)
+        except OSError:
+            gone += 1
+            continue
+        entries.append(FileEntry(path, status.st_size, status.st_mtime_ns))
+    return entries, gone
 
 
 def _assemble_tracks(model, live_tracks, diff, ok: pa.Table, outside) -> pa.Table:

@@ -168,7 +168,7 @@ def test_bench_compares_models_on_a_library_sorted_into_folders(scenes, trained,
     assert (tmp_path / "bench" / "scenes.mre" / "quality.json").is_file()
 
 
-def test_switching_a_store_to_another_model_says_what_it_re_embeds_and_drops(scenes, trained, tmp_path, cli):
+def test_switching_a_store_to_another_model_re_embeds_every_folder_and_loses_nothing(scenes, trained, tmp_path, cli):
     for folder, names in (("a", ["scene_000.wav", "scene_001.wav"]), ("b", ["scene_002.wav", "scene_003.wav"])):
         (tmp_path / folder).mkdir()
         for name in names:
@@ -179,7 +179,12 @@ def test_switching_a_store_to_another_model_says_what_it_re_embeds_and_drops(sce
     result = cli("index", tmp_path / "a", "--store", store, "--model", trained[0], "--workers", "0")
     assert result.exit_code == 0, result.output
     assert "model changed" in result.output
-    assert "2 tracks under other folders had the old model's vectors and were dropped" in result.output
+    assert "2 of them are under other folders of the store: embedded again" in result.output
+    from mre.retrieval.library import Library
+
+    library = Library(store)
+    assert library.meta["model_id"].startswith("mre-paper@")
+    assert len(library) == 4  # folder b's tracks too, now with the new model's vectors
 
 
 def test_pretrained_audio_branch_trains_and_indexes(scenes, tmp_path, cli):
