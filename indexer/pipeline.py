@@ -159,9 +159,12 @@ def _index(
 
     # files that failed before and have not changed since are not tried again
     previously_skipped = {}
-    if live is not None and not model_changed:
-        for row in live.skipped().to_pylist():
+    live_skipped = live.skipped().to_pylist() if live is not None else []
+    if not model_changed:
+        for row in live_skipped:
             previously_skipped[(row["path"], row.get("size"), row.get("mtime_ns"))] = row["reason"]
+    # the skips recorded under the store's other folders stay on record (this run did not look there)
+    skipped_elsewhere = [row for row in live_skipped if not is_under(row["path"], root_path)]
     to_embed, carried_skips = [], []
     for entry in list(diff.new) + list(diff.changed) + elsewhere[0]:
         reason = previously_skipped.get((entry.path, entry.size, entry.mtime_ns))
@@ -238,7 +241,7 @@ def _index(
     nothing_changed = (live is not None and not model_changed and summary.indexed == 0 and summary.removed == 0
                        and not failed.num_rows and index_spec is None and vocabulary is None
                        and live.meta.get("word_vectors") == model.word_vectors_id
-                       and len(carried_skips) + len(scan.errors) == live.meta.get("index_counts", {}).get("skipped", -1))
+                       and len(skipped_rows) == len(live_skipped) - len(skipped_elsewhere))
     if nothing_changed:
         summary.total = live.tracks().num_rows
         summary.generation = live.id
@@ -250,13 +253,12 @@ def _index(
     tags_table, tag_vectors = _tag_table(model, vocabulary)
     track_vectors = vectors_from_column(tracks.column("vector"), "tracks").reshape(tracks.num_rows, model.dim)
     tracks = _with_top_tags(tracks, track_vectors, tags_table, tag_vectors)
-    skipped_table = pa.Table.from_pylist(skipped_rows, schema=pa.schema(
+    skipped_table = pa.Table.from_pylist(skipped_rows + skipped_elsewhere, schema=pa.schema(
         [("path", pa.string()), ("reason", pa.string()), ("size", pa.int64()), ("mtime_ns", pa.int64())]))
     meta = {
         **model.describe(),
         "library_roots": sorted(set((live.meta.get("library_roots", []) if live else []) + [root_path])),
-        # files under the roots that were skipped: lets an unchanged re-run write nothing
-        "index_counts": {"skipped": len(carried_skips) + len(scan.errors) + failed.num_rows},
+        "index_counts": {"skipped": len(skipped_rows) + len(skipped_elsewhere)},  # under all the store's roots
         "word_vectors_path": word_vectors_reference(word_vectors),
         "vocabulary": vocabulary or "builtin",
         "max_seconds": max_seconds,

@@ -174,3 +174,22 @@ def test_library_is_never_written_to(store, music_library):
 
     Library(store).query("guitar")
     assert {p: p.stat().st_mtime_ns for p in music_library.rglob("*")} == before
+
+
+def test_indexing_one_folder_keeps_the_skips_recorded_under_another(cli, tmp_path):
+    import numpy as np
+    import soundfile as sf
+
+    tone = (0.3 * np.sin(2 * np.pi * 220 * np.arange(3 * 16000) / 16000)).astype(np.float32)
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        sf.write(tmp_path / folder / "tone.wav", tone, 16000)
+        (tmp_path / folder / "broken.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk")
+    store = tmp_path / "store"
+    for folder in ("a", "b", "a"):
+        result = cli("index", tmp_path / folder, "--store", store, "--workers", "0")
+        assert result.exit_code == 0, result.output
+    assert "nothing changed" in result.output  # a again, unchanged: no new generation
+    generation = store / "generations" / (store / "CURRENT").read_text().strip()
+    skipped = pq.read_table(generation / "skipped.parquet").to_pylist()
+    assert sorted(Path(r["path"]).parent.name for r in skipped) == ["a", "b"]
