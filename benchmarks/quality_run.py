@@ -4,8 +4,8 @@ Scores are what `mre query` ranks by: the model's tag vector (a tag used as a qu
 each track's vector, plus, for a tag related to the attribute poles (calm, energetic, fast...)
 of a model that has them, its weights on the tracks' musical attributes standardised over
 the evaluated tracks (mre.embedder.scoring), measured in the same decoding pass. The report's
-notes give the macro ROC-AUC without the attributes beside it. A track whose audio cannot be decoded is left out and counted in the
-report's notes, as a missing file is.
+notes give the macro ROC-AUC without the attributes beside it. A track whose audio cannot be
+decoded is left out and counted in the report's notes, as a missing file is.
 """
 from __future__ import annotations
 
@@ -93,9 +93,9 @@ def run_quality(kind: str, root: str | Path, *, tracks: str = "tracks.csv", spli
     seen = getattr(model, "seen_tags", None)
     unseen = getattr(model, "unseen_tags", None)
     report = evaluate(dataset, scores, seen_tags=seen, unseen_tags=unseen, split=eval_split, model=model.model_id)
-    if any(tag in tag_weights for tag in dataset.tags):
+    weighted = [tag for tag in dataset.tags if tag in tag_weights]
+    if weighted:
         plain = evaluate(dataset, label_scores, seen_tags=seen, unseen_tags=unseen, split=eval_split, model=model.model_id)
-        weighted = [tag for tag in dataset.tags if tag in tag_weights]
         report.notes.append(
             f"{len(weighted)} of {len(dataset.tags)} tags also weigh musical attributes ({', '.join(weighted[:8])}"
             f"{', ...' if len(weighted) > 8 else ''}); macro ROC-AUC without them: {plain.tag_retrieval_auc:.3f}")

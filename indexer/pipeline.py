@@ -141,10 +141,11 @@ def _index(
             summary_model_change = "the tracks table predates the attribute columns"
         # A different model: every vector must be made again, the other roots' tracks too, so a
         # model change loses nothing already indexed (a file gone since then counts as removed).
-        elsewhere = _entries_still_there(p for p in live_tracks.column("path").to_pylist() if not is_under(p, root_path))
+        reembed_elsewhere, gone_elsewhere = _entries_still_there(
+            p for p in live_tracks.column("path").to_pylist() if not is_under(p, root_path))
         live_tracks = None
     else:
-        summary_model_change, elsewhere = None, ([], 0)
+        summary_model_change, reembed_elsewhere, gone_elsewhere = None, [], 0
 
     scan = scan_library(root_path, AUDIO_EXTENSIONS)
     in_root = None
@@ -166,7 +167,7 @@ def _index(
     # the skips recorded under the store's other folders stay on record (this run did not look there)
     skipped_elsewhere = [row for row in live_skipped if not is_under(row["path"], root_path)]
     to_embed, carried_skips = [], []
-    for entry in list(diff.new) + list(diff.changed) + elsewhere[0]:
+    for entry in list(diff.new) + list(diff.changed) + reembed_elsewhere:
         reason = previously_skipped.get((entry.path, entry.size, entry.mtime_ns))
         if reason is not None:
             carried_skips.append((entry, reason))
@@ -180,8 +181,8 @@ def _index(
     remaining = [e for e in to_embed if (e.path, e.size, e.mtime_ns) not in done_keys]
 
     summary = IndexSummary(store=str(store.root), generation=live.id if live else None,
-                           unchanged=len(diff.unchanged), removed=len(diff.removed) + elsewhere[1], resumed=resumed,
-                           model_change=summary_model_change, reembedded_elsewhere=len(elsewhere[0]))
+                           unchanged=len(diff.unchanged), removed=len(diff.removed) + gone_elsewhere, resumed=resumed,
+                           model_change=summary_model_change, reembedded_elsewhere=len(reembed_elsewhere))
     schema = _staged_schema(model.dim)
     buffer: list[dict] = []
     last_flush = time.monotonic()
