@@ -28,38 +28,95 @@ def tagger():
     return load_tagger("musicnn-mtt")
 
 
-def literal_frontend(tagger, spectrogram: torch.Tensor) -> torch.Tensor:
-    """musicnn's timbral_block / tempo_block as written: conv + bias -> ReLU -> BN -> max."""
-    blocks = []
+# float32 unit roundoff: every float32 operation's result is within u of the exact one, relatively
+UNIT_ROUNDOFF = 2.0 ** -24
+
+
+def _gamma(n: int) -> float:
+    """Higham's gamma_n = n·u / (1 − n·u): a sum of n products in float32 is within gamma_n
+    times the sum of the products' magnitudes of the exact sum, in any order and with or
+    without fused multiply-adds — so the bound holds for every CPU's convolution kernels."""
+    return n * UNIT_ROUNDOFF / (1 - n * UNIT_ROUNDOFF)
+
+
+def _block_inputs(tagger, spectrogram: torch.Tensor):
+    """Per front-end block: (name, padded input [b, 1, T', bands], kernel with its sign undone, channels)."""
     offset = 0
     for name in tagger._frontend_blocks:
         signed_kernel = getattr(tagger, f"{name}_kernel")
-        channels = signed_kernel.shape[0]
-        parts = slice(offset, offset + channels)
-        offset += channels
-        kernel = signed_kernel * tagger.frontend_sign[parts].view(-1, 1, 1, 1)  # undo the flip
+        channels = slice(offset, offset + signed_kernel.shape[0])
+        offset += signed_kernel.shape[0]
+        kernel = signed_kernel * tagger.frontend_sign[channels].view(-1, 1, 1, 1)  # undo the flip
         frames = kernel.shape[2]
         if name.startswith("timbral"):
             padded = F.pad(spectrogram, (0, 0, 3, 3))  # tf.pad 3 frames each side, 'valid'
         else:  # TF 'same': (frames - 1) // 2 before, the rest after
             padded = F.pad(spectrogram, (0, 0, (frames - 1) // 2, frames - 1 - (frames - 1) // 2))
-        activation = F.conv2d(padded.unsqueeze(1), kernel, tagger.frontend_bias[parts, 0]).relu()
-        normalised = activation * tagger.frontend_scale[parts].view(1, -1, 1, 1) + tagger.frontend_shift[parts].view(1, -1, 1, 1)
-        blocks.append(normalised.amax(dim=-1))
+        yield name, padded.unsqueeze(1), kernel, channels
+
+
+def literal_frontend(tagger, spectrogram: torch.Tensor) -> torch.Tensor:
+    """musicnn's timbral_block / tempo_block as written: conv + bias -> ReLU -> BN -> max,
+    in float64 on the float32 input and weights: the exact value to compare against."""
+    blocks = []
+    for _, padded, kernel, parts in _block_inputs(tagger, spectrogram.double()):
+        activation = F.conv2d(padded, kernel.double(), tagger.frontend_bias[parts, 0].double()).relu()
+        scale = tagger.frontend_scale[parts].double().view(1, -1, 1, 1)
+        shift = tagger.frontend_shift[parts].double().view(1, -1, 1, 1)
+        blocks.append((activation * scale + shift).amax(dim=-1))
     return torch.cat(blocks, dim=1)
 
 
+def rounding_bounds(tagger, spectrogram: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """How far the float32 front-end may be from the exact one, per output: (direct
+    convolutions, DFT over bands for the timbral blocks), from float32's unit roundoff, the
+    number of rounded steps and the magnitudes summed.
+
+    - Direct convolution of a taps × width kernel: gamma_n with n = taps·width, times
+      sum |x|·|w| over the kernel (a convolution of |x| with |w|).
+    - Through the DFT over N bands: the forward transform (N terms per bin, counted as N
+      although an FFT rounds only ~log2 N times), the per-bin products (2·taps terms) and
+      the inverse restricted to valid offsets (2·bins terms), plus the float32 storage of
+      the operators: gamma of their sum, times the magnitudes on the way, which by
+      Cauchy–Schwarz and Parseval (|X|₂ = sqrt(N)|x|₂, inverse weights ≤ 2/N) are at most
+      2 · sum over taps of |x_tap|₂ · |w_tap|₂.
+    Each max over bands moves by at most the largest error among the bands it picks from;
+    bias, ReLU and batch-norm after it add a few roundings of their own magnitude and scale
+    the error by |s|.
+    """
+    bands = spectrogram.shape[-1]
+    bins = bands // 2 + 1
+    direct, through_dft = [], []
+    x = spectrogram.double()
+    for name, padded, kernel, parts in _block_inputs(tagger, x):
+        kernel = kernel.double()
+        taps, width = kernel.shape[2], kernel.shape[3]
+        direct.append(_gamma(taps * width) * F.conv2d(padded.abs(), kernel.abs()).amax(dim=-1))
+        if name.startswith("timbral"):
+            frame_norms = padded[:, 0].norm(dim=-1)  # [b, T + taps - 1]
+            tap_norms = kernel[:, 0].norm(dim=-1)  # [C, taps]
+            magnitude = 2 * F.conv1d(frame_norms[:, None], tap_norms[:, None])  # [b, C, T]
+            through_dft.append(_gamma(bands + 2 * taps + 2 * bins + 4) * magnitude)
+        else:
+            through_dft.append(direct[-1])
+    scale = tagger.frontend_scale.double().abs()
+    after_max = 4 * UNIT_ROUNDOFF * (literal_frontend(tagger, spectrogram).abs() + tagger.frontend_shift.double().abs())
+    return tuple(torch.cat(bounds, dim=1) * scale + after_max for bounds in (direct, through_dft))
+
+
 def _assert_frontends_agree(tagger, spectrogram, monkeypatch):
-    """The reordered front-end equals the literal one: with direct convolutions to float32
-    rounding; with the CPU's DFT over bands for the timbral blocks to ~1e-6 of the features'
-    range (they reach ~200 after batch-norm scales up to ~70)."""
+    """The reordered front-end equals the literal one in exact arithmetic, so each float32
+    path stays within its rounding bound of the literal order computed in float64."""
     with torch.inference_mode():
-        literal = literal_frontend(tagger, spectrogram)
+        exact = literal_frontend(tagger, spectrogram)
+        direct_bound, dft_bound = rounding_bounds(tagger, spectrogram)
         through_dft = torch.cat([tagger._frontend(patch) for patch in spectrogram.split(1)])
         monkeypatch.setattr(tagger, "band_dft_devices", ())
         direct = torch.cat([tagger._frontend(patch) for patch in spectrogram.split(1)])
-    torch.testing.assert_close(direct, literal, rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(through_dft, literal, rtol=1e-5, atol=2e-6 * float(literal.abs().max()))
+    assert ((direct.double() - exact).abs() <= direct_bound).all()
+    assert ((through_dft.double() - exact).abs() <= dft_bound).all()
+    # the bounds are far below the features themselves: a wrong reordering could not hide in them
+    assert float(dft_bound.max()) < 1e-3 * float(exact.abs().max())
     return through_dft
 
 
