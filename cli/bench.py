@@ -11,7 +11,13 @@ from mre.cli.options import device_option, emit_json, json_option, model_option,
 
 @click.group()
 def bench():
-    """Benchmarks: retrieval quality on a dataset, and speed."""
+    """Benchmarks: retrieval quality on a dataset, and speed.
+
+    \b
+    Example:
+        mre bench quality --dataset folders --root ~/Music/by-mood
+        mre bench speed --sizes 10000,100000
+    """
 
 
 @bench.command()

@@ -24,7 +24,7 @@ class TaggerModel:
         self.name = name
         self.labels = list(self.spec.labels)
         self.frontend = self.spec.frontend
-        self.output_dim = len(self.labels)
+        self.output_dim = self.dim = len(self.labels)  # a track vector is its label probabilities
         self.device = torch.device(device)
         self._tagger = None
 
