@@ -156,13 +156,25 @@ def similar(target, store, k, as_json, device, bpm, key_name, mode, min_duration
 def info(targets, store, as_json, device):
     """A card per track: duration, format, tempo, key and mode, loudness, brightness, top tags.
 
-    TARGETS are files or track ids; files outside the store are analysed on the fly.
+    TARGETS are files or track ids; files outside the store are analysed on the fly. Files
+    need no store at all: without one, the card has the default model's top tags.
 
     \b
     Example:
         mre info ~/Music/song.mp3 --json
+        mre info ~/Music/*.flac --store ~/music-store
     """
-    cards = _open(store, device=device).info(list(targets))
+    from mre.retrieval.library import default_store_path, file_cards
+
+    store_path = Path(store).expanduser() if store else default_store_path()
+    if (store_path / "CURRENT").exists():
+        cards = _open(store_path, device=device).info(list(targets))
+    else:
+        missing = [t for t in targets if not Path(t).expanduser().is_file()]
+        if missing:
+            raise click.ClickException(f"{missing[0]!r} is not a file, and there is no store at {store_path} "
+                                       "to look up track ids")
+        cards = file_cards([str(Path(t).expanduser().resolve()) for t in targets], device=device)
     if as_json:
         emit_json(cards)
         return

@@ -344,6 +344,20 @@ class Library:
         return cards
 
 
+def file_cards(paths: list[str], device: str = "cpu", k: int = 5) -> list[dict]:
+    """`Library.info`'s card for audio files when there is no store: duration, format, the
+    musical attributes and the default model's top tags from the built-in vocabulary."""
+    from mre.retrieval.tagging import tag_space, top_tags  # tagging builds on this module
+
+    model = load_model(None, device=str(choose_device(device)))
+    names, matrix = tag_space(model)
+    cards = []
+    for path, (vector, facts) in zip(paths, embed_paths(model, paths, device=model.device.type, with_attributes=True)):
+        cards.append({"path": path, "track_id": None, **facts,
+                      "top_tags": [entry["tag"] for entry in top_tags(vector, names, matrix, k)]})
+    return cards
+
+
 def embed_paths(model, paths: list[str], device: str = "cpu", with_attributes: bool = False) -> list[tuple[np.ndarray, dict]]:
     """(vector, facts) of audio files outside any store; one-line LibraryError for a file that fails.
 

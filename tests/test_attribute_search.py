@@ -40,6 +40,25 @@ def test_info_json(cli, store, music_library, tmp_path):
     assert "BPM" in text.stdout and "LUFS" in text.stdout
 
 
+def test_info_needs_no_store_for_files(cli, store, music_library, tmp_path):
+    # a DJ checking one file: tempo, key and mode without indexing anything first
+    no_store = tmp_path / "no-store"
+    track = music_library / "techno_a.wav"
+    result = cli("info", track, "--store", no_store, "--json")
+    assert result.exit_code == 0, result.output
+    [card] = json.loads(result.stdout)
+    assert card["path"] == str(track) and card["track_id"] is None and card["top_tags"]
+    # the same measurements as the store's card for the same file: attributes need no store
+    [stored] = json.loads(cli("info", track, "--store", store, "--json").stdout)
+    for name in ("bpm", "key", "mode", "duration"):
+        assert card[name] == stored[name], name
+    assert not no_store.exists()  # nothing was written
+    text = cli("info", track, "--store", no_store)
+    assert "BPM" in text.stdout and "tags" in text.stdout
+    missing = cli("info", "3f2a0000", "--store", no_store)
+    assert missing.exit_code == 1 and "no store" in missing.stderr
+
+
 def test_bpm_filter_returns_exactly_the_tracks_in_range(cli, store):
     rows = _tracks(store)
     bpms = sorted(r["bpm"] for r in rows)
