@@ -7,7 +7,7 @@ temporary directory), commits a store whose tracks table covers every file (rand
 vectors: the figures here do not depend on the model), then times what `mre index` does
 first on a re-run: read the live tracks table, scan the library, diff the two (the floor),
 and then the whole `mre index` re-run through the pipeline, as a ratio of that floor. Every
-file must come out unchanged. Goal (issue 5): 10k files in <= 5 s.
+file must come out unchanged. Goal: 10k files in <= 5 s.
 """
 
 from __future__ import annotations

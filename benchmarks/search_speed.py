@@ -11,7 +11,7 @@ exact search, and the speed-up over numpy. For approximate indexes, a sweep of t
 knob (k_factor_rf re-ranking depth, or nprobe) gives the latency/recall trade-off drawn in
 the PNG (when matplotlib is installed). FAISS runs on one thread by default (see
 index_spec.use_single_query_threads); numpy uses its BLAS defaults.
-Goal (issue 5): at 1M, p50 <= 2 ms at recall@10 >= 0.95, >= 20x numpy.
+Goal: at 1M, p50 <= 2 ms at recall@10 >= 0.95, >= 20x numpy.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ and mood words derived from those). Three figures, measured in one run:
    ConSE (Norouzi et al. 2014) — the track embedded as the probability-weighted mean of its
    top-T labels' word vectors, scored by cosine with the query — as the baseline;
 3. negation: "no drums" must rank tracks without drums first;
-4. mood words (issue 6) with and without the attribute dimensions (tempo, mode, loudness,
+4. mood words with and without the attribute dimensions (tempo, mode, loudness,
    onset density, brightness standardised over the set, each pole weight counted in standard
    deviations of the query's label evidence over the set), and the label words with them.
 
@@ -45,7 +45,7 @@ LABEL_QUERIES = {"piano": "piano", "guitar": "guitar", "strings": "strings", "vi
 UNSEEN_QUERIES = {"percussion": "drums", "fiddle": "violin", "orchestra": "strings", "synthesizer": "synth",
                   "singer": "vocal", "keyboard": "piano", "organ": "organ", "bass": "bass",
                   "calm": "calm", "energetic": "energetic", "tender": "tender", "pianist": "piano"}
-# Mood words (issue 6) with the ground-truth mood they should find; fixed before measuring.
+# Mood words with the ground-truth mood they should find; fixed before measuring.
 MOOD_QUERIES = {"calm": "calm", "peaceful": "calm", "relaxing": "calm", "energetic": "energetic",
                 "upbeat": "energetic", "lively": "energetic", "sad": "sad", "melancholy": "sad", "gloomy": "sad",
                 "tender": "tender", "gentle": "tender", "happy": "happy", "cheerful": "happy", "joyful": "happy"}

@@ -1,7 +1,7 @@
 """The paper's two-branch model: an audio branch and a word branch that meet in one space.
 
 After Choi, Lee, Park and Nam, "Zero-shot learning and knowledge transfer in music
-classification and tagging" (facts in ARCHITECTURE.md):
+classification and tagging":
 
 - audio branch ("paper"): a log-mel patch, normalised by one global mean/std of the
   training set → four Conv1D blocks over time (128 filters each, kernels 4, 4, 4, 2, ReLU,
@@ -10,7 +10,7 @@ classification and tagging" (facts in ARCHITECTURE.md):
   code base for their taggers); pools round up so a short patch still yields one frame.
 - audio branch ("musicnn"): the paper's "pretrained audio model" option. Its code starts the
   convolutions from a supervised tagger of the same architecture; ours is the ported musicnn
-  MSD tagger (issue 2), kept frozen, whose 200-d penultimate features (standardised per
+  MSD tagger, kept frozen, whose 200-d penultimate features (standardised per
   dimension on the training set) go through a small trainable head to 100-d. Frozen,
   because fine-tuning a 2.3 GFLOP/patch network is not something a 2-core CPU does in
   minutes; the features are computed once per patch.

@@ -1,4 +1,4 @@
-"""How musical attributes enter a query's score (issue 6), in one place for word→song,
+"""How musical attributes enter a query's score, in one place for word→song,
 song→word and the benchmark: attributes standardised over a store, and label evidence plus
 pole-weighted z-scores in the label evidence's own units.
 """

@@ -52,7 +52,7 @@ CSLS_VOCABULARY = 50_000
 # p is clipped before the logit: a tagger saying 1e-9 vs 1e-7 is no evidence either way.
 PROBABILITY_FLOOR = 1e-6
 
-# Musical attributes as word-anchored dimensions (issue 6): each pole pair spans a contrast in
+# Musical attributes as word-anchored dimensions: each pole pair spans a contrast in
 # the word space, and a query word's cosine with the pole direction (v_high − v_low) weighs the
 # track's standardised attributes that carry that contrast into the score. Difference vectors,
 # because GloVe puts antonyms close together (calm ~ energetic) but their difference is the

@@ -71,7 +71,7 @@ class IndexSummary:
         return out
 
 
-# musical attributes (issue 6), one column each, measured in the decode worker on the same samples
+# musical attributes, one column each, measured in the decode worker on the same samples
 ATTRIBUTE_FIELDS = [pa.field(name, pa.string() if name in ("key", "mode") else pa.float64()) for name in ATTRIBUTE_NAMES]
 
 

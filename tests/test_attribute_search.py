@@ -1,4 +1,4 @@
-"""Musical attributes in the store, `mre info`, and the search filters (issue 6)."""
+"""Musical attributes in the store, `mre info`, and the search filters."""
 from __future__ import annotations
 
 import json

@@ -30,7 +30,7 @@ from musicnn_clips import CLIP_SEEDS, generate_clip
 REFERENCE = json.loads((Path(__file__).parent / "fixtures" / "musicnn_reference" / "reference.json").read_text())
 # registry name -> the model name musicnn's extractor takes
 ORIGINAL_NAME = {name: folder for name, (folder, _) in MUSICNN_CHECKPOINTS.items()}
-TOLERANCE = 1e-4  # max abs difference per tag probability (issue 2)
+TOLERANCE = 1e-4  # max abs difference per tag probability
 
 try:
     import musicnn

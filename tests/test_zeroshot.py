@@ -1,4 +1,4 @@
-"""The default zero-shot model on generated clips with known tags (issue 3's requirements)."""
+"""The default zero-shot model on generated clips with known tags."""
 from __future__ import annotations
 
 import numpy as np
