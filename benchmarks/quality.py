@@ -250,7 +250,7 @@ def write_text_atomically(path: Path, text: str) -> None:
 
 def write_report(report: QualityReport, out_dir: str | Path) -> list[Path]:
     """Write ``quality.json``, ``per_tag.csv`` and PNG figures into ``out_dir``; return
-    the paths written. Without matplotlib the figures are skipped and the JSON says so."""
+    the paths written. Without matplotlib the figures are skipped and the report's notes say so."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
@@ -269,8 +269,8 @@ def write_report(report: QualityReport, out_dir: str | Path) -> list[Path]:
 
     figures, figure_notes = write_figures(report, out_dir)
     written += figures
+    report.notes += figure_notes  # printed with the table too, not only kept in the JSON
     document = report.to_json()
-    document["notes"] += figure_notes
     document["files"] = [p.name for p in written]
     quality_json = out_dir / "quality.json"
     write_text_atomically(quality_json, json.dumps(document, indent=2, ensure_ascii=False) + "\n")

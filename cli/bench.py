@@ -118,3 +118,7 @@ def speed(library, sizes, reindex_files, model, device, out, as_json):
         emit_json(report)
     else:
         click.echo(f"wrote {out_dir / 'speed.json'}" + (f", {png}" if png else ""))
+        if png is None:
+            from mre.benchmarks.quality_figures import NO_MATPLOTLIB
+
+            click.echo(NO_MATPLOTLIB)
