@@ -18,7 +18,7 @@ from mre.embedder.runner import choose_device, embed_files
 from mre.indexer.index_spec import use_single_query_threads
 from mre.indexer.store import Store, StoreError
 from mre.retrieval.filters import Filters
-from mre.retrieval.tag_space import TagSpace, best_tags, named_tags_space, vocabulary_space
+from mre.embedder.tag_space import TagSpace, best_tags, named_tags_space, vocabulary_space
 from mre.embedder.scoring import attribute_scores, standardised
 
 # Below this many tracks, song→song is an exact numpy pass; above, FAISS proposes candidates

@@ -14,7 +14,7 @@ import numpy as np
 from mre.embedder.models import TaggerModel, load_model, shown_scores
 from mre.embedder.runner import embed_files
 from mre.retrieval.library import TagResult
-from mre.retrieval.tag_space import TagSpace, best_tags, tagger_space, vocabulary_space
+from mre.embedder.tag_space import TagSpace, best_tags, tagger_space, vocabulary_space
 
 
 def tag_space(model, vocabulary: str | None = None) -> TagSpace:
