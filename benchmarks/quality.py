@@ -265,7 +265,7 @@ def format_comparison(reports: list[QualityReport], names: list[str]) -> str:
     def row(label, kind, n_tags, roc, pr, annotation, accuracy=None):
         tags = f"{n_tags} of {total}" if isinstance(n_tags, int) else n_tags
         lines.append(f"{label[:33]:34}{kind:<12}{tags:>9}{_figure(roc):>9}{_figure(pr):>9}{_figure(annotation):>9}"
-                     f"{_figure(accuracy) if accuracy is not None else '':>8}")
+                     f"{_figure(accuracy) if accuracy is not None else '':>8}".rstrip())
 
     supervised = [(name, r) for name, r in zip(names, reports) if r.supervised]
     for name, report in zip(names, reports):

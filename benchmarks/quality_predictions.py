@@ -87,10 +87,10 @@ def format_examples(predictions: Predictions, dataset_tags: list[str], root: Pat
         for source in predictions.by_source:
             tags = predictions.predicted(source, i)
             if tags:
-                listed = ", ".join(f"{t['tag']} {t['score']:.2f}" for t in tags[:shown])
+                listed = ", ".join(f"{t['tag']} {t['score']:.3f}" for t in tags[:shown])
             else:
                 best = predictions.best(source, i)
-                listed = f"none (best: {best['tag']} {best['score']:.2f})"
+                listed = f"none (best: {best['tag']} {best['score']:.3f})"
             more = f" (+{len(tags) - shown} more)" if len(tags) > shown else ""
             lines.append(f"    {source + ':':12}{listed}{more}")
     return "\n".join(lines)

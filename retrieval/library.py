@@ -15,11 +15,11 @@ import numpy as np
 from mre.embedder.attributes import ATTRIBUTE_NAMES, TrackAttributes, extract_attributes
 from mre.embedder.models import load_model, shown_scores
 from mre.embedder.runner import choose_device, embed_files
+from mre.embedder.scoring import attribute_scores, standardised
+from mre.embedder.tag_space import TagSpace, best_tags, named_tags_space, vocabulary_space
 from mre.indexer.index_spec import use_single_query_threads
 from mre.indexer.store import Store, StoreError
 from mre.retrieval.filters import Filters
-from mre.embedder.tag_space import TagSpace, best_tags, named_tags_space, vocabulary_space
-from mre.embedder.scoring import attribute_scores, standardised
 
 # Below this many tracks, song→song is an exact numpy pass; above, FAISS proposes candidates
 # (this many per result) that are re-ranked exactly.
@@ -118,7 +118,7 @@ class Library:
         self._row_of_path = {p: i for i, p in enumerate(self._paths)}
         self._row_of_id = {t: i for i, t in enumerate(self._ids)}
         self._vectors = None
-        self._custom_tags = None
+        self._tag_space: TagSpace | None = None
         self._custom_words = word_vectors is not None and word_vectors != stored_words
         self._custom_vocabulary = vocabulary
 
@@ -245,13 +245,16 @@ class Library:
     def tag_space(self) -> TagSpace:
         """The tags `tags` chooses from: the store's vocabulary, or the `vocabulary` file given
         (or the store's own tags re-embedded with other word vectors)."""
-        if self._custom_vocabulary is None and not self._custom_words:
-            tags = self.generation.tags().column("tag").to_pylist()
-            return TagSpace(tags, self.generation.tag_vectors())
-        if self._custom_tags is None:
-            self._custom_tags = vocabulary_space(self.model, self._custom_vocabulary) if self._custom_vocabulary \
-                else named_tags_space(self.model, self.generation.tags().column("tag").to_pylist(), "this store")
-        return self._custom_tags
+        if self._tag_space is None:
+            if self._custom_vocabulary is None and not self._custom_words:
+                tags = self.generation.tags().column("tag").to_pylist()
+                self._tag_space = TagSpace(tags, self.generation.tag_vectors())
+            elif self._custom_vocabulary is not None:
+                self._tag_space = vocabulary_space(self.model, self._custom_vocabulary)
+            else:
+                self._tag_space = named_tags_space(self.model, self.generation.tags().column("tag").to_pylist(),
+                                                   "this store")
+        return self._tag_space
 
     def _tag_attributes(self) -> tuple[list[str], np.ndarray, np.ndarray]:
         """(columns, weights [tags, columns], label spread [tags]) of the vocabulary tags that
