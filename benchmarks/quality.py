@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from .datasets import Dataset, DatasetError
+from .quality_predictions import Predictions, write_predictions
 from .metrics import PerTagResult, annotation_auc, confusion_matrix, seen_unseen_breakdown, tag_retrieval_auc, top1_accuracy
 
 PAPER_TABLE_PATH = Path(__file__).parent / "data" / "paper_table1.json"
@@ -48,6 +49,8 @@ class QualityReport:
     n_missing_audio: int = 0
     model: str | None = None
     notes: list[str] = field(default_factory=list)
+    supervised: bool = False  # a tagger scoring the tags among its own labels (the paper's supervised row)
+    predictions: Predictions | None = None  # per-track tags above a threshold, written as predictions.csv
 
     @property
     def n_tracks(self) -> int:
@@ -67,16 +70,19 @@ class QualityReport:
     def to_json(self) -> dict:
         """A JSON-ready dict (NaN written as null): macros, per-tag figures, what was left out.
 
-        Keys: dataset, split, model, n_tracks, n_tags, tag_retrieval_auc, pr_auc,
+        Keys: dataset, split, model, kind ("zero-shot", or "supervised": a tagger, whose
+        per_tag are the dataset tags it covers), n_tracks, n_tags, tag_retrieval_auc, pr_auc,
         annotation_auc, per_tag (tag → ROC-AUC), per_tag_pr_auc, skipped_tags,
         dropped_tags, drop_reasons, n_missing_audio, notes; single-label sets add accuracy,
         classes and confusion; a seen/unseen split adds seen and unseen (each:
-        tag_retrieval_auc, pr_auc, n_tags, missing).
+        tag_retrieval_auc, pr_auc, n_tags, missing); per-track predictions add predictions
+        (threshold, mean tags per track by source).
         """
         report = {
             "dataset": self.dataset,
             "split": self.split,
             "model": self.model,
+            "kind": "supervised" if self.supervised else "zero-shot",
             "n_tracks": self.n_tracks,
             "n_tags": len(self.tags),
             "tag_retrieval_auc": _finite_or_none(self.tag_retrieval_auc),
@@ -97,6 +103,9 @@ class QualityReport:
             for group, figures in self.seen_unseen.items():
                 report[group] = {key: _finite_or_none(value) if isinstance(value, float) else value
                                  for key, value in figures.items()}
+        if self.predictions is not None:
+            report["predictions"] = {"threshold": self.predictions.threshold,
+                                     "mean_tags_per_track": self.predictions.mean_per_track()}
         report["notes"] = list(self.notes)
         return report
 
@@ -205,7 +214,8 @@ def format_table(report: QualityReport) -> str:
     lines = [
         f"Quality on {report.dataset} ({split}: {report.n_tracks} tracks, {len(report.tags)} tags"
         + (f"; {len(report.dropped_tags)} more dropped: {_drop_summary(report)}" if report.dropped_tags else "")
-        + ")" + (f" — model {report.model}" if report.model else ""),
+        + ")" + (f" — model {report.model}" if report.model else "")
+        + (" (supervised: its own labels)" if report.supervised else ""),
     ]
     rows = [("tag_retrieval_auc", "tag-retrieval ROC-AUC (macro)", report.tag_retrieval_auc),
             ("pr_auc", "tag-retrieval PR-AUC (macro)", report.pr_auc),
@@ -238,6 +248,51 @@ def format_table(report: QualityReport) -> str:
     return "\n".join(lines)
 
 
+def _macro_over(values: dict, tags: list[str]) -> float:
+    finite = [values[t] for t in tags if values.get(t) is not None and math.isfinite(values[t])]
+    return float(np.mean(finite)) if finite else float("nan")
+
+
+def format_comparison(reports: list[QualityReport], names: list[str]) -> str:
+    """Several models on the same tracks as one table: a tagger as the supervised row beside
+    the zero-shot rows, then the paper's Table 1 rows. Each row's macros are over the tags it
+    scores; a zero-shot row is repeated on a supervised row's tags, so like meets like."""
+    total = len(reports[0].tags) + len(reports[0].dropped_tags)
+    header = f"{'':34}{'kind':<12}{'tags':>9}{'ROC-AUC':>9}{'PR-AUC':>9}{'annot.':>9}{'top-1':>8}"
+    lines = [f"Side by side on {reports[0].dataset} ({reports[0].n_tracks} tracks; tag-retrieval ROC-AUC and PR-AUC "
+             "macro over each row's tags, annotation ROC-AUC, top-1 accuracy):", header, "-" * len(header)]
+
+    def row(label, kind, n_tags, roc, pr, annotation, accuracy=None):
+        tags = f"{n_tags} of {total}" if isinstance(n_tags, int) else n_tags
+        lines.append(f"{label[:33]:34}{kind:<12}{tags:>9}{_figure(roc):>9}{_figure(pr):>9}{_figure(annotation):>9}"
+                     f"{_figure(accuracy) if accuracy is not None else '':>8}".rstrip())
+
+    supervised = [(name, r) for name, r in zip(names, reports) if r.supervised]
+    for name, report in zip(names, reports):
+        row(name, "supervised" if report.supervised else "zero-shot", len(report.tags), report.tag_retrieval_auc,
+            report.pr_auc, report.annotation_auc, report.accuracy if report.single_label else None)
+        if report.supervised:
+            continue
+        for tagger, covered in supervised:
+            tags = [t for t in covered.tags if t in report.tags]
+            if tags and tags != report.tags:
+                columns = [report.tags.index(t) for t in tags]
+                row(f"  on {tagger}'s tags", "", len(tags), _macro_over(report.per_tag.roc_auc_by_tag(), tags),
+                    _macro_over(report.per_tag.pr_auc_by_tag(), tags),
+                    annotation_auc(report.labels[:, columns], report.scores[:, columns]))
+    paper = load_paper_table()
+    source = paper["source"]
+    for paper_row in paper["rows"]:
+        for kind in ("zero_shot", "supervised"):
+            value = paper_row[kind]
+            is_accuracy = paper_row["metric"] == "accuracy"
+            row(f"paper {source['table']}, {paper_row['transfer']}", kind.replace("_", "-"), "",
+                None if is_accuracy else value, None, None, value if is_accuracy else None)
+    lines.append(f"paper: {source['authors'][0]} et al. {source['year']}, arXiv:{source['arxiv']}; "
+                 + "; ".join(f"{r['transfer']}: {r['evaluation']}" for r in paper["rows"]))
+    return "\n".join(lines)
+
+
 # ---------------------------------------------------------------------------- the files
 
 
@@ -249,8 +304,9 @@ def write_text_atomically(path: Path, text: str) -> None:
 
 
 def write_report(report: QualityReport, out_dir: str | Path) -> list[Path]:
-    """Write ``quality.json``, ``per_tag.csv`` and PNG figures into ``out_dir``; return
-    the paths written. Without matplotlib the figures are skipped and the JSON says so."""
+    """Write ``quality.json``, ``per_tag.csv``, ``predictions.csv`` (when the report has
+    per-track predictions) and PNG figures into ``out_dir``; return
+    the paths written. Without matplotlib the figures are skipped and the report's notes say so."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
@@ -264,13 +320,15 @@ def write_report(report: QualityReport, out_dir: str | Path) -> list[Path]:
             writer.writerow([tag, _csv_figure(report.per_tag.roc_auc[j]), _csv_figure(report.per_tag.pr_auc[j]),
                              int(positives[j]), report.tag_group(tag)])
     written.append(per_tag_csv)
+    if report.predictions is not None:
+        written.append(write_predictions(report.predictions, out_dir / "predictions.csv"))
 
     from .quality_figures import write_figures  # matplotlib only when figures are drawn
 
     figures, figure_notes = write_figures(report, out_dir)
     written += figures
+    report.notes += figure_notes  # printed with the table too, not only kept in the JSON
     document = report.to_json()
-    document["notes"] += figure_notes
     document["files"] = [p.name for p in written]
     quality_json = out_dir / "quality.json"
     write_text_atomically(quality_json, json.dumps(document, indent=2, ensure_ascii=False) + "\n")

@@ -1,7 +1,7 @@
 """PNG figures of a quality report: per-tag AUC bars, ROC curves, a confusion matrix.
 
-matplotlib is an optional extra (``music-retrieval-engine[bench]``); it is imported here,
-only when figures are drawn, with the Agg backend so no display is needed.
+matplotlib is imported here, only when figures are drawn (no command's start-up pays for
+it), with the Agg backend so no display is needed.
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ MAX_BARS = 60
 # the spread without a tangle of lines.
 N_ROC_TAGS = 4
 GROUP_COLOURS = {"seen": "tab:blue", "unseen": "tab:orange", "": "tab:gray"}
+# One line for every place that draws figures, when matplotlib (a requirement) is missing anyway.
+NO_MATPLOTLIB = "figures skipped: matplotlib is not installed (pip install 'matplotlib>=3.6' to get the PNGs)"
 
 
 def write_figures(report, out_dir: Path) -> tuple[list[Path], list[str]]:
@@ -30,7 +32,7 @@ def write_figures(report, out_dir: Path) -> tuple[list[Path], list[str]]:
         import matplotlib.pyplot as plt
         from matplotlib.patches import Patch
     except ImportError:
-        return [], ["figures skipped: matplotlib is not installed (pip install 'music-retrieval-engine[bench]')"]
+        return [], [NO_MATPLOTLIB]
 
     scored = [j for j in range(len(report.tags)) if np.isfinite(report.per_tag.roc_auc[j])]
     if not scored:

@@ -1,11 +1,17 @@
 """One quality benchmark run: read a dataset, embed its audio, score every tag, report.
 
-Scores are what `mre query` ranks by: the model's tag vector (a tag used as a query) against
-each track's vector, plus, for a tag related to the attribute poles (calm, energetic, fast...)
-of a model that has them, its weights on the tracks' musical attributes standardised over
-the evaluated tracks (mre.embedder.scoring), measured in the same decoding pass. The report's
-notes give the macro ROC-AUC without the attributes beside it. A track whose audio cannot be
-decoded is left out and counted in the report's notes, as a missing file is.
+Zero-shot models (mre-zs-musicnn, a trained model) are scored as `mre query` ranks: the
+model's tag vector (a tag used as a query) against each track's vector, plus, for a tag
+related to the attribute poles (calm, energetic, fast...) of a model that has them, its
+weights on the tracks' musical attributes standardised over the evaluated tracks
+(mre.embedder.scoring), measured in the same decoding pass. The report's notes give the
+macro ROC-AUC without the attributes beside it.
+
+A tagger (musicnn-msd, musicnn-mtt, the vgg ones) is the paper's supervised row: it scores
+only the dataset tags that are among its own labels (the same tokens: "hip hop" = "Hip-Hop"),
+by its mean probability; the other tags are left out of its figures, and the report names
+both. A track whose audio cannot be decoded is left out and counted in the report's notes,
+as a missing file is. Per-track predictions (quality_predictions) come from the same scores.
 """
 from __future__ import annotations
 
@@ -16,10 +22,12 @@ import numpy as np
 
 from mre.benchmarks.datasets import Dataset, DatasetError, read_folders, read_gtzan, read_mtat, read_table
 from mre.benchmarks.quality import QualityReport, evaluate, write_report
+from mre.benchmarks.quality_predictions import DEFAULT_THRESHOLD, Predictions
 from mre.embedder.attributes import extract_attributes
-from mre.embedder.models import load_model
+from mre.embedder.models import TaggerModel, load_model, shown_scores
 from mre.embedder.scoring import query_scores_with_attributes, standardised_columns
 from mre.embedder.runner import embed_files
+from mre.embedder.tag_space import tagger_space, vocabulary_space
 
 
 def read_dataset(kind: str, root: str | Path, *, tracks: str = "tracks.csv", split_dir=None, word_space=None) -> Dataset:
@@ -48,32 +56,73 @@ def _keep_tags(dataset: Dataset, tags: list[str], reason: str) -> Dataset:
                    drop_reasons=reasons)
 
 
+def tagger_columns(labels: list[str], tags: list[str], words) -> dict[str, int]:
+    """Each dataset tag that is one of the tagger's labels → that label's output column.
+
+    A tag is a label when the word layer tokenises both alike ("hip hop", "hip-hop" and
+    "Hip-Hop" are one token), as a query that is a label is matched in the zero-shot model."""
+    column_of_tokens: dict[tuple[str, ...], int] = {}
+    for column, label in enumerate(labels):
+        column_of_tokens.setdefault(tuple(words.tokens(label)), column)
+    matched = {tag: column_of_tokens.get(tuple(words.tokens(tag))) for tag in tags}
+    return {tag: column for tag, column in matched.items() if column is not None}
+
+
+def _with_attributes(label_scores: np.ndarray, weights: list[dict], attributes: list[dict]) -> np.ndarray:
+    """Scores [tracks, tags] of tags used as queries: label evidence plus each tag's attribute
+    weights (one dict per tag, empty for none) on the tracks' attributes standardised over them."""
+    columns = sorted({column for tag_weights in weights for column in tag_weights})
+    if not columns:
+        return label_scores
+    z = standardised_columns(attributes, columns)
+    scores = label_scores.copy()
+    for j, tag_weights in enumerate(weights):
+        if tag_weights:
+            scores[:, j] = query_scores_with_attributes(label_scores[:, j], tag_weights, z)
+    return scores
+
+
 def run_quality(kind: str, root: str | Path, *, tracks: str = "tracks.csv", split_dir=None, split: str = "test",
                 model_name: str | None = None, out: str | Path | None = None, device: str = "auto",
-                word_vectors: str | None = None, workers: int | None = None) -> tuple[QualityReport, list[Path]]:
-    """Evaluate a model on a dataset split; returns the report and the files written to `out`."""
+                word_vectors: str | None = None, workers: int | None = None,
+                threshold: float = DEFAULT_THRESHOLD) -> tuple[QualityReport, list[Path]]:
+    """Evaluate a model on a dataset split; returns the report and the files written to `out`.
+
+    threshold: per-track predictions keep the tags whose score (as users see it) reaches it."""
     from mre.embedder.runner import choose_device
+    from mre.embedder.words import WordSpace, load_word_vectors
 
     model = load_model(model_name, device=choose_device(device), word_vectors=word_vectors)
-    if not hasattr(model, "tag_matrix"):
-        raise DatasetError(f"{model_name} is a tagger with a fixed label list; benchmark mre-zs-musicnn or a trained model")
-    dataset = read_dataset(kind, root, tracks=tracks, split_dir=split_dir, word_space=model.words)
+    supervised = isinstance(model, TaggerModel)
+    # a tagger needs no word vector for a tag, only the word layer's tokens to match its labels
+    words = WordSpace(load_word_vectors(word_vectors)) if supervised else model.words
+    dataset = read_dataset(kind, root, tracks=tracks, split_dir=split_dir, word_space=None if supervised else words)
     if split in dataset.splits:
         dataset, eval_split = dataset.subset(split), None  # embed only the split's audio
     else:
         eval_split = split  # evaluate() says what it did (no split at all) or refuses (split missing)
-    tag_matrix, kept = model.tag_matrix(dataset.tags)
-    dataset = _keep_tags(dataset, kept, "no word of the tag is in the word vectors")
-    if not dataset.tags:
-        raise DatasetError(f"{dataset.name}: no tag has a word vector; nothing to evaluate")
+    all_tags, all_labels = list(dataset.tags), dataset.labels  # the true tags of the predictions, any model
+    if supervised:
+        label_column = tagger_columns(model.labels, dataset.tags, words)
+        dataset = _keep_tags(dataset, [t for t in dataset.tags if t in label_column], f"not among {model.name}'s labels")
+        if not dataset.tags:
+            raise DatasetError(f"{dataset.name}: none of its {len(all_tags)} tags ({', '.join(all_tags[:8])}"
+                               f"{', ...' if len(all_tags) > 8 else ''}) is among {model.name}'s labels")
+        vocabulary = tagger_space(model)
+    else:
+        tag_matrix, kept = model.tag_matrix(dataset.tags)
+        dataset = _keep_tags(dataset, kept, "no word of the tag is in the word vectors")
+        if not dataset.tags:
+            raise DatasetError(f"{dataset.name}: no tag has a word vector; nothing to evaluate")
+        vocabulary = vocabulary_space(model)
 
     weigh = getattr(model, "attribute_weights", None)  # models without attribute poles: none
-    tag_weights = {tag: weigh(tag) for tag in dataset.tags} if weigh is not None else {}
-    tag_weights = {tag: weights for tag, weights in tag_weights.items() if weights}
+    tag_weights = [weigh(tag) if weigh else {} for tag in dataset.tags]
+    vocabulary_weights = [weigh(tag) if weigh else {} for tag in vocabulary.names] if vocabulary.matrix is not None else []
     vectors, attributes, ok_rows, failed = [], [], [], []
     paths = [str(t.path) for t in dataset.tracks]
     for row, track in enumerate(embed_files(paths, model, device=choose_device(device), workers=workers,
-                                            analyse=extract_attributes if tag_weights else None)):
+                                            analyse=extract_attributes if any(tag_weights + vocabulary_weights) else None)):
         if track.error is None and track.patch_mean is not None:
             vectors.append(model.track_vector(track.patch_mean))
             attributes.append(track.extras.as_dict() if hasattr(track.extras, "as_dict") else {})
@@ -83,17 +132,24 @@ def run_quality(kind: str, root: str | Path, *, tracks: str = "tracks.csv", spli
     if not ok_rows:
         raise DatasetError(f"{dataset.name}: no track could be decoded (first: {failed[0][0]}: {failed[0][1]})")
     dataset = _keep_rows(dataset, np.asarray(ok_rows))
-    label_scores = np.stack(vectors) @ tag_matrix.T
-    scores = label_scores.copy()
-    if tag_weights:
-        columns = sorted({column for weights in tag_weights.values() for column in weights})
-        z = standardised_columns(attributes, columns)
-        for column_index, tag in enumerate(dataset.tags):
-            scores[:, column_index] = query_scores_with_attributes(label_scores[:, column_index], tag_weights.get(tag), z)
+    track_vectors = np.stack(vectors)
+    if supervised:
+        label_scores = track_vectors[:, [label_column[tag] for tag in dataset.tags]].astype(np.float64)
+    else:
+        label_scores = track_vectors @ tag_matrix.T
+    scores = _with_attributes(label_scores, tag_weights, attributes)
     seen = getattr(model, "seen_tags", None)
     unseen = getattr(model, "unseen_tags", None)
     report = evaluate(dataset, scores, seen_tags=seen, unseen_tags=unseen, split=eval_split, model=model.model_id)
-    weighted = [tag for tag in dataset.tags if tag in tag_weights]
+    report.supervised = supervised
+    if supervised:
+        left_out = [t for t in all_tags if t not in dataset.tags]
+        report.notes.append(
+            f"supervised: {model.name} scores the {len(dataset.tags)} of {len(all_tags)} dataset tags among its own "
+            f"labels ({', '.join(dataset.tags)}), by its mean probability"
+            + (f"; the other {len(left_out)} ({', '.join(left_out[:8])}{', ...' if len(left_out) > 8 else ''}) are "
+               "excluded from its macro figures" if left_out else ""))
+    weighted = [tag for tag, weights in zip(dataset.tags, tag_weights) if weights]
     if weighted:
         plain = evaluate(dataset, label_scores, seen_tags=seen, unseen_tags=unseen, split=eval_split, model=model.model_id)
         report.notes.append(
@@ -103,5 +159,16 @@ def run_quality(kind: str, root: str | Path, *, tracks: str = "tracks.csv", spli
         report.split = split  # the subset embedded above is that split, not "all tracks"
     if failed:
         report.notes.append(f"{len(failed)} tracks could not be decoded and were left out (first: {failed[0][0]})")
+
+    if vocabulary.matrix is None:  # a tagger: its labels, by mean probability
+        vocabulary_scores = track_vectors.astype(np.float64)
+    else:
+        vocabulary_scores = _with_attributes(track_vectors @ vocabulary.matrix.T, vocabulary_weights, attributes)
+    report.predictions = Predictions(
+        paths=[str(t.path) for t in dataset.tracks],
+        true_tags=[[tag for tag, on in zip(all_tags, row) if on] for row in all_labels[ok_rows]],
+        threshold=threshold,
+        by_source={"dataset": (list(dataset.tags), shown_scores(model, scores)),
+                   "vocabulary": (list(vocabulary.names), shown_scores(model, vocabulary_scores))})
     written = write_report(report, out) if out is not None else []
     return report, written

@@ -129,7 +129,9 @@ def write_report(report: TrainingReport, out: str | Path) -> list[Path]:
         matplotlib.use("Agg")
         from matplotlib import pyplot as plt
     except ImportError:
-        report.notes.append("matplotlib is not installed: no PNG (pip install 'music-retrieval-engine[bench]')")
+        from mre.benchmarks.quality_figures import NO_MATPLOTLIB
+
+        report.notes.append(NO_MATPLOTLIB)
         return written
     figure, (curve, bars) = plt.subplots(1, 2, figsize=(12, 4.5))
     epochs = [h["epoch"] for h in report.history]

@@ -60,54 +60,50 @@ def query(text, store, k, as_json, word_vectors, bpm, key_name, mode, min_durati
 @click.argument("targets", nargs=-1, required=True)
 @store_option
 @model_option
-@k_option
+@click.option("-k", "k", type=click.IntRange(min=1), default=None,
+              help="How many tags  [default: 10; with --threshold, every tag that reaches it].")
+@click.option("--threshold", type=float, default=None,
+              help="Every tag whose score reaches this, best first (at most -k when given too). Scores are "
+                   "0–1 for mre-zs-musicnn and the taggers, cosines for a trained model.")
 @json_option
 @vocab_option
 @word_vectors_option
 @device_option
 @one_line_errors
-def tags(targets, store, model, k, as_json, vocab, word_vectors, device):
+def tags(targets, store, model, k, threshold, as_json, vocab, word_vectors, device):
     """Song → words: the tags that best describe each file or track id in TARGETS.
 
     With --model musicnn-msd or musicnn-mtt, the tagger's own 50 labels by mean probability.
-    Otherwise tags come from the tag vocabulary (--vocab for your own). Files need not be in
-    the store; many files are embedded in one batched run.
+    Otherwise tags come from the tag vocabulary (the store's; --vocab for your own, e.g. a
+    dataset's tag list). Files need not be in the store: they are scored against it as its
+    own tracks are, many of them embedded in one batched run.
 
     \b
     Example:
         mre tags song.mp3 other.flac --model musicnn-mtt -k 5
-        mre tags song.mp3 --json
+        mre tags song.mp3 --threshold 0.3 --json
+        mre tags song.mp3 --vocab my-tags.txt -k 20
     """
     from mre.embedder.registry import MODELS
-    from mre.retrieval.library import Library, LibraryError, TagResult, default_store_path
+    from mre.retrieval.library import Library, TagResult, default_store_path
     from mre.retrieval.tagging import tag_files
 
-    results: list = []
+    if k is None and threshold is None:
+        k = 10
     store_path = Path(store).expanduser() if store else default_store_path()
-    use_store = model not in MODELS and (store_path / "CURRENT").exists()
-    if use_store:
+    if model not in MODELS and (store_path / "CURRENT").exists():
         library = Library(store_path, model=model, word_vectors=word_vectors, vocabulary=vocab, device=device)
-        outside = []
-        for target in targets:
-            try:
-                row, path = library.resolve(target)
-            except LibraryError as error:
-                results.append((target, str(error)))
-                continue
-            results.append(library.tags(target, k) if row is not None else path)
-            if row is None:
-                outside.append(path)
-        if outside:  # files not in the store: embedded together, in one batched run
-            tagged = iter(tag_files(outside, library.meta.get("model_file") or library.meta.get("model_name"), k=k,
-                                    vocabulary=vocab, word_vectors=word_vectors or library.meta.get("word_vectors_path"),
-                                    device=device))
-            results = [next(tagged) if isinstance(r, str) else r for r in results]
+        note = library.tag_space().lacking_note()
+        if note:
+            click.echo(note, err=True)
+        results = library.tag_many(list(targets), k, threshold)
     else:
         missing = [t for t in targets if not Path(t).expanduser().is_file()]
         if missing and model not in MODELS:
             raise click.ClickException(f"{missing[0]!r} is not a file, and there is no store at {store_path} to look up track ids")
-        results = tag_files([str(Path(t).expanduser().resolve()) for t in targets], model, k=k, vocabulary=vocab,
-                            word_vectors=word_vectors, device=device)
+        results = tag_files([str(Path(t).expanduser().resolve()) for t in targets], model, k=k, threshold=threshold,
+                            vocabulary=vocab, word_vectors=word_vectors, device=device,
+                            note=lambda line: click.echo(line, err=True))
     failures = [r for r in results if not isinstance(r, TagResult)]
     if as_json:
         emit_json([r.as_dict() if isinstance(r, TagResult) else {"path": r[0], "tags": [], "error": r[1]} for r in results])

@@ -13,7 +13,7 @@ import torch
 from mre.embedder.registry import MODELS, get_model_spec, load_tagger
 from mre.embedder.zeroshot import MODEL_NAME as DEFAULT_MODEL, ZeroShotTaggerModel
 
-__all__ = ["DEFAULT_MODEL", "TaggerModel", "load_model", "model_names"]
+__all__ = ["DEFAULT_MODEL", "TaggerModel", "load_model", "model_names", "shown_scores"]
 
 
 class TaggerModel:
@@ -49,6 +49,13 @@ class TaggerModel:
 
     def track_vector(self, mean_probabilities: np.ndarray) -> np.ndarray:
         return np.asarray(mean_probabilities, dtype=np.float32)
+
+
+def shown_scores(model, raw: np.ndarray) -> np.ndarray:
+    """Scores as users see them: the zero-shot model's log-odds as 0–1 (their sigmoid); a
+    tagger's probabilities and a trained model's cosines as they are."""
+    raw = np.asarray(raw, dtype=np.float64)
+    return 1.0 / (1.0 + np.exp(-raw)) if isinstance(model, ZeroShotTaggerModel) else raw
 
 
 def model_names() -> list[str]:

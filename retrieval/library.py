@@ -13,13 +13,13 @@ from pathlib import Path
 import numpy as np
 
 from mre.embedder.attributes import ATTRIBUTE_NAMES, TrackAttributes, extract_attributes
-from mre.embedder.models import load_model
+from mre.embedder.models import load_model, shown_scores
 from mre.embedder.runner import choose_device, embed_files
-from mre.embedder.words import load_tag_vocabulary
+from mre.embedder.scoring import attribute_scores, standardised
+from mre.embedder.tag_space import TagSpace, best_tags, named_tags_space, vocabulary_space
 from mre.indexer.index_spec import use_single_query_threads
 from mre.indexer.store import Store, StoreError
 from mre.retrieval.filters import Filters
-from mre.embedder.scoring import attribute_scores, standardised
 
 # Below this many tracks, song→song is an exact numpy pass; above, FAISS proposes candidates
 # (this many per result) that are re-ranked exactly.
@@ -79,10 +79,6 @@ class QueryResult:
     messages: list[str]
 
 
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-np.asarray(x, dtype=np.float64)))
-
-
 class Library:
     """An opened store. store: a folder (None: `$MRE_STORE` or the per-user default).
 
@@ -122,7 +118,7 @@ class Library:
         self._row_of_path = {p: i for i, p in enumerate(self._paths)}
         self._row_of_id = {t: i for i, t in enumerate(self._ids)}
         self._vectors = None
-        self._custom_tags = None
+        self._tag_space: TagSpace | None = None
         self._custom_words = word_vectors is not None and word_vectors != stored_words
         self._custom_vocabulary = vocabulary
 
@@ -145,7 +141,7 @@ class Library:
 
     def _display(self, raw: np.ndarray) -> np.ndarray:
         """Scores as users see them: the zero-shot model's log-odds as 0–1, cosines as they are."""
-        return _sigmoid(raw) if self.meta.get("kind") == "zeroshot-taggers" else np.asarray(raw, dtype=np.float64)
+        return shown_scores(self.model, raw)
 
     def _search(self, vector: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         k = min(k, len(self))
@@ -195,10 +191,11 @@ class Library:
     def _column_values(self, column: str) -> list:
         return self._tracks.column(column).to_pylist() if column in self._tracks.column_names else [None] * len(self)
 
-    def _z_of(self, attributes: dict, columns) -> np.ndarray:
-        """z-scores of one track's attribute values against this store's mean and spread."""
-        return np.array([standardised(self._column_values(column), column, of=[attributes.get(column)])[0]
-                         for column in columns], dtype=np.float64)
+    def _z_of(self, attributes: list[dict], columns) -> np.ndarray:
+        """z-scores [tracks, columns] of tracks outside the store (their attribute dicts) against
+        this store's mean and spread of each column."""
+        return np.stack([standardised(self._column_values(column), column, of=[a.get(column) for a in attributes])
+                         for column in columns], axis=1).astype(np.float64)
 
     def label_spread(self, label_weights: np.ndarray) -> np.ndarray:
         """Standard deviation over the store of each row of `label_weights` [Q, D] scored against
@@ -245,21 +242,26 @@ class Library:
         return QueryResult(hits, query.matched_labels, query.related_labels, query.ignored, query.messages)
 
     # -- song → words -----------------------------------------------------------------------------
-    def _tag_space(self) -> tuple[list[str], np.ndarray]:
-        if self._custom_vocabulary is None and not self._custom_words:
-            tags = self.generation.tags().column("tag").to_pylist()
-            return tags, self.generation.tag_vectors()
-        if self._custom_tags is None:
-            vocabulary = load_tag_vocabulary(self._custom_vocabulary)
-            matrix, kept = self.model.tag_matrix([v.tag for v in vocabulary])
-            self._custom_tags = (kept, matrix)
-        return self._custom_tags
+    def tag_space(self) -> TagSpace:
+        """The tags `tags` chooses from: the store's vocabulary, or the `vocabulary` file given
+        (or the store's own tags re-embedded with other word vectors)."""
+        if self._tag_space is None:
+            if self._custom_vocabulary is None and not self._custom_words:
+                tags = self.generation.tags().column("tag").to_pylist()
+                self._tag_space = TagSpace(tags, self.generation.tag_vectors())
+            elif self._custom_vocabulary is not None:
+                self._tag_space = vocabulary_space(self.model, self._custom_vocabulary)
+            else:
+                self._tag_space = named_tags_space(self.model, self.generation.tags().column("tag").to_pylist(),
+                                                   "this store")
+        return self._tag_space
 
     def _tag_attributes(self) -> tuple[list[str], np.ndarray, np.ndarray]:
         """(columns, weights [tags, columns], label spread [tags]) of the vocabulary tags that
         relate to attribute poles, computed once: a tag is scored as the same query would be."""
         if getattr(self, "_tag_attribute_cache", None) is None:
-            names, matrix = self._tag_space()
+            space = self.tag_space()
+            names, matrix = space.names, space.matrix
             weigh = getattr(self.model, "attribute_weights", None)  # models without attribute poles: none
             per_tag = [weigh(name) if weigh else {} for name in names]
             columns = list(dict.fromkeys(column for weights in per_tag for column in weights))
@@ -271,22 +273,66 @@ class Library:
             self._tag_attribute_cache = (columns, weights, spread)
         return self._tag_attribute_cache
 
-    def tags(self, target: str, k: int = 10) -> TagResult:
-        """The vocabulary tags that best describe a track (in the store, or any audio file).
+    def _tag_scores(self, vector: np.ndarray, z: np.ndarray | None) -> np.ndarray:
+        """Every vocabulary tag's score for one track, as users see it: label evidence, plus for
+        a tag related to attribute poles its weights on the track's z-scores (`z`, one per
+        attribute column, standardised against the store), exactly as a query of that tag."""
+        columns, weights, spread = self._tag_attributes()
+        scores = self.tag_space().matrix @ vector
+        if columns:
+            scores = attribute_scores(scores, spread, weights, z)
+        return self._display(scores)
+
+    def tags(self, target: str, k: int | None = 10, threshold: float | None = None) -> TagResult:
+        """The vocabulary tags that best describe a track (in the store, or any audio file):
+        the k best (None: all), or with `threshold` those whose score reaches it (at most k).
 
         A tag that relates to attribute poles ("calm", "energetic", "gentle") also weighs the
         track's standardised attributes, exactly as a query of that tag scores the track."""
-        names, matrix = self._tag_space()
-        columns, weights, spread = self._tag_attributes()
-        vector, row, path, attributes = self._vector_of(target, with_attributes=bool(columns))
-        scores = matrix @ vector
-        if columns:
-            z = np.array([self.attribute_z(c)[row] for c in columns]) if row is not None else self._z_of(attributes, columns)
-            scores = attribute_scores(scores, spread, weights, z)
-        scores = self._display(scores)
-        order = np.argsort(-scores, kind="stable")[:k]
-        return TagResult(path=path, tags=[{"tag": names[i], "score": round(float(scores[i]), 6)} for i in order],
-                         track_id=self._ids[row] if row is not None else None)
+        self.resolve(target)  # an unknown target is this one-line error
+        result = self.tag_many([target], k, threshold)[0]
+        if not isinstance(result, TagResult):
+            raise LibraryError(f"cannot read {result[0]}: {result[1]}")
+        return result
+
+    def tag_many(self, targets: list[str], k: int | None = 10,
+                 threshold: float | None = None) -> list[TagResult | tuple[str, str]]:
+        """`tags` for many targets, in input order: a TagResult each, or (target, reason) for
+        one that is not in the store and cannot be read. Files outside the store are embedded
+        together in one batched run, their attributes measured in the same decoding pass and
+        standardised against the store, so a file scores as its copy in the store would."""
+        columns = self._tag_attributes()[0]
+        names = self.tag_space().names
+        results: list = []
+        outside: list[str] = []
+        for target in targets:
+            try:
+                row, path = self.resolve(target)
+            except LibraryError as error:
+                results.append((target, str(error)))
+                continue
+            if row is None:
+                results.append(path)
+                outside.append(path)
+                continue
+            z = np.array([self.attribute_z(c)[row] for c in columns]) if columns else None
+            results.append(TagResult(path=path, tags=best_tags(names, self._tag_scores(self.track_vectors[row], z),
+                                                               k, threshold), track_id=self._ids[row]))
+        if not outside:
+            return results
+        embedded = list(embed_files(outside, self.model, device=self.device, workers=None if len(outside) > 1 else 0,
+                                    analyse=extract_attributes if columns else None))
+        read = [t for t in embedded if t.error is None and t.patch_mean is not None]
+        z_of_read = self._z_of([_attributes_of(t) for t in read], columns) if columns and read else None
+        scored: dict[str, TagResult | tuple[str, str]] = {}
+        for track in embedded:
+            if track.error is not None or track.patch_mean is None:
+                scored[track.path] = (track.path, track.error or "no audio")
+        for i, track in enumerate(read):
+            z = z_of_read[i] if z_of_read is not None else None
+            vector = self.model.track_vector(track.patch_mean)
+            scored[track.path] = TagResult(path=track.path, tags=best_tags(names, self._tag_scores(vector, z), k, threshold))
+        return [scored[r] if isinstance(r, str) else r for r in results]
 
     # -- song → song --------------------------------------------------------------------------
     def similar(self, target: str, k: int = 10, filters: Filters | None = None, compatible: bool = False) -> list[Hit]:
@@ -335,7 +381,8 @@ class Library:
                 outside.append(path)
         if outside:
             analysed = iter(embed_paths(self.model, outside, device=self.device, with_attributes=True))
-            names, matrix = self._tag_space()
+            space = self.tag_space()
+            names, matrix = space.names, space.matrix
             for i, card in enumerate(cards):
                 if isinstance(card, str):
                     vector, extra = next(analysed)
@@ -372,7 +419,11 @@ def embed_paths(model, paths: list[str], device: str = "cpu", with_attributes: b
         facts = {"duration": info.duration, "format": info.format, "sample_rate": info.sample_rate,
                  "channels": info.channels}
         if with_attributes:
-            facts.update(track.extras.as_dict() if isinstance(track.extras, TrackAttributes)
-                         else {name: None for name in ATTRIBUTE_NAMES})
+            facts.update(_attributes_of(track))
         out.append((model.track_vector(track.patch_mean), facts))
     return out
+
+
+def _attributes_of(track) -> dict:
+    """An embedded track's musical attributes by name (all None when they could not be measured)."""
+    return track.extras.as_dict() if isinstance(track.extras, TrackAttributes) else {name: None for name in ATTRIBUTE_NAMES}

@@ -93,3 +93,80 @@ def test_folder_quality_scores_mood_words_with_attributes_as_mre_query_does(cli,
     note = next(n for n in report["notes"] if "weigh musical attributes" in n)
     assert "2 of 2 tags" in note and "without them" in note
     assert report["per_tag"] == {"calm": 1.0, "energetic": 1.0}  # tag-retrieval ROC-AUC
+
+
+@pytest.fixture(scope="module")
+def instrument_folders(tmp_path_factory):
+    """Folder tags two of which are musicnn-mtt labels (piano, guitar) and one that is not (calm)."""
+    root = tmp_path_factory.mktemp("instruments")
+    for folder, make in (("piano", _piano), ("guitar", _band), ("calm", _piano)):
+        (root / folder).mkdir()
+        for i in range(2):
+            sf.write(root / folder / f"{folder}{i}.wav", make(40 + i), 16000)
+    return root
+
+
+def test_a_tagger_is_the_supervised_row_on_the_tags_among_its_labels(cli, instrument_folders, tmp_path):
+    args = ("bench", "quality", "--dataset", "folders", "--root", instrument_folders, "--out", tmp_path, "--workers", "0",
+            "--model", "musicnn-mtt", "--model", "mre-zs-musicnn")
+    report = json.loads(cli(*args, "--json").stdout)["models"]
+    tagger, zero_shot = report
+    assert tagger["kind"] == "supervised" and zero_shot["kind"] == "zero-shot"
+    assert set(tagger["per_tag"]) == {"piano", "guitar"}  # calm is no musicnn-mtt label
+    assert tagger["dropped_tags"] == ["calm"] and "musicnn-mtt" in tagger["drop_reasons"]["calm"]
+    assert any("excluded from its macro figures" in note and "piano" in note for note in tagger["notes"])
+    assert set(zero_shot["per_tag"]) == {"piano", "guitar", "calm"}
+    printed = cli(*args).stdout
+    table = printed[printed.index("Side by side"):].splitlines()
+    assert any(line.startswith("musicnn-mtt") and "supervised" in line and "2 of 3" in line for line in table)
+    assert any(line.startswith("mre-zs-musicnn") and "zero-shot" in line and "3 of 3" in line for line in table)
+    assert any(line.lstrip().startswith("on musicnn-mtt's tags") and "2 of 3" in line for line in table)
+    assert sum(line.startswith("paper Table 1") for line in table) == 4  # the paper's rows beside
+
+
+def test_a_tagger_matches_tags_by_the_word_layers_tokens():
+    from mre.benchmarks.quality_run import tagger_columns
+    from mre.embedder.registry import MSD_LABELS
+    from mre.embedder.words import WordSpace, load_word_vectors
+
+    words = WordSpace(load_word_vectors(None))
+    columns = tagger_columns(list(MSD_LABELS), ["hip hop", "Hip-Hop", "hiphop", "mellow", "female vocalists", "calm"],
+                             words)
+    hip_hop = MSD_LABELS.index("Hip-Hop")
+    assert columns == {"hip hop": hip_hop, "Hip-Hop": hip_hop, "hiphop": hip_hop, "mellow": MSD_LABELS.index("Mellow"),
+                       "female vocalists": MSD_LABELS.index("female vocalists")}
+
+
+def test_a_tagger_with_none_of_the_tags_is_one_line(cli, tmp_path):
+    root = tmp_path / "moods"
+    (root / "tender").mkdir(parents=True)
+    sf.write(root / "tender" / "t.wav", _piano(1), 16000)
+    result = cli("bench", "quality", "--dataset", "folders", "--root", root, "--model", "musicnn-mtt", "--out", tmp_path)
+    assert result.exit_code != 0 and result.stderr.startswith("Error: ") and "musicnn-mtt" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_per_track_predictions_from_the_dataset_tags_and_the_vocabulary(cli, instrument_folders, tmp_path):
+    import csv
+
+    result = cli("bench", "quality", "--dataset", "folders", "--root", instrument_folders, "--out", tmp_path,
+                 "--workers", "0", "--threshold", "0.1")
+    assert result.exit_code == 0, result.output
+    assert "Per-track predictions, tags scoring 0.1 or more" in result.stdout
+    assert "    dataset:" in result.stdout and "    vocabulary:" in result.stdout
+    with open(tmp_path / "predictions.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert rows and set(rows[0]) == {"path", "source", "tag", "score"}
+    assert {r["source"] for r in rows} == {"dataset", "vocabulary"}
+    assert all(float(r["score"]) >= 0.1 for r in rows)
+    assert {r["tag"] for r in rows if r["source"] == "dataset"} <= {"piano", "guitar", "calm"}
+    per_track = {}
+    for r in rows:
+        per_track.setdefault((r["path"], r["source"]), []).append(float(r["score"]))
+    assert all(scores == sorted(scores, reverse=True) for scores in per_track.values())  # best first
+    assert json.loads((tmp_path / "quality.json").read_text())["predictions"]["threshold"] == 0.1
+    # threshold 0: every dataset tag of every track
+    cli("bench", "quality", "--dataset", "folders", "--root", instrument_folders, "--out", tmp_path / "all",
+        "--workers", "0", "--threshold", "0")
+    with open(tmp_path / "all" / "predictions.csv", newline="") as handle:
+        assert sum(r["source"] == "dataset" for r in csv.DictReader(handle)) == 6 * 3

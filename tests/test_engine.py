@@ -76,6 +76,68 @@ def test_tags_for_store_tracks_and_outside_files(cli, store, music_library, tmp_
     assert not outside.exists()
 
 
+# A file outside the store and its copy inside can differ only by float32 rounding of the track
+# vector (the taggers' outputs for its patches, batched with other tracks' when indexed, alone
+# here). One rounding of a label log-odds (|x| <= logit(1 - 1e-6) = 13.8, the probability floor)
+# is at most 13.8 * 2**-24 = 8.2e-7; a tag's log-odds is a weighted mean of them (weights sum to
+# 1) plus the attribute term, computed from the same attributes standardised the same way; its
+# sigmoid's slope is at most 1/4; and each printed score is rounded to 6 decimals (5e-7).
+FLOAT32_SCORE_TOLERANCE = 0.25 * 13.8 * 2.0 ** -24 + 2 * 5e-7
+
+
+def _scores(tag_result: dict) -> dict[str, float]:
+    return {t["tag"]: t["score"] for t in tag_result["tags"]}
+
+
+def test_a_file_outside_the_store_scores_as_its_copy_inside(cli, store, music_library, tmp_path):
+    inside = music_library / "piano_a.wav"
+    copy = tmp_path / "copy.wav"
+    shutil.copy(inside, copy)
+    vocab = tmp_path / "moods.txt"
+    vocab.write_text("calm\nenergetic\nhappy\nsad\ngentle\npiano\n")
+    for vocab_args in (["--vocab", vocab], []):  # the user's vocabulary, then the store's own
+        result = cli("tags", inside, copy, "--store", store, "--json", "-k", "5000", *vocab_args)
+        assert result.exit_code == 0, result.output
+        store_track, outside = (_scores(o) for o in json.loads(result.stdout))
+        assert set(outside) == set(store_track)
+        if vocab_args:
+            assert set(outside) == {"calm", "energetic", "happy", "sad", "gentle", "piano"}
+        for tag, score in store_track.items():
+            assert outside[tag] == pytest.approx(score, abs=FLOAT32_SCORE_TOLERANCE), tag
+
+
+def test_tags_threshold_keeps_every_tag_that_reaches_it(cli, store, music_library):
+    track = music_library / "band_a.flac"
+    everything = _scores(json.loads(cli("tags", track, "--store", store, "--json", "-k", "5000").stdout)[0])
+    threshold = sorted(everything.values(), reverse=True)[14]  # 15 tags or more reach it: more than -k's 10
+    result = cli("tags", track, "--store", store, "--json", "--threshold", threshold)
+    assert result.exit_code == 0, result.output
+    tags = json.loads(result.stdout)[0]["tags"]
+    assert [t["tag"] for t in tags] == [t for t, s in sorted(everything.items(), key=lambda i: -i[1]) if s >= threshold]
+    assert len(tags) >= 15 and all(set(t) == {"tag", "score"} for t in tags)
+    capped = json.loads(cli("tags", track, "--store", store, "--json", "--threshold", threshold, "-k", "3").stdout)
+    assert capped[0]["tags"] == tags[:3]
+    nothing = json.loads(cli("tags", track, "--store", store, "--json", "--threshold", "2").stdout)
+    assert nothing[0]["tags"] == []
+
+
+def test_a_datasets_tag_list_as_vocab_names_the_tags_without_word_vectors(cli, store, music_library, tmp_path):
+    vocab = tmp_path / "dataset_tags.csv"
+    vocab.write_text("tag,category\nhip hop,genre\nAcoustic Guitar,instrument\nxqzzvk,mood\nnew age,genre\n"
+                     "qqqxxz blues,genre\n")
+    for store_args in (["--store", store], ["--store", tmp_path / "no-store"]):  # with a store and without
+        result = cli("tags", music_library / "band_a.flac", "--vocab", vocab, "--json", *store_args)
+        assert result.exit_code == 0, result.output
+        assert [t["tag"] for t in json.loads(result.stdout)[0]["tags"]] != []
+        assert set(_scores(json.loads(result.stdout)[0])) == {"hip hop", "acoustic guitar", "new age"}
+        assert result.stderr.strip() == \
+            'skipped 2 tag(s) with words not in the word vectors: "xqzzvk", "qqqxxz blues"'
+    (tmp_path / "unknown.txt").write_text("xqzzvk\n")
+    result = cli("tags", music_library / "band_a.flac", "--vocab", tmp_path / "unknown.txt", "--store", store)
+    assert result.exit_code != 0 and result.stderr.startswith("Error: ")
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.output
+
+
 def test_tags_with_a_tagger_model_needs_no_store(cli, music_library, tmp_path):
     result = cli("tags", music_library / "band_a.flac", music_library / "piano_a.wav", "--model", "musicnn-mtt",
                  "-k", "3", "--json", "--store", tmp_path / "none")

@@ -115,6 +115,19 @@ def test_figures_are_skipped_with_a_note_without_matplotlib(tmp_path, monkeypatc
     assert sorted(p.name for p in written) == ["per_tag.csv", "quality.json"]
     document = json.loads((tmp_path / "quality.json").read_text())
     assert any("matplotlib is not installed" in note for note in document["notes"])
+    # the printed table says it too, in one line with how to get the figures
+    note = [line for line in format_table(report).splitlines() if "matplotlib" in line]
+    assert len(note) == 1 and "pip install" in note[0]
+
+
+def test_figures_come_with_a_plain_install_and_no_start_up_pays_for_matplotlib():
+    import importlib.metadata
+    import subprocess
+
+    requirements = importlib.metadata.requires("music-retrieval-engine")
+    assert any(r.startswith("matplotlib") and "extra ==" not in r for r in requirements)
+    probe = "import sys; from mre.cli.main import main; print('matplotlib' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.strip() == "False"
 
 
 def test_table_puts_the_papers_rows_beside_ours():

@@ -1,0 +1,67 @@
+"""The tags song → words chooses from, and which of them a track gets.
+
+A tag space is a list of tag names and their rows in a model's vector space: a tag
+vocabulary (the shipped one, a store's, or a user's file) through the word vectors, or a
+tagger's own labels. A vocabulary tag with a word the word vectors lack is left out and
+named: scored on its other words alone it would be another tag under its name.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .tag_vocabulary import load_tag_vocabulary
+
+# Scores are printed and written with this many decimals: enough for any ranking a user can see.
+SCORE_DECIMALS = 6
+
+
+@dataclass
+class TagSpace:
+    names: list[str]
+    matrix: np.ndarray | None              # [tags, dim]; None: a tagger, whose vector is its labels' scores
+    lacking: list[str] = field(default_factory=list)  # vocabulary tags left out: a word has no vector
+
+    def lacking_note(self) -> str | None:
+        """One line naming the vocabulary tags left out, or None when every tag is scored."""
+        if not self.lacking:
+            return None
+        names = ", ".join(f'"{tag}"' for tag in self.lacking)
+        return f"skipped {len(self.lacking)} tag(s) with words not in the word vectors: {names}"
+
+
+def tagger_space(model) -> TagSpace:
+    """A tagger's own labels: the track vector is already their scores."""
+    return TagSpace(list(model.labels), None)
+
+
+def vocabulary_space(model, vocabulary: str | None = None) -> TagSpace:
+    """The tags of a vocabulary file (None: the shipped vocabulary) in the model's space."""
+    return named_tags_space(model, [entry.tag for entry in load_tag_vocabulary(vocabulary)],
+                            f"the tag vocabulary {vocabulary}" if vocabulary else "the tag vocabulary")
+
+
+def named_tags_space(model, tags: list[str], source: str = "the tag vocabulary") -> TagSpace:
+    """Tags as rows of the model's tag matrix; tags with a word the model's word vectors lack
+    are left out and listed. ValueError (one line) when none is left."""
+    words = model.words
+    covered = [tag for tag in tags if not words.phrase_vector(tag).ignored]
+    matrix, kept = model.tag_matrix(covered)
+    if not kept:
+        raise ValueError(f"no tag of {source} has all its words in the word vectors")
+    kept_set = set(kept)
+    return TagSpace(kept, matrix, [tag for tag in tags if tag not in kept_set])
+
+
+def best_tags(names: list[str], scores: np.ndarray, k: int | None = 10, threshold: float | None = None) -> list[dict]:
+    """Tags best first as [{"tag", "score"}]: those whose score reaches `threshold` (None: all),
+    at most `k` of them (None: no limit). Scores are given, and held to the threshold, at
+    SCORE_DECIMALS: a tag shown with the threshold's own value is in."""
+    shown = np.round(np.asarray(scores, dtype=np.float64), SCORE_DECIMALS)
+    order = np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")
+    if threshold is not None:
+        order = order[shown[order] >= threshold]
+    if k is not None:
+        order = order[:k]
+    return [{"tag": names[i], "score": float(shown[i])} for i in order]
