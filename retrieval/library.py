@@ -394,14 +394,14 @@ class Library:
 def file_cards(paths: list[str], device: str = "cpu", k: int = 5) -> list[dict]:
     """`Library.info`'s card for audio files when there is no store: duration, format, the
     musical attributes and the default model's top tags from the built-in vocabulary."""
-    from mre.retrieval.tagging import tag_space, top_tags  # tagging builds on this module
+    from mre.retrieval.tagging import tag_scores, tag_space  # tagging builds on this module
 
     model = load_model(None, device=str(choose_device(device)))
-    names, matrix = tag_space(model)
+    space = tag_space(model)
     cards = []
     for path, (vector, facts) in zip(paths, embed_paths(model, paths, device=model.device.type, with_attributes=True)):
-        cards.append({"path": path, "track_id": None, **facts,
-                      "top_tags": [entry["tag"] for entry in top_tags(vector, names, matrix, k)]})
+        top = best_tags(space.names, tag_scores(model, vector, space), k)
+        cards.append({"path": path, "track_id": None, **facts, "top_tags": [entry["tag"] for entry in top]})
     return cards
 
 
