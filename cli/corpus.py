@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import click
 
-from mre.cli.options import one_line_errors
-
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def corpus():
@@ -32,7 +30,6 @@ def corpus():
 @click.option("--held-out-evaluation", is_flag=True,
               help="Mark the output as an evaluation set; only then may a held-out SoundFont be used.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-@one_line_errors
 def build(out, clips, seed, soundfonts, seconds, workers, sample_rate, audio_format, held_out_evaluation, quiet):
     """Render CLIPS arrangements to OUT/audio, with OUT/tracks.csv and OUT/manifest.json.
 
@@ -40,13 +37,17 @@ def build(out, clips, seed, soundfonts, seconds, workers, sample_rate, audio_for
     Example:
         mre corpus build --out corpus --clips 200 --soundfont timgm6mb --workers 2
     """
+    # not the shared one_line_errors: it imports the engine (torch), seconds of start-up a render job never uses
     from mre.training.corpus.build import CorpusOptions, build_corpus, resolve_soundfonts
 
-    fonts = resolve_soundfonts(soundfonts, held_out_evaluation)
-    options = CorpusOptions(out=out, clips=clips, seed=seed, soundfonts=fonts, seconds=seconds,
-                            sample_rate=int(sample_rate), audio_format=audio_format,
-                            held_out_evaluation=held_out_evaluation)
-    manifest = build_corpus(options, workers=workers, progress=not quiet)
+    try:
+        fonts = resolve_soundfonts(soundfonts, held_out_evaluation)
+        options = CorpusOptions(out=out, clips=clips, seed=seed, soundfonts=fonts, seconds=seconds,
+                                sample_rate=int(sample_rate), audio_format=audio_format,
+                                held_out_evaluation=held_out_evaluation)
+        manifest = build_corpus(options, workers=workers, progress=not quiet)
+    except (ValueError, OSError) as error:
+        raise click.ClickException(str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__) from None
     render = manifest["render"]
     click.echo(f"wrote {clips} clips ({render['audio_seconds'] / 60:.1f} min of audio, "
                f"{manifest['tag_vocabulary_size']} tags) to {out}: tracks.csv, manifest.json")

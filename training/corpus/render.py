@@ -22,7 +22,7 @@ from mre.training.corpus import effects
 from mre.training.corpus.arrangements import Arrangement
 from mre.training.corpus.instruments import DRUM_KITS, instrument
 
-HELD_OUT_NAME = re.compile(r"muse\W*score\W*general", re.IGNORECASE)
+HELD_OUT_NAME = re.compile(r"muse[\W_]*score[\W_]*general", re.IGNORECASE)
 # What the Debian package musescore-general-soundfont installs, and the MuseScore program's own copy.
 HELD_OUT_DIRS = ("/usr/share/sounds/sf2", "/usr/share/sounds/sf3", "/usr/share/mscore", "/usr/share/musescore")
 # dBFS RMS by dynamic: soft clips sit ~10 dB under medium ones, loud ones ~6 dB over, as
