@@ -289,13 +289,23 @@ def _drum_solo(rng, seconds: float) -> Arrangement:
     return a
 
 
+def _third_sounds(a: Arrangement) -> bool:
+    """Whether the mode is audible: some pitched part plays the tonic's third of that mode.
+    Power chords over root-fifth bass lines (punk, metal without a lead) leave it open."""
+    third = (music.tonic_pitch_class(a.key) + (3 if a.mode == "minor" else 4)) % 12
+    return any(note.pitch % 12 == third for part in a.parts if not part.drums for note in part.notes)
+
+
 def _tags(a: Arrangement, leading: list[str]) -> list[str]:
     """The clip's words: style and ensemble first, then what plays, then tempo, dynamics, mode, mood.
+    A mode no part makes audible is dropped from the clip (its `mode` becomes "").
 
     Mood words follow from their musical cues (Juslin & Laukka 2003): "calm" is slow, soft
     and without drums; "energetic" fast and loud with drums; "upbeat" a major key at a
     brisk tempo (≥ 116 bpm) with drums, not soft.
     """
+    if a.mode and not _third_sounds(a):
+        a.mode = ""
     words = list(leading)
     has_drums = False
     for part in a.parts:

@@ -161,7 +161,7 @@ DRUM_KITS = {
     "808": DrumKit("808", 25, ("drums", "drum machine", "electronic drums")),
     "jazz": DrumKit("jazz", 32, ("drums",)),
     "brush": DrumKit("brush", 40, ("drums", "brushes")),
-    "orchestra": DrumKit("orchestra", 48, ("percussion",)),
+    "orchestra": DrumKit("orchestra", 48, ("drums", "percussion")),   # concert snare and bass drum
 }
 
 # General MIDI percussion key map (channel 10).

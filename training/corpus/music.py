@@ -75,10 +75,9 @@ PROGRESSIONS = {
     "dance major": [((0, "maj"), (9, "min"), (5, "maj"), (7, "maj")), ((0, "maj7"), (5, "maj7"))],
     "dance minor": [((0, "min"), (8, "maj"), (10, "maj"), (0, "min")), ((0, "m7"), (10, "maj"), (8, "maj"), (10, "maj")),
                     ((0, "min"),)],
-    "oom-pah major": [((0, "maj"), (0, "maj"), (7, "7"), (7, "7"), (7, "7"), (7, "7"), (0, "maj"), (0, "maj")),
-                      ((0, "maj"), (5, "maj"), (7, "7"), (0, "maj"))],
-    "oom-pah minor": [((0, "min"), (0, "min"), (7, "7"), (7, "7"), (7, "7"), (7, "7"), (0, "min"), (0, "min")),
-                      ((0, "min"), (5, "min"), (7, "7"), (0, "min"))],
+    # tonic-heavy: a clip is a few bars, and long dominant stretches would make it sound in the fifth
+    "oom-pah major": [((0, "maj"), (0, "maj"), (7, "7"), (0, "maj")), ((0, "maj"), (5, "maj"), (7, "7"), (0, "maj"))],
+    "oom-pah minor": [((0, "min"), (0, "min"), (7, "7"), (0, "min")), ((0, "min"), (5, "min"), (7, "7"), (0, "min"))],
     # the circle-of-fifths sequence of baroque practice (I–IV–vii°–iii–vi–ii–V–I)
     "baroque major": [((0, "maj"), (5, "maj"), (11, "dim"), (4, "min"), (9, "min"), (2, "min"), (7, "maj"), (0, "maj")),
                       ((0, "maj"), (7, "maj"), (9, "min"), (4, "min"), (5, "maj"), (0, "maj"), (5, "maj"), (7, "maj"))],
