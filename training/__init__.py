@@ -1,0 +1,1 @@
+"""Making training data for mre's models: tagged corpora rendered offline (`mre.training.corpus`)."""

@@ -1,0 +1,184 @@
+"""The corpus job: N clips rendered to audio files, a tracks table, and a manifest.
+
+    build_corpus("corpus", clips=5000, seed=0, soundfonts=["/usr/share/sounds/sf2/FluidR3_GM.sf2"])
+
+writes
+    corpus/audio/000/000000.flac ...   mono clips
+    corpus/tracks.csv                  path, tags (|-separated), split, style, bpm, key, mode, seconds, soundfont
+                                       — the table `mre train --tracks` reads
+    corpus/manifest.json               seed, counts per tag/style/split, SoundFonts (sha256), the held-out
+                                       flag, render speed, and every clip's variation
+
+Clip i depends only on (seed, i) and the options, never on the worker that made it or on
+N, so the same command gives the same table and the same audio, and a larger corpus with
+the same seed extends a smaller one.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from mre.training.corpus.arrangements import catalogue, make_arrangement
+from mre.training.corpus.render import Renderer, check_soundfont, draw_variation, is_held_out, sha256
+
+FORMATS = {"flac": ("FLAC", "PCM_16"), "ogg": ("OGG", "VORBIS")}
+COLUMNS = ("path", "tags", "split", "style", "bpm", "key", "mode", "seconds", "soundfont")
+# train / valid / test, the 80/10/10 split `mre train` makes when a table has none
+SPLIT_FRACTIONS = (("train", 0.8), ("valid", 0.1), ("test", 0.1))
+MANIFEST_VERSION = 1
+
+
+@dataclass(frozen=True)
+class CorpusOptions:
+    out: Path
+    clips: int
+    seed: int
+    soundfonts: tuple[Path, ...]
+    seconds: float = 10.0
+    length_jitter: float = 0.15
+    sample_rate: int = 22050
+    audio_format: str = "flac"
+    held_out_evaluation: bool = False
+
+
+def bundled_soundfont() -> Path:
+    """TimGM6mb (GPL-2, ~6 MB), shipped inside the pretty_midi package: a GM SoundFont that needs no system package."""
+    try:
+        import pretty_midi
+    except ImportError:
+        raise ValueError("the bundled SoundFont comes with pretty-midi: pip install pretty-midi") from None
+    return Path(pretty_midi.__file__).parent / "TimGM6mb.sf2"
+
+
+def resolve_soundfonts(names, held_out_evaluation: bool) -> tuple[Path, ...]:
+    """--soundfont values: files, or "timgm6mb" for the copy pretty_midi ships. Held-out fonts refused for training."""
+    if not names:
+        raise ValueError("give at least one --soundfont (e.g. /usr/share/sounds/sf2/FluidR3_GM.sf2, or timgm6mb)")
+    paths = [bundled_soundfont() if str(n).lower() == "timgm6mb" else Path(n) for n in names]
+    return tuple(check_soundfont(p, held_out_evaluation) for p in paths)
+
+
+def split_of(seed: int, index: int) -> str:
+    draw = np.random.default_rng([seed, index, 3]).random()
+    total = 0.0
+    for name, fraction in SPLIT_FRACTIONS:
+        total += fraction
+        if draw < total:
+            return name
+    return SPLIT_FRACTIONS[-1][0]
+
+
+def audio_path(index: int, audio_format: str) -> str:
+    return f"audio/{index // 1000:03d}/{index:06d}.{audio_format}"
+
+
+_renderer: Renderer | None = None
+_options: CorpusOptions | None = None
+
+
+def _start_worker(options: CorpusOptions) -> None:
+    global _renderer, _options
+    _options = options
+    _renderer = Renderer(list(options.soundfonts), options.sample_rate)
+
+
+def render_clip(index: int) -> dict:
+    """Make, render and write clip `index`; returns its table row and manifest entry."""
+    import soundfile as sf
+
+    options, renderer = _options, _renderer
+    arrangement = make_arrangement(options.seed, index, options.seconds)
+    variation = draw_variation(arrangement, len(options.soundfonts), options.seconds, options.length_jitter)
+    audio, used, _ = renderer.render(arrangement, variation)
+    relative = audio_path(index, options.audio_format)
+    target = options.out / relative
+    target.parent.mkdir(parents=True, exist_ok=True)
+    container, subtype = FORMATS[options.audio_format]
+    sf.write(target, audio, options.sample_rate, format=container, subtype=subtype)
+    font = options.soundfonts[variation["soundfont"]].name
+    row = {"path": relative, "tags": "|".join(arrangement.tags), "split": split_of(options.seed, index),
+           "style": arrangement.style, "bpm": f"{arrangement.bpm:g}", "key": arrangement.key, "mode": arrangement.mode,
+           "seconds": f"{len(audio) / options.sample_rate:.3f}", "soundfont": font}
+    entry = {"path": relative, "kind": arrangement.kind, "style": arrangement.style, "tags": arrangement.tags,
+             "meter": arrangement.meter, "swing": arrangement.swing, "dynamics": arrangement.dynamics,
+             "parts": [{"instrument": p.instrument, "role": p.role, "notes": len(p.notes)} for p in arrangement.parts],
+             "variation": variation | {"soundfont": font}, "rendered": used}
+    return {"row": row, "entry": entry, "seconds": len(audio) / options.sample_rate}
+
+
+def _prepare_out(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file")
+    if out.is_dir() and any(out.iterdir()) and not (out / "manifest.json").is_file():
+        raise ValueError(f"--out {out} is not empty and holds no corpus; choose an empty or new folder")
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def build_corpus(options: CorpusOptions, workers: int = 1, progress: bool = False, log=None) -> dict:
+    """Render the corpus; returns the manifest (also written to OUT/manifest.json)."""
+    if options.clips < 1:
+        raise ValueError("--clips must be at least 1")
+    if not 1.0 <= options.seconds <= 600.0:
+        raise ValueError("--seconds must be between 1 and 600")
+    if options.audio_format not in FORMATS:
+        raise ValueError(f"--format must be one of {', '.join(FORMATS)}")
+    for font in options.soundfonts:
+        check_soundfont(font, options.held_out_evaluation)
+    out = Path(options.out)
+    _prepare_out(out)
+    options = CorpusOptions(**{**options.__dict__, "out": out})
+    from tqdm import tqdm
+
+    bar = tqdm(total=options.clips, unit="clip", file=sys.stderr, disable=not progress, dynamic_ncols=True)
+    started = time.perf_counter()
+    results = []
+    if workers <= 1:
+        _start_worker(options)
+        for index in range(options.clips):
+            results.append(render_clip(index))
+            bar.update()
+    else:
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(workers, initializer=_start_worker, initargs=(options,)) as pool:
+            for result in pool.map(render_clip, range(options.clips), chunksize=4):
+                results.append(result)
+                bar.update()
+    bar.close()
+    wall = time.perf_counter() - started
+    audio_seconds = sum(r["seconds"] for r in results)
+    rows = [r["row"] for r in results]
+    with open(out / "tracks.csv", "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    tag_counts = Counter(tag for r in rows for tag in r["tags"].split("|"))
+    manifest = {
+        "version": MANIFEST_VERSION,
+        "purpose": "held-out evaluation" if options.held_out_evaluation else "training",
+        "held_out_evaluation": options.held_out_evaluation,
+        "seed": options.seed, "clips": options.clips, "seconds": options.seconds,
+        "length_jitter": options.length_jitter, "sample_rate": options.sample_rate, "audio_format": options.audio_format,
+        "soundfonts": [{"name": p.name, "sha256": sha256(p), "held_out": is_held_out(p),
+                        "clips": sum(r["soundfont"] == p.name for r in rows)} for p in options.soundfonts],
+        "tag_vocabulary_size": len(tag_counts),
+        "counts": {"tags": dict(sorted(tag_counts.items(), key=lambda kv: (-kv[1], kv[0]))),
+                   "styles": dict(sorted(Counter(r["style"] for r in rows).items())),
+                   "splits": dict(sorted(Counter(r["split"] for r in rows).items()))},
+        "render": {"audio_seconds": round(audio_seconds, 1), "wall_seconds": round(wall, 2),
+                   "speed_x_realtime": round(audio_seconds / wall, 1) if wall > 0 else None, "workers": workers},
+        "catalogue": catalogue(),
+        "clips": [r["entry"] for r in results],
+    }
+    temporary = out / "manifest.json.tmp"
+    temporary.write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
+    os.replace(temporary, out / "manifest.json")
+    return manifest
