@@ -38,6 +38,7 @@ def index(path, store, model, workers, device, batch_size, index_spec, vocab, wo
 
     from mre.embedder.models import DEFAULT_MODEL
     from mre.embedder.registry import MODELS
+    from mre.indexer.paths import printable_path
     from mre.indexer.pipeline import index_library
     from mre.indexer.store import Store
     from mre.retrieval.library import default_store_path
@@ -56,7 +57,7 @@ def index(path, store, model, workers, device, batch_size, index_spec, vocab, wo
             bar.total = total
             bar.refresh()
         bar.update(1)
-        bar.set_postfix_str(Path(current).name[-40:], refresh=False)
+        bar.set_postfix_str(printable_path(Path(current).name)[-40:], refresh=False)
         if bar.disable and (time.monotonic() - last_line[0] >= 30 or done == total):
             last_line[0] = time.monotonic()
             click.echo(f"embedding: {done}/{total} tracks", err=True)

@@ -128,10 +128,20 @@ def _open_reason(error: soundfile.LibsndfileError, path: str) -> str:
     return f"cannot decode as audio ({detail})"
 
 
+def _is_utf8(path: str) -> bool:
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _open(path: str) -> soundfile.SoundFile:
     _check_path(path)
     try:
-        sound = soundfile.SoundFile(path)
+        # soundfile encodes a str name strictly as UTF-8; the bytes open any name the
+        # filesystem holds (a Latin-1 "caf\xe9.wav" arrives here with surrogates)
+        sound = soundfile.SoundFile(path if _is_utf8(path) else os.fsencode(path))
     except soundfile.LibsndfileError as error:
         raise AudioError(_open_reason(error, path), path) from None
     except PermissionError:

@@ -23,6 +23,7 @@ from mre.embedder.runner import DEFAULT_MAX_SECONDS, choose_device, embed_files
 from mre.embedder.word_vectors import word_vectors_reference
 from mre.embedder.words import load_tag_vocabulary
 from mre.indexer.diff import diff_library
+from mre.indexer.paths import PATH_BYTES, printable_path, stored_path, table_paths, with_path_bytes
 from mre.indexer.scan import FileEntry, is_under, scan_library
 from mre.indexer.store import Store, track_id_for, tracks_schema, vectors_from_column
 
@@ -30,7 +31,7 @@ from mre.indexer.store import Store, track_id_for, tracks_schema, vectors_from_c
 FLUSH_SECONDS = 10.0
 TOP_TAGS_PER_TRACK = 5
 
-STAGED_COLUMNS = ("path", "size", "mtime_ns", "duration", "sample_rate", "channels", "format", "vector", "error")
+STAGED_COLUMNS = ("path", PATH_BYTES, "size", "mtime_ns", "duration", "sample_rate", "channels", "format", "vector", "error")
 
 
 @dataclass
@@ -63,7 +64,7 @@ class IndexSummary:
         if self.resumed:
             out.append(f"resumed: {self.resumed} tracks came from an interrupted earlier run")
         for path, reason in self.skipped[:20]:
-            out.append(f"  skipped {path}: {reason}")
+            out.append(f"  skipped {printable_path(path)}: {reason}")
         if len(self.skipped) > 20:
             out.append(f"  … and {len(self.skipped) - 20} more (see skipped.parquet in the store)")
         if not self.committed:
@@ -83,9 +84,24 @@ def full_tracks_schema(dim: int) -> pa.Schema:
     return schema
 
 
+def stored_tracks_schema(dim: int) -> pa.Schema:
+    """What the pipeline commits: the tracks table plus the raw bytes of names that are not
+    UTF-8 (see paths.py), beside the path."""
+    return full_tracks_schema(dim).insert(2, pa.field(PATH_BYTES, pa.binary()))
+
+
+SKIPPED_ROWS_SCHEMA = pa.schema([("path", pa.string()), (PATH_BYTES, pa.binary()), ("reason", pa.string()),
+                                 ("size", pa.int64()), ("mtime_ns", pa.int64())])
+
+
+def _skipped_row(path: str, reason: str, size: int | None, mtime_ns: int | None) -> dict:
+    text, raw = stored_path(path)
+    return {"path": text, PATH_BYTES: raw, "reason": reason, "size": size, "mtime_ns": mtime_ns}
+
+
 def _staged_schema(dim: int) -> pa.Schema:
     return pa.schema([
-        ("path", pa.string()), ("size", pa.int64()), ("mtime_ns", pa.int64()),
+        ("path", pa.string()), (PATH_BYTES, pa.binary()), ("size", pa.int64()), ("mtime_ns", pa.int64()),
         ("duration", pa.float64()), ("sample_rate", pa.int32()), ("channels", pa.int32()),
         ("format", pa.string()), ("vector", pa.list_(pa.float32(), dim)), ("error", pa.string()),
         *ATTRIBUTE_FIELDS,
@@ -142,7 +158,7 @@ def _index(
         # A different model: every vector must be made again, the other roots' tracks too, so a
         # model change loses nothing already indexed (a file gone since then counts as removed).
         reembed_elsewhere, gone_elsewhere = _entries_still_there(
-            p for p in live_tracks.column("path").to_pylist() if not is_under(p, root_path))
+            p for p in table_paths(live_tracks) if not is_under(p, root_path))
         live_tracks = None
     else:
         summary_model_change, reembed_elsewhere, gone_elsewhere = None, [], 0
@@ -150,7 +166,7 @@ def _index(
     scan = scan_library(root_path, AUDIO_EXTENSIONS)
     in_root = None
     if live_tracks is not None and live_tracks.num_rows:
-        paths = live_tracks.column("path").to_pylist()
+        paths = table_paths(live_tracks)
         mask = np.array([is_under(p, root_path) for p in paths], dtype=bool)
         in_root = live_tracks.filter(pa.array(mask))
         outside = live_tracks.filter(pa.array(~mask))
@@ -160,7 +176,11 @@ def _index(
 
     # files that failed before and have not changed since are not tried again
     previously_skipped = {}
-    live_skipped = live.skipped().to_pylist() if live is not None else []
+    live_skipped_table = live.skipped() if live is not None else None
+    live_skipped = live_skipped_table.to_pylist() if live is not None else []
+    for row, path in zip(live_skipped, table_paths(live_skipped_table) if live is not None else []):
+        row["path"] = path
+        row.pop(PATH_BYTES, None)
     if not model_changed:
         for row in live_skipped:
             previously_skipped[(row["path"], row.get("size"), row.get("mtime_ns"))] = row["reason"]
@@ -201,7 +221,8 @@ def _index(
                                  workers=workers, max_seconds=max_seconds, analyse=extract_attributes):
             entry = entries[track.path]
             info = track.info
-            row = {"path": entry.path, "size": entry.size, "mtime_ns": entry.mtime_ns,
+            path_text, path_raw = stored_path(entry.path)
+            row = {"path": path_text, PATH_BYTES: path_raw, "size": entry.size, "mtime_ns": entry.mtime_ns,
                    "duration": info.duration if info else None, "sample_rate": info.sample_rate if info else None,
                    "channels": info.channels if info else None, "format": info.format if info else None,
                    "vector": None, "error": track.error, **_attribute_values(track.extras)}
@@ -225,16 +246,17 @@ def _index(
         # on Ctrl-C or any error, what was finished is kept for the next run
         flush()
 
-    staged = staging.rows()
-    staged = staged.filter(pa.compute.is_in(staged.column("path"), value_set=pa.array([e.path for e in to_embed], pa.string()))) \
-        if staged.num_rows else staged
+    staged = with_path_bytes(staging.rows())
+    if staged.num_rows:
+        wanted = {e.path for e in to_embed}
+        staged = staged.filter(pa.array([path in wanted for path in table_paths(staged)], pa.bool_()))
     ok = staged.filter(pa.compute.is_null(staged.column("error"))) if staged.num_rows else staged
     failed = staged.filter(pa.compute.is_valid(staged.column("error"))) if staged.num_rows else staged
 
     summary.indexed = ok.num_rows
     # size and mtime are kept with each skip so an unchanged bad file is not tried again
-    skipped_rows = ([{"path": r["path"], "reason": r["error"], "size": r["size"], "mtime_ns": r["mtime_ns"]}
-                     for r in failed.to_pylist()]
+    skipped_rows = ([{"path": path, "reason": r["error"], "size": r["size"], "mtime_ns": r["mtime_ns"]}
+                     for r, path in zip(failed.to_pylist(), table_paths(failed))]
                     + [{"path": e.path, "reason": reason, "size": e.size, "mtime_ns": e.mtime_ns}
                        for e, reason in carried_skips]
                     + [{"path": s.path, "reason": s.reason, "size": None, "mtime_ns": None} for s in scan.errors])
@@ -254,8 +276,9 @@ def _index(
     tags_table, tag_vectors = _tag_table(model, vocabulary)
     track_vectors = vectors_from_column(tracks.column("vector"), "tracks").reshape(tracks.num_rows, model.dim)
     tracks = _with_top_tags(tracks, track_vectors, tags_table, tag_vectors)
-    skipped_table = pa.Table.from_pylist(skipped_rows + skipped_elsewhere, schema=pa.schema(
-        [("path", pa.string()), ("reason", pa.string()), ("size", pa.int64()), ("mtime_ns", pa.int64())]))
+    skipped_table = pa.Table.from_pylist(
+        [_skipped_row(r["path"], r["reason"], r.get("size"), r.get("mtime_ns")) for r in skipped_rows + skipped_elsewhere],
+        schema=SKIPPED_ROWS_SCHEMA)
     meta = {
         **model.describe(),
         "library_roots": sorted(set((live.meta.get("library_roots", []) if live else []) + [root_path])),
@@ -288,17 +311,17 @@ def _entries_still_there(paths) -> tuple[list[FileEntry], int]:
 
 def _assemble_tracks(model, live_tracks, diff, ok: pa.Table, outside) -> pa.Table:
     """Unchanged live rows (vectors reused) + rows outside the scanned root + newly embedded rows."""
-    schema = full_tracks_schema(model.dim)
+    schema = stored_tracks_schema(model.dim)
     parts = []
     if live_tracks is not None and outside is not None and outside.num_rows:
-        parts.append(outside.select(schema.names).cast(schema))
+        parts.append(with_path_bytes(outside).select(schema.names).cast(schema))
     if len(diff.unchanged_rows):
         # unchanged rows index into the in-root live table passed to diff_library: vectors reused
-        parts.append(diff.live.take(pa.array(diff.unchanged_rows)).select(schema.names).cast(schema))
+        parts.append(with_path_bytes(diff.live.take(pa.array(diff.unchanged_rows))).select(schema.names).cast(schema))
     if ok.num_rows:
         rows = ok.to_pylist()
-        for row in rows:
-            row["track_id"] = track_id_for(row["path"])
+        for row, path in zip(rows, table_paths(ok)):
+            row["track_id"] = track_id_for(path)
             row["model_id"] = model.model_id
             row["top_tags"] = []
         parts.append(pa.Table.from_pylist(rows, schema=schema))

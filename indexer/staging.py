@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mre.indexer.atomic import TMP_SUFFIX, write_parquet_atomic
+from mre.indexer.paths import PATH_BYTES, table_paths
 
 PART_PATTERN = re.compile(r"^part-(\d{5,})\.parquet$")
 # A staging key becomes a directory name: keep it to characters safe on every filesystem.
@@ -82,8 +83,11 @@ class Staging:
         self._remove_stray_tmp_files()
         keys: set[tuple[str, int, int]] = set()
         for part in self._parts():
-            table = self._read_part(part, columns=list(KEY_COLUMNS))
-            keys.update(zip(*(table.column(name).to_pylist() for name in KEY_COLUMNS)))
+            names = pq.read_schema(part).names if part.exists() else []
+            # parts written before names that are not UTF-8 could be indexed have no path_bytes
+            columns = list(KEY_COLUMNS) + ([PATH_BYTES] if PATH_BYTES in names else [])
+            table = self._read_part(part, columns=columns)
+            keys.update(zip(table_paths(table), *(table.column(name).to_pylist() for name in KEY_COLUMNS[1:])))
         return keys
 
     def clear(self) -> None:

@@ -17,6 +17,7 @@ from mre.embedder.models import load_model
 from mre.embedder.runner import choose_device, embed_files
 from mre.embedder.words import load_tag_vocabulary
 from mre.indexer.index_spec import use_single_query_threads
+from mre.indexer.paths import PATH_BYTES, printable_path, readable_path, table_paths
 from mre.indexer.store import Store, StoreError
 from mre.retrieval.filters import Filters
 from mre.embedder.scoring import attribute_scores, standardised
@@ -117,7 +118,7 @@ class Library:
                 f"{self.model.model_id} — re-index with `mre index PATH --model {model}` or drop --model")
         self.device = device
         self._tracks = generation.tracks()
-        self._paths = self._tracks.column("path").to_pylist()
+        self._paths = table_paths(self._tracks)
         self._ids = self._tracks.column("track_id").to_pylist()
         self._row_of_path = {p: i for i, p in enumerate(self._paths)}
         self._row_of_id = {t: i for i, t in enumerate(self._ids)}
@@ -165,7 +166,11 @@ class Library:
             return self._row_of_path[path], path
         if os.path.isfile(path):
             return None, path
-        raise LibraryError(f"{target!r} is neither a track in the store nor an audio file")
+        # a name that is not UTF-8 as the output showed it (\xNN for its odd bytes), pasted back
+        readable = {readable_path(p): row for row, p in enumerate(self._paths) if "\\x" in readable_path(p)}
+        if path in readable:
+            return readable[path], self._paths[readable[path]]
+        raise LibraryError(f"{printable_path(target)!r} is neither a track in the store nor an audio file")
 
     def _vector_of(self, target: str, with_attributes: bool = False) -> tuple[np.ndarray, int | None, str, dict | None]:
         """A target's vector, row (None outside the store), path, and (with_attributes) its
@@ -328,7 +333,9 @@ class Library:
         for target in targets:
             row, path = self.resolve(target)
             if row is not None:
-                record = {k: v for k, v in self._tracks.slice(row, 1).to_pylist()[0].items() if k != "vector"}
+                record = {k: v for k, v in self._tracks.slice(row, 1).to_pylist()[0].items()
+                          if k not in ("vector", PATH_BYTES)}
+                record["path"] = path
                 cards.append(record)
             else:
                 cards.append(path)
@@ -353,7 +360,7 @@ def embed_paths(model, paths: list[str], device: str = "cpu", with_attributes: b
     for track in embed_files(paths, model, device=device, workers=0,
                              analyse=extract_attributes if with_attributes else None):
         if track.error is not None or track.patch_mean is None:
-            raise LibraryError(f"cannot read {track.path}: {track.error or 'no audio'}")
+            raise LibraryError(f"cannot read {printable_path(track.path)}: {track.error or 'no audio'}")
         info = track.info
         facts = {"duration": info.duration, "format": info.format, "sample_rate": info.sample_rate,
                  "channels": info.channels}
