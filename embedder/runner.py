@@ -19,6 +19,7 @@ import torch
 
 from mre.embedder.audio import AudioError, AudioInfo, load_audio
 from mre.embedder.frontend import FrontendConfig, MelFrontend, make_patches
+from mre.embedder import lifetime  # imported by the decode server too: it then dies with mre
 
 # Longer tracks are analysed on their first 15 minutes: beyond that the mean over patches
 # barely moves, and a 2-hour DJ mix would otherwise hold ~1 GB of samples in one worker.
@@ -161,7 +162,9 @@ def decode_stream(
     # forks ready instead of importing them: first track 0.24 s instead of 1.2 s.
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(["mre.embedder.runner"])  # no effect once the server runs
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=lifetime.init_worker,
+                               initargs=(os.getpid(), lifetime.process_start_time(os.getpid())))
+    try:
         # At most 2 tracks per worker in flight: the model is slower than decoding, and
         # pool.map would decode the whole library ahead of it, holding every track's samples.
         in_flight: deque = deque()
@@ -171,6 +174,9 @@ def decode_stream(
                 yield in_flight.popleft().result()
         while in_flight:
             yield in_flight.popleft().result()
+    finally:
+        # interrupted (Ctrl-C, SIGTERM, an abandoned generator): tracks not started are not decoded
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 class PatchModel:

@@ -65,3 +65,93 @@ def test_a_name_that_is_not_utf8_is_indexed_and_served(cli, odd_names):
 
     again = cli("index", root, "--store", store, "--workers", "1")
     assert again.exit_code == 0 and again.stdout.startswith("indexed 0, unchanged 3, removed 0, skipped 1"), again.stdout
+
+
+# ---------------------------------------------------------------------------- kills
+
+def _group_members(pgid: int) -> list[tuple[int, str]]:
+    """(pid, command line) of every live process in process group ``pgid`` (zombies left out)."""
+    members = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_bytes()
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        fields = stat[stat.rfind(b")") + 2:].split()
+        if int(fields[2]) == pgid and fields[0] not in (b"Z", b"X"):
+            members.append((int(entry), cmdline[:120]))
+    return members
+
+
+@pytest.fixture(scope="module")
+def long_library(tmp_path_factory):
+    """Enough audio to be mid-decode seconds after the start: a few short tracks, then long ones."""
+    root = tmp_path_factory.mktemp("long-library")
+    for i in range(4):
+        _tone(root / f"a-short-{i}.wav", seconds=3.0, hz=200.0 + 50 * i)
+    for i in range(12):
+        _tone(root / f"b-long-{i:02d}.wav", seconds=40.0, rate=44100, hz=150.0 + 20 * i)
+    return root
+
+
+def _start_index(library: Path, store: Path):
+    import subprocess
+    import sys
+    import time
+
+    process = subprocess.Popen([sys.executable, "-m", "mre.cli.main", "index", str(library), "--store", str(store),
+                                "--workers", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               start_new_session=True)
+    # mid-decode: the decode server has forked its worker
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and process.poll() is None:
+        servers = [pid for pid, cmd in _group_members(process.pid) if "forkserver" in cmd]
+        if len(servers) >= 2:  # the server and a worker forked from it
+            break
+        time.sleep(0.2)
+    assert process.poll() is None, process.communicate()
+    time.sleep(3.0)  # a few tracks finished
+    return process
+
+
+def _assert_nothing_left(pgid: int, grace: float = 5.0) -> None:
+    import time
+
+    deadline = time.monotonic() + grace
+    while _group_members(pgid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _group_members(pgid) == []
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+@pytest.mark.parametrize("signal_name, status, word", [("SIGTERM", 143, "terminated"), ("SIGINT", 130, "interrupted")])
+def test_sigterm_and_sigint_save_finished_work_and_leave_no_process(long_library, tmp_path, signal_name, status, word):
+    import signal
+
+    store = tmp_path / "store"
+    process = _start_index(long_library, store)
+    process.send_signal(getattr(signal, signal_name))
+    stdout, stderr = process.communicate(timeout=60)  # returns: no helper holds the pipes
+    assert process.returncode == status, stderr
+    last = stderr.decode().strip().splitlines()[-1]
+    assert last.startswith(f"{word}: the tracks finished so far are saved"), stderr
+    assert "Traceback" not in stderr.decode()
+    _assert_nothing_left(process.pid)
+    staged = sorted((store / "staging").rglob("part-*.parquet"))
+    assert staged and sum(pq.read_metadata(part).num_rows for part in staged) >= 1
+    assert not (store / "CURRENT").exists()  # nothing half-committed
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_kill_9_leaves_no_decode_server_or_worker(long_library, tmp_path):
+    import signal
+
+    process = _start_index(long_library, tmp_path / "store")
+    helpers = [pid for pid, _ in _group_members(process.pid) if pid != process.pid]
+    assert helpers  # the decode server, its worker and the resource tracker
+    process.send_signal(signal.SIGKILL)
+    process.communicate(timeout=30)  # returns: no helper holds the pipes
+    _assert_nothing_left(process.pid)
