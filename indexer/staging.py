@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mre.indexer.atomic import TMP_SUFFIX, write_parquet_atomic
+from mre.indexer.diskspace import disk_full_errors
 from mre.indexer.paths import PATH_BYTES, table_paths
 
 PART_PATTERN = re.compile(r"^part-(\d{5,})\.parquet$")
@@ -60,11 +61,12 @@ class Staging:
             raise StagingError(f"staging rows must be a pyarrow.Table, got {type(rows).__name__}")
         if rows.num_rows == 0:
             return None
-        self.path.mkdir(parents=True, exist_ok=True)
-        parts = self._parts()
-        next_number = int(PART_PATTERN.match(parts[-1].name).group(1)) + 1 if parts else 1
-        part = self.path / f"part-{next_number:05d}.parquet"
-        write_parquet_atomic(part, rows)
+        with disk_full_errors(self.path.parent, "finished tracks to the staging area", rows.nbytes):
+            self.path.mkdir(parents=True, exist_ok=True)
+            parts = self._parts()
+            next_number = int(PART_PATTERN.match(parts[-1].name).group(1)) + 1 if parts else 1
+            part = self.path / f"part-{next_number:05d}.parquet"
+            write_parquet_atomic(part, rows)
         return part
 
     def rows(self) -> pa.Table:

@@ -30,6 +30,7 @@ import pyarrow.parquet as pq
 
 from mre.indexer import index_spec as specs
 from mre.indexer.atomic import fsync_dir, fsync_file, write_bytes_atomic, write_parquet_atomic
+from mre.indexer.diskspace import DiskFullError, disk_full_errors  # noqa: F401  (DiskFullError: API)
 from mre.indexer.staging import KEY_PATTERN, Staging, StagingError
 from mre.indexer.tables import (  # noqa: F401  (re-exported: the store's public API)
     SKIPPED_SCHEMA,
@@ -207,9 +208,10 @@ class Store:
             finally:
                 self._lock_depth -= 1
             return
-        self.root.mkdir(parents=True, exist_ok=True)
         lock_path = self.root / LOCK_NAME
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        with disk_full_errors(self.root, "the store's lock file"):
+            self.root.mkdir(parents=True, exist_ok=True)
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -218,8 +220,11 @@ class Store:
             raise StoreLockedError(
                 f"store {self.root} is being written by another `mre index` run (pid {holder}); wait for it to finish"
             ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+        except OSError:
+            pass  # the pid only helps the message of a second run; the flock is the lock
         self._lock_fd, self._lock_depth = fd, 1
         try:
             yield self
@@ -257,7 +262,12 @@ class Store:
             previous = self.live_id()
             gen_id = self._new_generation_id(previous)
             path = self._write_generation(gen_id, tracks, track_vectors, tags, tag_vectors, skipped, meta, index_spec)
-            self._switch_current(gen_id)
+            try:
+                with disk_full_errors(self.root, "the CURRENT pointer", 4096):
+                    self._switch_current(gen_id)
+            except Exception:
+                shutil.rmtree(path, ignore_errors=True)  # never live: the previous generation stays
+                raise
             self._remove_old_generations(keep={gen_id, previous})
         return Generation(path)
 
@@ -274,8 +284,6 @@ class Store:
         return sorted(entry.name for entry in self.generations_dir.iterdir())
 
     def _write_generation(self, gen_id, tracks, track_vectors, tags, tag_vectors, skipped, meta, index_spec) -> Path:
-        import faiss
-
         if not isinstance(meta, dict):
             raise StoreError(f"meta must be a dict, got {type(meta).__name__}")
         tracks = with_vectors(tracks, track_vectors, "tracks")
@@ -292,15 +300,41 @@ class Store:
         audio_index = specs.build_index(track_vectors, audio_spec)
         tag_index = specs.build_index(tag_vectors, tag_spec)
 
-        self.generations_dir.mkdir(parents=True, exist_ok=True)
+        what = "the new index generation"
+        # an upper estimate for the message: the tables as in memory, and a flat index's vectors
+        needed = tracks.nbytes + tags.nbytes + skipped.nbytes + track_vectors.nbytes + tag_vectors.nbytes
+        with disk_full_errors(self.root, what, needed):
+            self.generations_dir.mkdir(parents=True, exist_ok=True)
         staging_dir = self.generations_dir / f".writing-{gen_id}"
         shutil.rmtree(staging_dir, ignore_errors=True)
-        staging_dir.mkdir()
+        with disk_full_errors(self.root, what, needed):  # (measures the free space after the clean-up below)
+            try:
+                staging_dir.mkdir()
+                self._write_generation_files(staging_dir, gen_id, tracks, tags, skipped, audio_index, tag_index,
+                                             audio_spec, tag_spec, track_vectors, tag_vectors, meta)
+                final = self.generations_dir / gen_id
+                os.replace(staging_dir, final)
+            except BaseException:
+                # a failed or interrupted write leaves no half-written folder behind
+                shutil.rmtree(staging_dir, ignore_errors=True)
+                raise
+        fsync_dir(self.generations_dir)
+        return final
+
+    def _write_generation_files(self, staging_dir, gen_id, tracks, tags, skipped, audio_index, tag_index,
+                                audio_spec, tag_spec, track_vectors, tag_vectors, meta) -> None:
+        import faiss
+
         write_parquet_atomic(staging_dir / "tracks.parquet", tracks)
         write_parquet_atomic(staging_dir / "tags.parquet", tags)
         write_parquet_atomic(staging_dir / "skipped.parquet", skipped)
         for name, index in (("audio.faiss", audio_index), ("tags.faiss", tag_index)):
-            faiss.write_index(index, str(staging_dir / name))
+            try:
+                faiss.write_index(index, str(staging_dir / name))
+            except RuntimeError as error:
+                if "No space left" in str(error) or "quota" in str(error):
+                    raise
+                raise StoreError(f"cannot write FAISS index {staging_dir / name}: {specs._first_line(error)}") from None
             fsync_file(staging_dir / name)
         full_meta = {
             **meta,
@@ -316,10 +350,6 @@ class Store:
         except (TypeError, ValueError) as error:
             raise StoreError(f"meta cannot be written as JSON: {error}") from None
         write_bytes_atomic(staging_dir / "meta.json", meta_bytes)
-        final = self.generations_dir / gen_id
-        os.replace(staging_dir, final)
-        fsync_dir(self.generations_dir)
-        return final
 
     def _switch_current(self, gen_id: str) -> None:
         write_bytes_atomic(self.root / CURRENT_NAME, f"{gen_id}\n".encode("ascii"))

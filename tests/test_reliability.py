@@ -155,3 +155,67 @@ def test_kill_9_leaves_no_decode_server_or_worker(long_library, tmp_path):
     process.send_signal(signal.SIGKILL)
     process.communicate(timeout=30)  # returns: no helper holds the pipes
     _assert_nothing_left(process.pid)
+
+
+# ---------------------------------------------------------------------------- full disk
+
+@pytest.fixture()
+def small_filesystem(tmp_path):
+    """A 96 KB tmpfs (room for the staged tracks, not for a generation) and a way to grow it;
+    None where mounting is not allowed (not root, or no tmpfs)."""
+    import subprocess
+
+    mount = tmp_path / "small-disk"
+    mount.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=96k", "tmpfs", str(mount)],
+                                           capture_output=True).returncode != 0:
+        yield None
+        return
+
+    def grow():
+        subprocess.run(["mount", "-o", "remount,size=8m", str(mount)], check=True)
+
+    yield mount, grow
+    subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
+def test_full_disk_is_one_line_leaves_nothing_half_written_and_the_next_run_completes(
+        cli, small_filesystem, tmp_path, monkeypatch):
+    library = tmp_path / "library"
+    library.mkdir()
+    for i in range(3):
+        _tone(library / f"t{i}.wav", hz=300.0 + 100 * i)
+    if small_filesystem is not None:  # a real full disk
+        mount, grow = small_filesystem
+        store = mount / "store"
+    else:  # simulated: every write of an index file fails as on a full disk
+        import errno
+
+        import faiss
+
+        store = tmp_path / "store"
+        real_write_index = faiss.write_index
+
+        def no_space(*args, **kwargs):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        monkeypatch.setattr(faiss, "write_index", no_space)
+
+        def grow():
+            monkeypatch.setattr(faiss, "write_index", real_write_index)
+
+    full = cli("index", library, "--store", store, "--workers", "1")
+    assert full.exit_code == 1
+    message = full.stderr.strip().splitlines()[-1]
+    assert message.startswith("Error: no space left on ") and "writing the new index generation" in message, full.stderr
+    assert "free up ~" in message and message.endswith("and run again")
+    generations = store / "generations"
+    assert not [p for p in generations.iterdir()] if generations.exists() else True  # no .writing-* folder
+    assert not list(store.rglob("*.tmp"))
+    assert not (store / "CURRENT").exists()
+
+    grow()
+    again = cli("index", library, "--store", store, "--workers", "1")
+    assert again.exit_code == 0, again.output
+    assert "resumed: 3 tracks" in again.stdout  # the staged tracks were kept, not embedded again
+    assert json.loads(cli("query", "flute", "--store", store, "--json").stdout)
