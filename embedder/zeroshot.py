@@ -35,7 +35,7 @@ import torch
 
 from mre.embedder.frontend import FrontendConfig
 from mre.embedder.registry import get_model_spec, load_tagger
-from mre.embedder.words import STOP_WORDS, WordSpace, load_word_vectors, parse_query, word_vectors_id
+from mre.embedder.words import NEGATION_WORDS, STOP_WORDS, WordSpace, load_word_vectors, parse_query, word_vectors_id
 
 TAGGERS = ("musicnn-msd", "musicnn-mtt")
 
@@ -356,13 +356,16 @@ class ZeroShotTaggerModel:
         query = QueryVector(text=text, vector=np.zeros(len(self.labels), dtype=np.float32))
         _, label_tokens = self._labels_in_word_space()
         whole = tuple(self.words.tokens(text))
-        if whole in set(label_tokens):
+        terms = parse_query(text)
+        # "-piano" tokenises as "piano": only a query with no negation, or a label that is
+        # itself a negation ("no vocals"), is that label; a lone "-piano" means least like piano
+        lone_negation = any(term.negated for term in terms) and not (whole and whole[0] in NEGATION_WORDS)
+        if whole in set(label_tokens) and not lone_negation:
             # the whole query is a label ("no vocals" too): exactly that label's ranking
             query.matched_labels.append(self._label_name(whole))
             query.vector = self._one_hot(whole)
             query.related_labels = self._explain(query.vector)
             return query
-        terms = parse_query(text)
         contributions = []
         for term in terms:
             weights = self._term_weights(term.text, query, term.negated)

@@ -219,3 +219,16 @@ def test_full_disk_is_one_line_leaves_nothing_half_written_and_the_next_run_comp
     assert again.exit_code == 0, again.output
     assert "resumed: 3 tracks" in again.stdout  # the staged tracks were kept, not embedded again
     assert json.loads(cli("query", "flute", "--store", store, "--json").stdout)
+
+
+# ---------------------------------------------------------------------------- queries
+
+def test_a_lone_negation_ranks_least_like_it(cli, store):
+    result = cli("query", "--store", store, "--json", "-k", "50", "--", "-piano")
+    assert result.exit_code == 0, result.output
+    plain = json.loads(cli("query", "piano", "--store", store, "--json", "-k", "50").stdout)
+    negated = json.loads(result.stdout)
+    assert [h["path"] for h in negated] == [h["path"] for h in plain][::-1]
+    shown = cli("query", "--store", store, "--", "-piano")
+    assert "query → piano -1.00" in shown.stderr
+    assert "query → no vocals +1.00" in cli("query", "no vocals", "--store", store).stderr  # a "no X" label stays one
