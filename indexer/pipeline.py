@@ -49,6 +49,7 @@ class IndexSummary:
     total: int = 0
     model_change: str | None = None   # "old → new" when the store was made with another model
     reembedded_elsewhere: int = 0     # tracks under the store's other roots embedded again with the new model
+    damage: str | None = None         # what was wrong with the live generation this run replaced
 
     def lines(self) -> list[str]:
         speed = f", {self.audio_seconds / self.seconds:.0f}× realtime" if self.seconds > 0 and self.audio_seconds else ""
@@ -61,6 +62,8 @@ class IndexSummary:
         if self.reembedded_elsewhere:
             out.append(f"{self.reembedded_elsewhere} of them are under other folders of the store: embedded again "
                        "with the new model, so nothing indexed is lost")
+        if self.damage:
+            out.append(f"the live generation was damaged ({self.damage}): written anew")
         if self.resumed:
             out.append(f"resumed: {self.resumed} tracks came from an interrupted earlier run")
         for path, reason in self.skipped[:20]:
@@ -147,6 +150,9 @@ def _index(
     torch_device = choose_device(device)
     model = load_model(model_name, device=torch_device, word_vectors=word_vectors)
     live = store.live()
+    damage = live.damage() if live is not None else None
+    if damage is not None and damage.split()[0] in ("tracks.parquet", "skipped.parquet"):
+        live = None  # its tables cannot be trusted: every file under root is embedded again
     live_tracks = live.tracks() if live is not None else None
     model_changed = live is not None and (live.meta.get("model_id") != model.model_id
                                           or not set(ATTRIBUTE_NAMES) <= set(live_tracks.column_names))
@@ -202,7 +208,8 @@ def _index(
 
     summary = IndexSummary(store=str(store.root), generation=live.id if live else None,
                            unchanged=len(diff.unchanged), removed=len(diff.removed) + gone_elsewhere, resumed=resumed,
-                           model_change=summary_model_change, reembedded_elsewhere=len(reembed_elsewhere))
+                           model_change=summary_model_change, reembedded_elsewhere=len(reembed_elsewhere),
+                           damage=damage)
     schema = _staged_schema(model.dim)
     buffer: list[dict] = []
     last_flush = time.monotonic()
@@ -261,7 +268,7 @@ def _index(
                        for e, reason in carried_skips]
                     + [{"path": s.path, "reason": s.reason, "size": None, "mtime_ns": None} for s in scan.errors])
     summary.skipped = [(row["path"], row["reason"]) for row in skipped_rows]
-    nothing_changed = (live is not None and not model_changed and summary.indexed == 0 and summary.removed == 0
+    nothing_changed = (live is not None and damage is None and not model_changed and summary.indexed == 0 and summary.removed == 0
                        and not failed.num_rows and index_spec is None and vocabulary is None
                        and live.meta.get("word_vectors") == model.word_vectors_id
                        and len(skipped_rows) == len(live_skipped) - len(skipped_elsewhere))

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import fcntl
+import hashlib
 import json
 import os
 import re
@@ -51,6 +52,21 @@ LOCK_NAME = "LOCK"
 GENERATION_FILES = ("tracks.parquet", "audio.faiss", "tags.parquet", "tags.faiss", "skipped.parquet", "meta.json")
 _GENERATION_ID = re.compile(r"^(\d{6,})-\d{8}T\d{6}Z$")
 _LIVE_OPEN_ATTEMPTS = 3
+# Files whose sha256 is checked each time a generation is opened for searching: the indexes,
+# which a reader would otherwise use without a word if another store's were copied in.
+# The tables are checked by size and row count (their footers), which costs nothing.
+HASHED_ON_OPEN = ("audio.faiss", "tags.faiss")
+_TABLE_COUNTS = {"tracks.parquet": "tracks", "tags.parquet": "tags", "skipped.parquet": "skipped"}
+_HASH_BLOCK = 1 << 20
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(_HASH_BLOCK):
+            digest.update(block)
+    return digest.hexdigest()
+
 
 class Generation:
     """One committed, immutable generation; tables and indexes load lazily and are cached."""
@@ -76,6 +92,70 @@ class Generation:
             self.close()
             raise StoreError(f"meta.json in {self.path} is not a format-{FORMAT_VERSION} mre store")
         self._cache: dict[str, Any] = {}
+
+    def damage(self, hash_files: tuple[str, ...] = HASHED_ON_OPEN) -> str | None:
+        """What is wrong with this generation's files against its meta.json, or None.
+
+        Every file must exist; with the sizes and sha256 recorded at commit (stores before
+        them have none) sizes must match and ``hash_files`` hash the same; the tables' row
+        counts must be meta's. The index vector counts are checked again when loaded.
+        """
+        recorded = self.meta.get("files") or {}
+        counts = self.meta.get("counts") or {}
+        for name in GENERATION_FILES:
+            path = self.path / name
+            try:
+                size = path.stat().st_size
+            except FileNotFoundError:
+                return f"{name} is missing"
+            except OSError as error:
+                return f"{name} cannot be read ({error.strerror or error})"
+            record = recorded.get(name)
+            if record and record.get("size") is not None and size != record["size"]:
+                return f"{name} has {size} bytes, meta.json recorded {record['size']} at commit"
+            if record and record.get("sha256") and name in hash_files:
+                try:
+                    if file_sha256(path) != record["sha256"]:
+                        return f"{name} is not the file this generation was written with (its sha256 differs)"
+                except OSError as error:
+                    return f"{name} cannot be read ({error.strerror or error})"
+            if name in _TABLE_COUNTS and _TABLE_COUNTS[name] in counts:
+                try:
+                    rows = pq.read_metadata(path).num_rows
+                except (OSError, pa.ArrowInvalid) as error:
+                    return f"{name} cannot be read ({specs._first_line(error)})"
+                if rows != counts[_TABLE_COUNTS[name]]:
+                    return f"{name} holds {rows} rows, meta.json says {counts[_TABLE_COUNTS[name]]}"
+        return None
+
+    def check(self) -> None:
+        """StoreError (one line: what is wrong and how to recover) unless :meth:`damage` finds nothing."""
+        problem = self.damage()
+        if problem is not None:
+            raise StoreError(self.damage_message(problem))
+
+    def damage_message(self, problem: str) -> str:
+        store_root = self.path.parent.parent
+        roots = self.meta.get("library_roots") or ["PATH"]
+        message = (f"the store's live generation {self.id} is damaged: {problem}; "
+                   f"`mre index {roots[0]} --store {store_root}` rebuilds it")
+        previous = self._previous_whole_generation()
+        if previous is not None:
+            message += (f", or switch back to the previous generation {previous} "
+                        f"(`echo {previous} > {store_root / CURRENT_NAME}`)")
+        return message
+
+    def _previous_whole_generation(self) -> str | None:
+        earlier = sorted((p for p in self.path.parent.iterdir() if _GENERATION_ID.match(p.name) and p.name < self.id),
+                         reverse=True) if self.path.parent.is_dir() else []
+        for path in earlier:
+            try:
+                with Generation(path) as generation:
+                    if generation.damage() is None:
+                        return generation.id
+            except StoreError:
+                continue
+        return None
 
     def close(self) -> None:
         fd, self._reader_fd = getattr(self, "_reader_fd", None), None
@@ -113,7 +193,15 @@ class Generation:
         try:
             index = faiss.read_index(str(path))
         except RuntimeError as error:
-            raise StoreError(f"cannot read FAISS index {path}: {specs._first_line(error)}") from None
+            raise StoreError(self.damage_message(f"{file_name} cannot be read as a FAISS index "
+                                                 f"({specs._first_line(error)})")) from None
+        expected = self.meta.get(meta_key, {})
+        if expected.get("count") is not None and index.ntotal != expected["count"]:
+            raise StoreError(self.damage_message(
+                f"{file_name} holds {index.ntotal} vectors, meta.json says {expected['count']}"))
+        if expected.get("dim") is not None and index.d != expected["dim"]:
+            raise StoreError(self.damage_message(
+                f"{file_name} has {index.d}-d vectors, meta.json says {expected['dim']}"))
         specs.apply_search_params(index, self.meta.get(meta_key, {}).get("search_params", {}))
         return specs.maybe_to_gpu(index)
 
@@ -344,12 +432,19 @@ class Store:
             "counts": {"tracks": tracks.num_rows, "tags": tags.num_rows, "skipped": skipped.num_rows},
             "audio_index": _index_meta(audio_spec, track_vectors),
             "tag_index": _index_meta(tag_spec, tag_vectors),
+            "files": self._file_records(staging_dir),
         }
         try:
             meta_bytes = json.dumps(full_meta, indent=2, sort_keys=True, allow_nan=False).encode("utf-8")
         except (TypeError, ValueError) as error:
             raise StoreError(f"meta cannot be written as JSON: {error}") from None
         write_bytes_atomic(staging_dir / "meta.json", meta_bytes)
+
+    @staticmethod
+    def _file_records(staging_dir: Path) -> dict[str, dict]:
+        """Size and sha256 of each data file as committed, for readers to check theirs against."""
+        return {name: {"size": (staging_dir / name).stat().st_size, "sha256": file_sha256(staging_dir / name)}
+                for name in GENERATION_FILES if name != "meta.json"}
 
     def _switch_current(self, gen_id: str) -> None:
         write_bytes_atomic(self.root / CURRENT_NAME, f"{gen_id}\n".encode("ascii"))

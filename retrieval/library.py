@@ -102,6 +102,11 @@ class Library:
             raise LibraryError(str(error)) from None
         if generation is None:
             raise LibraryError(f"no index at {self.store.root} yet — run `mre index PATH --store {self.store.root}` first")
+        try:
+            generation.check()  # a damaged store is said, never searched
+        except StoreError as error:
+            generation.close()
+            raise LibraryError(str(error)) from None
         self.generation = generation
         self.meta = generation.meta
         use_single_query_threads()  # one query at a time: a second thread only adds sync cost

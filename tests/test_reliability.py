@@ -232,3 +232,50 @@ def test_a_lone_negation_ranks_least_like_it(cli, store):
     shown = cli("query", "--store", store, "--", "-piano")
     assert "query → piano -1.00" in shown.stderr
     assert "query → no vocals +1.00" in cli("query", "no vocals", "--store", store).stderr  # a "no X" label stays one
+
+
+# ---------------------------------------------------------------------------- damaged stores
+
+def _live_generation(store: Path) -> Path:
+    return store / "generations" / (store / "CURRENT").read_text().strip()
+
+
+def test_a_damaged_store_is_said_with_how_to_recover(cli, store, music_library, tmp_path):
+    import shutil
+
+    import faiss
+
+    copy = tmp_path / "store"
+    shutil.copytree(store, copy)
+    assert cli("index", music_library, "--store", copy, "--index-spec", "Flat").exit_code == 0  # a second generation
+    generation = _live_generation(copy)
+    meta = json.loads((generation / "meta.json").read_text())
+    assert set(meta["files"]) == {"tracks.parquet", "audio.faiss", "tags.parquet", "tags.faiss", "skipped.parquet"}
+
+    # another store's index copied in: fewer vectors of the same width
+    other = faiss.IndexFlatIP(meta["audio_index"]["dim"])
+    other.add(np.random.default_rng(0).standard_normal((3, other.d)).astype(np.float32))
+    faiss.write_index(other, str(generation / "audio.faiss"))
+    for args in (("query", "piano"), ("query", "calm"), ("similar", music_library / "piano_a.wav"),
+                 ("tags", music_library / "piano_a.wav")):
+        result = cli(*args, "--store", copy)
+        assert result.exit_code == 1, (args, result.output)
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and "is damaged: audio.faiss" in lines[0], result.stderr
+        assert f"`mre index {music_library} --store {copy}` rebuilds it" in lines[0]
+        assert "switch back to the previous generation" in lines[0]
+
+    # an older store (no checksums recorded): a missing index is still said, and so are counts
+    del meta["files"]
+    (generation / "meta.json").write_text(json.dumps(meta))
+    result = cli("query", "piano", "--store", copy)
+    assert result.exit_code == 1 and "audio.faiss holds 3 vectors, meta.json says 8" in result.stderr, result.stderr
+    (generation / "audio.faiss").unlink()
+    result = cli("similar", music_library / "piano_a.wav", "--store", copy)
+    assert result.exit_code == 1 and "audio.faiss is missing" in result.stderr, result.stderr
+
+    # and `mre index` rebuilds it, reusing the stored vectors
+    rebuilt = cli("index", music_library, "--store", copy)
+    assert rebuilt.exit_code == 0, rebuilt.output
+    assert "indexed 0, unchanged 8" in rebuilt.stdout and "damaged (audio.faiss is missing)" in rebuilt.stdout
+    assert cli("query", "piano", "--store", copy).exit_code == 0
