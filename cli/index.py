@@ -90,3 +90,6 @@ def index(path, store, model, workers, device, batch_size, index_spec, vocab, wo
     for line in summary.lines():
         click.echo(line)
     click.echo(f"store: {summary.store}")
+    if summary.total == 0 and summary.skipped and not summary.removed:
+        raise click.ClickException(f"none of the {len(summary.skipped)} audio files under {printable_path(path)} "
+                                   "could be indexed (reasons above)")

@@ -93,7 +93,7 @@ def tags(targets, store, model, k, as_json, vocab, word_vectors, device):
             try:
                 row, path = library.resolve(target)
             except LibraryError as error:
-                results.append((target, str(error)))
+                results.append((target, getattr(error, "reason", str(error))))
                 continue
             results.append(library.tags(target, k) if row is not None else path)
             if row is None:

@@ -7,9 +7,12 @@ well as one long track does. A track's vector is ready once its last patch went 
 """
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 from collections import deque
 import os
+import sys
+import tempfile
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator
@@ -36,6 +39,7 @@ class DecodedTrack:
     error: str | None = None
     extras: dict = field(default_factory=dict)
     analysed_seconds: float = 0.0
+    decoder_messages: str | None = None  # what the decoder library printed while reading this file
 
 
 @dataclass
@@ -49,6 +53,7 @@ class EmbeddedTrack:
     error: str | None = None
     extras: dict = field(default_factory=dict)
     analysed_seconds: float = 0.0  # what was decoded (≤ the file's duration with max_seconds)
+    decoder_messages: str | None = None  # the decoder's own warnings about this file, one line
 
 
 def choose_device(device: str = "auto") -> torch.device:
@@ -126,12 +131,48 @@ class _CpuPatchThreads:
 CpuPatchThreads = _CpuPatchThreads  # for other batch jobs of the embedder (training's teacher pass)
 
 
+_MAX_DECODER_MESSAGE = 300
+_decoder_log = None  # this process's capture file for the decoder's stderr, made on first use
+
+
+@contextlib.contextmanager
+def _decoder_messages_captured(into: list) -> Iterator[None]:
+    """libsndfile's decoders (libmpg123: "Warning: Xing stream size off by more than 1%...")
+    write to file descriptor 2 with no file name; catch it around one file's decode so it can
+    be attached to that file instead of appearing on the terminal unattributed."""
+    global _decoder_log
+    try:
+        if _decoder_log is None:
+            _decoder_log = tempfile.TemporaryFile()
+        _decoder_log.seek(0)
+        _decoder_log.truncate()
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except OSError:  # no temporary space, no descriptors: decode without catching
+        yield
+        return
+    os.dup2(_decoder_log.fileno(), 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        _decoder_log.seek(0)
+        text = _decoder_log.read(4 * _MAX_DECODER_MESSAGE).decode("utf-8", "replace")
+        text = " ".join(text.split())
+        if text:
+            into.append(text if len(text) <= _MAX_DECODER_MESSAGE else text[:_MAX_DECODER_MESSAGE - 1] + "…")
+
+
 def _decode_one(args: tuple[str, int, float | None, Callable | None]) -> DecodedTrack:
     path, sample_rate, max_seconds, analyse = args
+    said: list[str] = []
     try:
-        samples, info = load_audio(path, sample_rate, max_seconds=max_seconds)
+        with _decoder_messages_captured(said):
+            samples, info = load_audio(path, sample_rate, max_seconds=max_seconds)
     except AudioError as error:
-        return DecodedTrack(path, None, None, error.reason)  # the path has its own column
+        # the path has its own column
+        return DecodedTrack(path, None, None, error.reason + (f" (decoder: {said[0]})" if said else ""))
     except Exception as error:  # a worker must report, never die: the run goes on
         return DecodedTrack(path, None, None, f"{type(error).__name__}: {error}".splitlines()[0])
     extras = {}
@@ -140,7 +181,7 @@ def _decode_one(args: tuple[str, int, float | None, Callable | None]) -> Decoded
             extras = analyse(samples, sample_rate)
         except Exception as error:
             extras = {"analysis_error": f"{type(error).__name__}: {error}".splitlines()[0]}
-    return DecodedTrack(path, samples, info, None, extras, len(samples) / sample_rate)
+    return DecodedTrack(path, samples, info, None, extras, len(samples) / sample_rate, said[0] if said else None)
 
 
 def decode_stream(
@@ -254,7 +295,7 @@ def embed_files(
             decoded: DecodedTrack = entry["track"]
             mean = entry["sum"] / entry["n_patches"] if entry["n_patches"] else None
             track = EmbeddedTrack(decoded.path, decoded.info, mean, entry["n_patches"], decoded.error, decoded.extras,
-                                  decoded.analysed_seconds)
+                                  decoded.analysed_seconds, decoded.decoder_messages)
             del pending[next_to_emit]
             next_to_emit += 1
             if progress is not None:

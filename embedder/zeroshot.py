@@ -35,7 +35,8 @@ import torch
 
 from mre.embedder.frontend import FrontendConfig
 from mre.embedder.registry import get_model_spec, load_tagger
-from mre.embedder.words import NEGATION_WORDS, STOP_WORDS, WordSpace, load_word_vectors, parse_query, word_vectors_id
+from mre.embedder.words import (NEGATION_WORDS, STOP_WORDS, WordSpace, load_word_vectors, parse_query, shorten,
+                                word_vectors_id)
 
 TAGGERS = ("musicnn-msd", "musicnn-mtt")
 
@@ -95,9 +96,14 @@ class QueryVector:
         """Record the words of a phrase the word vectors lack, with one message line each."""
         self.ignored.extend(phrase.ignored)
         for word in phrase.ignored:
+            if len(self.messages) > 5:
+                continue
+            if len(self.messages) == 5:  # a pasted wall of text: five lines say enough
+                self.messages.append("ignored more words that are not in the word vectors")
+                continue
             hint = phrase.suggestions.get(word) or []
             more = f"; did you mean: {', '.join(hint)}?" if hint else ""
-            self.messages.append(f'ignored "{word}": not in the word vectors{more}')
+            self.messages.append(f'ignored "{shorten(word, 40)}": not in the word vectors{more}')
 
 
 def logit(probabilities: np.ndarray) -> np.ndarray:
@@ -372,8 +378,8 @@ class ZeroShotTaggerModel:
             if weights is not None:
                 contributions.append(-weights if term.negated else weights)
         if not contributions:
-            raise ValueError(f'no word of "{text}" is in the word vectors' +
-                             (f" ({'; '.join(query.messages)})" if query.messages else ""))
+            raise ValueError(f'no word of "{shorten(text)}" is in the word vectors' +
+                             (f" ({shorten('; '.join(query.messages), 200)})" if query.messages else ""))
         query.vector = np.mean(contributions, axis=0).astype(np.float32)
         query.related_labels = self._explain(query.vector)
         query.attribute_weights = self.attribute_weights(text)

@@ -34,6 +34,10 @@ TOP_TAGS_PER_TRACK = 5
 STAGED_COLUMNS = ("path", PATH_BYTES, "size", "mtime_ns", "duration", "sample_rate", "channels", "format", "vector", "error")
 
 
+class NothingToIndexError(ValueError):
+    """The path holds no audio file to index (one line for the user)."""
+
+
 @dataclass
 class IndexSummary:
     store: str
@@ -50,6 +54,7 @@ class IndexSummary:
     model_change: str | None = None   # "old → new" when the store was made with another model
     reembedded_elsewhere: int = 0     # tracks under the store's other roots embedded again with the new model
     damage: str | None = None         # what was wrong with the live generation this run replaced
+    decoder_warnings: list[tuple[str, str]] = field(default_factory=list)  # (path, what the decoder said) of indexed files
 
     def lines(self) -> list[str]:
         speed = f", {self.audio_seconds / self.seconds:.0f}× realtime" if self.seconds > 0 and self.audio_seconds else ""
@@ -70,6 +75,10 @@ class IndexSummary:
             out.append(f"  skipped {printable_path(path)}: {reason}")
         if len(self.skipped) > 20:
             out.append(f"  … and {len(self.skipped) - 20} more (see skipped.parquet in the store)")
+        for path, message in self.decoder_warnings[:20]:
+            out.append(f"  indexed {printable_path(path)}, but the decoder said: {message}")
+        if len(self.decoder_warnings) > 20:
+            out.append(f"  … and {len(self.decoder_warnings) - 20} more files the decoder warned about")
         if not self.committed:
             out.append("nothing changed: the live index is already up to date")
         return out
@@ -170,6 +179,12 @@ def _index(
         summary_model_change, reembed_elsewhere, gone_elsewhere = None, [], 0
 
     scan = scan_library(root_path, AUDIO_EXTENSIONS)
+    if not scan.files and not any(is_under(p, root_path) for p in (table_paths(live_tracks) if live_tracks is not None else [])):
+        # nothing to index and nothing indexed here before (whose removal would be news)
+        found = f" ({len(scan.errors)} unreadable: {printable_path(scan.errors[0].path)}: {scan.errors[0].reason})" \
+            if scan.errors else ""
+        raise NothingToIndexError(f"no audio files under {printable_path(root_path)}{found}; nothing was indexed "
+                                  "(looked for .wav, .flac, .ogg, .opus, .mp3, .aiff and the other formats libsndfile reads)")
     in_root = None
     if live_tracks is not None and live_tracks.num_rows:
         paths = table_paths(live_tracks)
@@ -242,6 +257,8 @@ def _index(
                         row["error"] = "the model produced non-finite values"
                     else:
                         row["vector"] = vector.tolist()
+            if track.decoder_messages and row["error"] is None:
+                summary.decoder_warnings.append((entry.path, track.decoder_messages))
             buffer.append(row)
             done += 1
             summary.audio_seconds += track.analysed_seconds

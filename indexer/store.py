@@ -184,7 +184,8 @@ class Generation:
         try:
             return pq.read_table(path, memory_map=True)
         except (OSError, pa.ArrowInvalid) as error:
-            raise StoreError(f"cannot read {path}: {error}") from None
+            reason = getattr(error, "strerror", None) or specs._first_line(error).replace(f"'{path}'", "the file")
+            raise StoreError(f"cannot read {path}: {reason}") from None
 
     def _index(self, file_name: str, meta_key: str):
         import faiss
@@ -255,7 +256,8 @@ class Store:
         except FileNotFoundError:
             return None
         except (OSError, UnicodeDecodeError) as error:
-            raise StoreError(f"cannot read {self.root / CURRENT_NAME}: {error}") from None
+            reason = getattr(error, "strerror", None) or str(error)  # strerror: without the path again
+            raise StoreError(f"cannot read {self.root / CURRENT_NAME}: {reason}") from None
         if not _GENERATION_ID.match(text):
             raise StoreError(f"{self.root / CURRENT_NAME} does not name a generation (got {text[:40]!r})")
         return text

@@ -35,6 +35,27 @@ class LibraryError(Exception):
     """A one-line problem a user can act on (no store, unknown track, wrong model...)."""
 
 
+class UnknownTargetError(LibraryError):
+    """A target that is neither a track of the store nor a file; ``reason`` says which way not."""
+
+    def __init__(self, target: str, reason: str):
+        self.target, self.reason = target, reason
+        super().__init__(f"{printable_path(target)}: {reason}")
+
+
+def _why_not_a_file(path: str) -> str:
+    """Why a path that is no track of the store cannot be embedded either, in a few words."""
+    try:
+        status = os.stat(path)
+    except FileNotFoundError:
+        return "no such file, and no track of the store has this path or id"
+    except OSError as error:
+        return f"not a track of the store, and the file cannot be read ({error.strerror or type(error).__name__})"
+    if os.path.isdir(path):
+        return "a folder, not an audio file (mre index PATH indexes a folder)"
+    return f"not a track of the store, and not a regular file (mode {oct(status.st_mode)})"
+
+
 def default_store_path() -> Path:
     """`$MRE_STORE`, else the per-user data directory."""
     if os.environ.get("MRE_STORE"):
@@ -175,7 +196,7 @@ class Library:
         readable = {readable_path(p): row for row, p in enumerate(self._paths) if "\\x" in readable_path(p)}
         if path in readable:
             return readable[path], self._paths[readable[path]]
-        raise LibraryError(f"{printable_path(target)!r} is neither a track in the store nor an audio file")
+        raise UnknownTargetError(target, _why_not_a_file(path))
 
     def _vector_of(self, target: str, with_attributes: bool = False) -> tuple[np.ndarray, int | None, str, dict | None]:
         """A target's vector, row (None outside the store), path, and (with_attributes) its

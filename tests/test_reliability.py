@@ -279,3 +279,46 @@ def test_a_damaged_store_is_said_with_how_to_recover(cli, store, music_library, 
     assert rebuilt.exit_code == 0, rebuilt.output
     assert "indexed 0, unchanged 8" in rebuilt.stdout and "damaged (audio.faiss is missing)" in rebuilt.stdout
     assert cli("query", "piano", "--store", copy).exit_code == 0
+
+
+# ---------------------------------------------------------------------------- smaller things
+
+def test_a_truncated_mp3_is_skipped_with_what_the_decoder_said(tmp_path):
+    from mre.embedder.audio import AudioError, load_audio
+    from mre.embedder.runner import _decode_one
+
+    whole = tmp_path / "whole.mp3"
+    t = np.arange(4 * 44100) / 44100
+    sf.write(whole, 0.3 * np.sin(2 * np.pi * 440 * t), 44100, format="MP3")
+    cut = tmp_path / "cut.mp3"
+    cut.write_bytes(whole.read_bytes()[: int(whole.stat().st_size * 0.3)])
+    assert load_audio(whole, 16000)[1].duration == pytest.approx(4.0, abs=0.05)
+    with pytest.raises(AudioError, match=r"truncated: the header declares 4.0 s of audio, the file decodes to 1.\d s"):
+        load_audio(cut, 16000)
+    decoded = _decode_one((str(cut), 16000, None, None))
+    assert decoded.error.startswith("truncated:") and "\n" not in decoded.error
+    assert "(decoder: " in decoded.error  # libmpg123's own warning, attached to this file
+
+
+def test_a_folder_with_nothing_to_index_is_one_line(cli, tmp_path):
+    (tmp_path / "music").mkdir()
+    (tmp_path / "music" / "cover.jpg").write_bytes(b"\xff\xd8\xff")
+    result = cli("index", tmp_path / "music", "--store", tmp_path / "store")
+    assert result.exit_code == 1
+    assert result.stderr.startswith("Error: no audio files under ") and len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "store" / "CURRENT").exists()
+
+
+def test_messages_give_a_reason_and_do_not_echo_a_wall_of_text(cli, store, tmp_path):
+    (tmp_path / "folder.mp3").mkdir()
+    result = cli("tags", tmp_path / "folder.mp3", tmp_path / "missing.wav", "--store", store)
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [
+        f"Error: {tmp_path / 'folder.mp3'}: a folder, not an audio file (mre index PATH indexes a folder)",
+        f"Error: {tmp_path / 'missing.wav'}: no such file, and no track of the store has this path or id"]
+    wall = " ".join(f"zqxw{i}" for i in range(2000))
+    for text in (wall, "zqx" * 3400):
+        result = cli("query", text, "--store", store)
+        assert result.exit_code == 1 and len(result.stderr) < 600, result.stderr
+    mixed = cli("query", "piano " + wall, "--store", store, "-k", "1")
+    assert mixed.exit_code == 0 and len(mixed.stderr.splitlines()) <= 8, mixed.stderr
