@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 shutil.rmtree(store, ignore_errors=True)
             kill_signal = rng.choice([signal.SIGKILL, signal.SIGTERM])
-            delay = rng.uniform(0.5, baseline)
+            delay = rng.uniform(0.5, 0.85 * baseline)  # from start-up to the commit, rarely after the end
             process = subprocess.Popen(_index_command(library, store), stdout=subprocess.DEVNULL,
                                        stderr=subprocess.DEVNULL, start_new_session=True)
             time.sleep(delay)
