@@ -1,6 +1,7 @@
 """`mre index`: embed a music folder into a store."""
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 
@@ -38,6 +39,7 @@ def index(path, store, model, workers, device, batch_size, index_spec, vocab, wo
 
     from mre.embedder.models import DEFAULT_MODEL
     from mre.embedder.registry import MODELS
+    from mre.indexer.paths import printable_path
     from mre.indexer.pipeline import index_library
     from mre.indexer.store import Store
     from mre.retrieval.library import default_store_path
@@ -56,20 +58,38 @@ def index(path, store, model, workers, device, batch_size, index_spec, vocab, wo
             bar.total = total
             bar.refresh()
         bar.update(1)
-        bar.set_postfix_str(Path(current).name[-40:], refresh=False)
+        bar.set_postfix_str(printable_path(Path(current).name)[-40:], refresh=False)
         if bar.disable and (time.monotonic() - last_line[0] >= 30 or done == total):
             last_line[0] = time.monotonic()
             click.echo(f"embedding: {done}/{total} tracks", err=True)
 
+    # SIGTERM (kill, systemd, a CI timeout) ends the run as Ctrl-C does: the pipeline saves
+    # the tracks it finished, then the exit status says which signal it was (128 + number).
+    received = [signal.SIGINT]
+
+    def terminate(signum, _frame):
+        received[0] = signum
+        raise KeyboardInterrupt
+
+    previous_handler = signal.signal(signal.SIGTERM, terminate)
     try:
         summary = index_library(path, Store(store_path), model_name=model, device=device, workers=workers,
                                 batch_size=batch_size, index_spec=index_spec, vocabulary=vocab,
                                 word_vectors=word_vectors, max_seconds=max_seconds, progress=progress)
     except KeyboardInterrupt:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one must not cut the exit short
         bar.close()
-        click.echo("interrupted: finished tracks are kept; run the same command again to finish", err=True)
-        sys.exit(130)
+        what = "terminated" if received[0] == signal.SIGTERM else "interrupted"
+        click.echo(f"{what}: the tracks finished so far are saved in the store's staging area; "
+                   "run the same command again to finish", err=True)
+        sys.exit(128 + received[0])
+    finally:
+        if signal.getsignal(signal.SIGTERM) is terminate:
+            signal.signal(signal.SIGTERM, previous_handler)
     bar.close()
     for line in summary.lines():
         click.echo(line)
     click.echo(f"store: {summary.store}")
+    if summary.total == 0 and summary.skipped and not summary.removed:
+        raise click.ClickException(f"none of the {len(summary.skipped)} audio files under {printable_path(path)} "
+                                   "could be indexed (reasons above)")

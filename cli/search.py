@@ -5,6 +5,7 @@ from pathlib import Path
 
 import click
 
+from mre.indexer.paths import printable_path
 from mre.cli.options import (device_option, emit_json, filter_options, filters_from, json_option, k_option, model_option,
                              one_line_errors, store_option, vocab_option, word_vectors_option)
 
@@ -23,7 +24,7 @@ def _print_hits(hits, as_json: bool) -> None:
         click.echo("no tracks")
     for rank, hit in enumerate(hits, 1):
         tags = f"  [{', '.join(hit.top_tags[:3])}]" if hit.top_tags else ""
-        click.echo(f"{rank:3d}. {hit.score:.3f}  {hit.path}{tags}")
+        click.echo(f"{rank:3d}. {hit.score:.3f}  {printable_path(hit.path)}{tags}")
 
 
 @click.command()
@@ -110,11 +111,11 @@ def tags(targets, store, model, k, threshold, as_json, vocab, word_vectors, devi
     else:
         for result in results:
             if isinstance(result, TagResult):
-                click.echo(result.path)
+                click.echo(printable_path(result.path))
                 for entry in result.tags:
                     click.echo(f"  {entry['score']:.3f}  {entry['tag']}")
     for path, reason in failures:
-        click.echo(f"Error: {path}: {reason}", err=True)
+        click.echo(f"Error: {printable_path(path)}: {reason}", err=True)
     if failures:
         raise SystemExit(1)
 
@@ -175,7 +176,7 @@ def info(targets, store, as_json, device):
         emit_json(cards)
         return
     for card in cards:
-        click.echo(card["path"])
+        click.echo(printable_path(card["path"]))
         bpm = f"{card['bpm']:.1f} BPM (confidence {card['bpm_confidence']:.2f})" if card.get("bpm") else "no clear pulse"
         key = f"{card['key']} {card['mode']}" if card.get("key") else "no key"
         duration = card.get("duration")

@@ -57,6 +57,10 @@ _PLACEHOLDER_SIZE = 0x7FFF0000
 # A file holding less than this share of the audio its header declares is reported truncated;
 # a few missing bytes at the end (sloppy writers) are tolerated and decoded.
 _MIN_PRESENT_SHARE = 0.99
+# A whole file that decodes to less than this share of the frames its header declares (an MP3
+# whose Xing/LAME header says 4 s, cut to 1 s by a failed copy) is reported truncated. Looser
+# than the chunk check above: a compressed format's frame count can be an estimate.
+_MIN_DECODED_SHARE = 0.9
 
 # libsndfile's public error codes (sndfile.h: SF_ERR_*), as soundfile.LibsndfileError.code.
 _SF_ERR_UNRECOGNISED_FORMAT = 1
@@ -128,10 +132,20 @@ def _open_reason(error: soundfile.LibsndfileError, path: str) -> str:
     return f"cannot decode as audio ({detail})"
 
 
+def _is_utf8(path: str) -> bool:
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _open(path: str) -> soundfile.SoundFile:
     _check_path(path)
     try:
-        sound = soundfile.SoundFile(path)
+        # soundfile encodes a str name strictly as UTF-8; the bytes open any name the
+        # filesystem holds (a Latin-1 "caf\xe9.wav" arrives here with surrogates)
+        sound = soundfile.SoundFile(path if _is_utf8(path) else os.fsencode(path))
     except soundfile.LibsndfileError as error:
         raise AudioError(_open_reason(error, path), path) from None
     except PermissionError:
@@ -261,6 +275,9 @@ def load_audio(
                 break
         if frames_read == 0:
             raise AudioError("zero-length audio (no samples decoded)", path)
+        if reached_end and sound.frames > 0 and frames_read < _MIN_DECODED_SHARE * sound.frames:
+            raise AudioError(f"truncated: the header declares {sound.frames / native_sr:.1f} s of audio, "
+                             f"the file decodes to {frames_read / native_sr:.1f} s", path)
         if resampler is not None:
             pieces.append(resampler.resample_chunk(np.zeros(0, dtype=np.float32), last=True))
         info = _info(sound, path, frames_read if reached_end else max(sound.frames, frames_read))

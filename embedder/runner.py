@@ -7,9 +7,12 @@ well as one long track does. A track's vector is ready once its last patch went 
 """
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 from collections import deque
 import os
+import sys
+import tempfile
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator
@@ -19,6 +22,7 @@ import torch
 
 from mre.embedder.audio import AudioError, AudioInfo, load_audio
 from mre.embedder.frontend import FrontendConfig, MelFrontend, make_patches
+from mre.embedder import lifetime  # imported by the decode server too: it then dies with mre
 
 # Longer tracks are analysed on their first 15 minutes: beyond that the mean over patches
 # barely moves, and a 2-hour DJ mix would otherwise hold ~1 GB of samples in one worker.
@@ -35,6 +39,7 @@ class DecodedTrack:
     error: str | None = None
     extras: dict = field(default_factory=dict)
     analysed_seconds: float = 0.0
+    decoder_messages: str | None = None  # what the decoder library printed while reading this file
 
 
 @dataclass
@@ -48,6 +53,7 @@ class EmbeddedTrack:
     error: str | None = None
     extras: dict = field(default_factory=dict)
     analysed_seconds: float = 0.0  # what was decoded (≤ the file's duration with max_seconds)
+    decoder_messages: str | None = None  # the decoder's own warnings about this file, one line
 
 
 def choose_device(device: str = "auto") -> torch.device:
@@ -125,12 +131,48 @@ class _CpuPatchThreads:
 CpuPatchThreads = _CpuPatchThreads  # for other batch jobs of the embedder (training's teacher pass)
 
 
+_MAX_DECODER_MESSAGE = 300
+_decoder_log = None  # this process's capture file for the decoder's stderr, made on first use
+
+
+@contextlib.contextmanager
+def _decoder_messages_captured(into: list) -> Iterator[None]:
+    """libsndfile's decoders (libmpg123: "Warning: Xing stream size off by more than 1%...")
+    write to file descriptor 2 with no file name; catch it around one file's decode so it can
+    be attached to that file instead of appearing on the terminal unattributed."""
+    global _decoder_log
+    try:
+        if _decoder_log is None:
+            _decoder_log = tempfile.TemporaryFile()
+        _decoder_log.seek(0)
+        _decoder_log.truncate()
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except OSError:  # no temporary space, no descriptors: decode without catching
+        yield
+        return
+    os.dup2(_decoder_log.fileno(), 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        _decoder_log.seek(0)
+        text = _decoder_log.read(4 * _MAX_DECODER_MESSAGE).decode("utf-8", "replace")
+        text = " ".join(text.split())
+        if text:
+            into.append(text if len(text) <= _MAX_DECODER_MESSAGE else text[:_MAX_DECODER_MESSAGE - 1] + "…")
+
+
 def _decode_one(args: tuple[str, int, float | None, Callable | None]) -> DecodedTrack:
     path, sample_rate, max_seconds, analyse = args
+    said: list[str] = []
     try:
-        samples, info = load_audio(path, sample_rate, max_seconds=max_seconds)
+        with _decoder_messages_captured(said):
+            samples, info = load_audio(path, sample_rate, max_seconds=max_seconds)
     except AudioError as error:
-        return DecodedTrack(path, None, None, error.reason)  # the path has its own column
+        # the path has its own column
+        return DecodedTrack(path, None, None, error.reason + (f" (decoder: {said[0]})" if said else ""))
     except Exception as error:  # a worker must report, never die: the run goes on
         return DecodedTrack(path, None, None, f"{type(error).__name__}: {error}".splitlines()[0])
     extras = {}
@@ -139,7 +181,7 @@ def _decode_one(args: tuple[str, int, float | None, Callable | None]) -> Decoded
             extras = analyse(samples, sample_rate)
         except Exception as error:
             extras = {"analysis_error": f"{type(error).__name__}: {error}".splitlines()[0]}
-    return DecodedTrack(path, samples, info, None, extras, len(samples) / sample_rate)
+    return DecodedTrack(path, samples, info, None, extras, len(samples) / sample_rate, said[0] if said else None)
 
 
 def decode_stream(
@@ -161,7 +203,9 @@ def decode_stream(
     # forks ready instead of importing them: first track 0.24 s instead of 1.2 s.
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(["mre.embedder.runner"])  # no effect once the server runs
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=lifetime.init_worker,
+                               initargs=(os.getpid(), lifetime.process_start_time(os.getpid())))
+    try:
         # At most 2 tracks per worker in flight: the model is slower than decoding, and
         # pool.map would decode the whole library ahead of it, holding every track's samples.
         in_flight: deque = deque()
@@ -171,6 +215,9 @@ def decode_stream(
                 yield in_flight.popleft().result()
         while in_flight:
             yield in_flight.popleft().result()
+    finally:
+        # interrupted (Ctrl-C, SIGTERM, an abandoned generator): tracks not started are not decoded
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 class PatchModel:
@@ -248,7 +295,7 @@ def embed_files(
             decoded: DecodedTrack = entry["track"]
             mean = entry["sum"] / entry["n_patches"] if entry["n_patches"] else None
             track = EmbeddedTrack(decoded.path, decoded.info, mean, entry["n_patches"], decoded.error, decoded.extras,
-                                  decoded.analysed_seconds)
+                                  decoded.analysed_seconds, decoded.decoder_messages)
             del pending[next_to_emit]
             next_to_emit += 1
             if progress is not None:

@@ -299,6 +299,13 @@ class WordSpace:
 
 # ---------------------------------------------------------------------------- queries
 
+def shorten(text: str, limit: int = 60) -> str:
+    """A user's text quoted back in a message: whole when short, else its start and its length
+    (a pasted 10,000-character query must not fill the terminal)."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else f"{text[:limit - 1]}… ({len(text)} characters)"
+
+
 def parse_query(text: str) -> list[QueryTerm]:
     """Split a query into positive and negated terms.
 
@@ -351,7 +358,7 @@ def parse_query(text: str) -> list[QueryTerm]:
             words.append(word)
     close_term()
     if not terms:
-        raise QueryError(f"the query {text.strip()!r} has no words to search for")
+        raise QueryError(f"the query {shorten(text)!r} has no words to search for")
     return terms
 
 
@@ -360,8 +367,10 @@ def format_ignored(phrase_vector: PhraseVector) -> str:
     ``ignored "dubstepp" (not in the word vectors; did you mean: dubstep, dubsteps?)``;
     an empty string when nothing was ignored."""
     parts = []
-    for word in phrase_vector.ignored:
+    for word in phrase_vector.ignored[:5]:
         close = phrase_vector.suggestions.get(word) or []
         hint = f"; did you mean: {', '.join(close)}?" if close else ""
-        parts.append(f'"{word}" (not in the word vectors{hint})')
+        parts.append(f'"{shorten(word, 40)}" (not in the word vectors{hint})')
+    if len(phrase_vector.ignored) > 5:
+        parts.append(f"and {len(phrase_vector.ignored) - 5} more words")
     return f"ignored {', '.join(parts)}" if parts else ""

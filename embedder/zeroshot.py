@@ -35,7 +35,8 @@ import torch
 
 from mre.embedder.frontend import FrontendConfig
 from mre.embedder.registry import get_model_spec, load_tagger
-from mre.embedder.words import STOP_WORDS, WordSpace, load_word_vectors, parse_query, word_vectors_id
+from mre.embedder.words import (NEGATION_WORDS, STOP_WORDS, WordSpace, load_word_vectors, parse_query, shorten,
+                                word_vectors_id)
 
 TAGGERS = ("musicnn-msd", "musicnn-mtt")
 
@@ -95,9 +96,14 @@ class QueryVector:
         """Record the words of a phrase the word vectors lack, with one message line each."""
         self.ignored.extend(phrase.ignored)
         for word in phrase.ignored:
+            if len(self.messages) > 5:
+                continue
+            if len(self.messages) == 5:  # a pasted wall of text: five lines say enough
+                self.messages.append("ignored more words that are not in the word vectors")
+                continue
             hint = phrase.suggestions.get(word) or []
             more = f"; did you mean: {', '.join(hint)}?" if hint else ""
-            self.messages.append(f'ignored "{word}": not in the word vectors{more}')
+            self.messages.append(f'ignored "{shorten(word, 40)}": not in the word vectors{more}')
 
 
 def logit(probabilities: np.ndarray) -> np.ndarray:
@@ -356,21 +362,24 @@ class ZeroShotTaggerModel:
         query = QueryVector(text=text, vector=np.zeros(len(self.labels), dtype=np.float32))
         _, label_tokens = self._labels_in_word_space()
         whole = tuple(self.words.tokens(text))
-        if whole in set(label_tokens):
+        terms = parse_query(text)
+        # "-piano" tokenises as "piano": only a query with no negation, or a label that is
+        # itself a negation ("no vocals"), is that label; a lone "-piano" means least like piano
+        lone_negation = any(term.negated for term in terms) and not (whole and whole[0] in NEGATION_WORDS)
+        if whole in set(label_tokens) and not lone_negation:
             # the whole query is a label ("no vocals" too): exactly that label's ranking
             query.matched_labels.append(self._label_name(whole))
             query.vector = self._one_hot(whole)
             query.related_labels = self._explain(query.vector)
             return query
-        terms = parse_query(text)
         contributions = []
         for term in terms:
             weights = self._term_weights(term.text, query, term.negated)
             if weights is not None:
                 contributions.append(-weights if term.negated else weights)
         if not contributions:
-            raise ValueError(f'no word of "{text}" is in the word vectors' +
-                             (f" ({'; '.join(query.messages)})" if query.messages else ""))
+            raise ValueError(f'no word of "{shorten(text)}" is in the word vectors' +
+                             (f" ({shorten('; '.join(query.messages), 200)})" if query.messages else ""))
         query.vector = np.mean(contributions, axis=0).astype(np.float32)
         query.related_labels = self._explain(query.vector)
         query.attribute_weights = self.attribute_weights(text)

@@ -44,11 +44,15 @@ def tmp_path_for(path: Path) -> Path:
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:
     tmp = tmp_path_for(path)
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a full disk must not leave the half-written file behind
+        raise
     fsync_dir(path.parent)
 
 

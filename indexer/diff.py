@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
+from mre.indexer.paths import table_paths
 from mre.indexer.scan import FileEntry
 
 KEY_COLUMNS = ("path", "size", "mtime_ns")
@@ -65,7 +66,7 @@ def diff_library(files: list[FileEntry], live: pa.Table | None) -> LibraryDiff:
     missing = [name for name in KEY_COLUMNS if name not in live.column_names]
     if missing:
         raise DiffError(f"the live tracks table lacks column(s) {', '.join(missing)}")
-    paths = live.column("path").to_pylist()
+    paths = table_paths(live)
     sizes = live.column("size").to_pylist()
     mtimes = live.column("mtime_ns").to_pylist()
     # Last row wins if a path ever appears twice; the other rows count as removed.

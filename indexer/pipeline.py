@@ -23,6 +23,7 @@ from mre.embedder.runner import DEFAULT_MAX_SECONDS, choose_device, embed_files
 from mre.embedder.word_vectors import word_vectors_reference
 from mre.embedder.words import load_tag_vocabulary
 from mre.indexer.diff import diff_library
+from mre.indexer.paths import PATH_BYTES, printable_path, stored_path, table_paths, with_path_bytes
 from mre.indexer.scan import FileEntry, is_under, scan_library
 from mre.indexer.store import Store, track_id_for, tracks_schema, vectors_from_column
 
@@ -30,7 +31,11 @@ from mre.indexer.store import Store, track_id_for, tracks_schema, vectors_from_c
 FLUSH_SECONDS = 10.0
 TOP_TAGS_PER_TRACK = 5
 
-STAGED_COLUMNS = ("path", "size", "mtime_ns", "duration", "sample_rate", "channels", "format", "vector", "error")
+STAGED_COLUMNS = ("path", PATH_BYTES, "size", "mtime_ns", "duration", "sample_rate", "channels", "format", "vector", "error")
+
+
+class NothingToIndexError(ValueError):
+    """The path holds no audio file to index (one line for the user)."""
 
 
 @dataclass
@@ -48,6 +53,8 @@ class IndexSummary:
     total: int = 0
     model_change: str | None = None   # "old → new" when the store was made with another model
     reembedded_elsewhere: int = 0     # tracks under the store's other roots embedded again with the new model
+    damage: str | None = None         # what was wrong with the live generation this run replaced
+    decoder_warnings: list[tuple[str, str]] = field(default_factory=list)  # (path, what the decoder said) of indexed files
 
     def lines(self) -> list[str]:
         speed = f", {self.audio_seconds / self.seconds:.0f}× realtime" if self.seconds > 0 and self.audio_seconds else ""
@@ -60,12 +67,18 @@ class IndexSummary:
         if self.reembedded_elsewhere:
             out.append(f"{self.reembedded_elsewhere} of them are under other folders of the store: embedded again "
                        "with the new model, so nothing indexed is lost")
+        if self.damage:
+            out.append(f"the live generation was damaged ({self.damage}): written anew")
         if self.resumed:
             out.append(f"resumed: {self.resumed} tracks came from an interrupted earlier run")
         for path, reason in self.skipped[:20]:
-            out.append(f"  skipped {path}: {reason}")
+            out.append(f"  skipped {printable_path(path)}: {reason}")
         if len(self.skipped) > 20:
             out.append(f"  … and {len(self.skipped) - 20} more (see skipped.parquet in the store)")
+        for path, message in self.decoder_warnings[:20]:
+            out.append(f"  indexed {printable_path(path)}, but the decoder said: {message}")
+        if len(self.decoder_warnings) > 20:
+            out.append(f"  … and {len(self.decoder_warnings) - 20} more files the decoder warned about")
         if not self.committed:
             out.append("nothing changed: the live index is already up to date")
         return out
@@ -83,9 +96,24 @@ def full_tracks_schema(dim: int) -> pa.Schema:
     return schema
 
 
+def stored_tracks_schema(dim: int) -> pa.Schema:
+    """What the pipeline commits: the tracks table plus the raw bytes of names that are not
+    UTF-8 (see paths.py), beside the path."""
+    return full_tracks_schema(dim).insert(2, pa.field(PATH_BYTES, pa.binary()))
+
+
+SKIPPED_ROWS_SCHEMA = pa.schema([("path", pa.string()), (PATH_BYTES, pa.binary()), ("reason", pa.string()),
+                                 ("size", pa.int64()), ("mtime_ns", pa.int64())])
+
+
+def _skipped_row(path: str, reason: str, size: int | None, mtime_ns: int | None) -> dict:
+    text, raw = stored_path(path)
+    return {"path": text, PATH_BYTES: raw, "reason": reason, "size": size, "mtime_ns": mtime_ns}
+
+
 def _staged_schema(dim: int) -> pa.Schema:
     return pa.schema([
-        ("path", pa.string()), ("size", pa.int64()), ("mtime_ns", pa.int64()),
+        ("path", pa.string()), (PATH_BYTES, pa.binary()), ("size", pa.int64()), ("mtime_ns", pa.int64()),
         ("duration", pa.float64()), ("sample_rate", pa.int32()), ("channels", pa.int32()),
         ("format", pa.string()), ("vector", pa.list_(pa.float32(), dim)), ("error", pa.string()),
         *ATTRIBUTE_FIELDS,
@@ -131,6 +159,9 @@ def _index(
     torch_device = choose_device(device)
     model = load_model(model_name, device=torch_device, word_vectors=word_vectors)
     live = store.live()
+    damage = live.damage() if live is not None else None
+    if damage is not None and damage.split()[0] in ("tracks.parquet", "skipped.parquet"):
+        live = None  # its tables cannot be trusted: every file under root is embedded again
     live_tracks = live.tracks() if live is not None else None
     model_changed = live is not None and (live.meta.get("model_id") != model.model_id
                                           or not set(ATTRIBUTE_NAMES) <= set(live_tracks.column_names))
@@ -142,15 +173,21 @@ def _index(
         # A different model: every vector must be made again, the other roots' tracks too, so a
         # model change loses nothing already indexed (a file gone since then counts as removed).
         reembed_elsewhere, gone_elsewhere = _entries_still_there(
-            p for p in live_tracks.column("path").to_pylist() if not is_under(p, root_path))
+            p for p in table_paths(live_tracks) if not is_under(p, root_path))
         live_tracks = None
     else:
         summary_model_change, reembed_elsewhere, gone_elsewhere = None, [], 0
 
     scan = scan_library(root_path, AUDIO_EXTENSIONS)
+    if not scan.files and not any(is_under(p, root_path) for p in (table_paths(live_tracks) if live_tracks is not None else [])):
+        # nothing to index and nothing indexed here before (whose removal would be news)
+        found = f" ({len(scan.errors)} unreadable: {printable_path(scan.errors[0].path)}: {scan.errors[0].reason})" \
+            if scan.errors else ""
+        raise NothingToIndexError(f"no audio files under {printable_path(root_path)}{found}; nothing was indexed "
+                                  "(looked for .wav, .flac, .ogg, .opus, .mp3, .aiff and the other formats libsndfile reads)")
     in_root = None
     if live_tracks is not None and live_tracks.num_rows:
-        paths = live_tracks.column("path").to_pylist()
+        paths = table_paths(live_tracks)
         mask = np.array([is_under(p, root_path) for p in paths], dtype=bool)
         in_root = live_tracks.filter(pa.array(mask))
         outside = live_tracks.filter(pa.array(~mask))
@@ -160,7 +197,11 @@ def _index(
 
     # files that failed before and have not changed since are not tried again
     previously_skipped = {}
-    live_skipped = live.skipped().to_pylist() if live is not None else []
+    live_skipped_table = live.skipped() if live is not None else None
+    live_skipped = live_skipped_table.to_pylist() if live is not None else []
+    for row, path in zip(live_skipped, table_paths(live_skipped_table) if live is not None else []):
+        row["path"] = path
+        row.pop(PATH_BYTES, None)
     if not model_changed:
         for row in live_skipped:
             previously_skipped[(row["path"], row.get("size"), row.get("mtime_ns"))] = row["reason"]
@@ -182,7 +223,8 @@ def _index(
 
     summary = IndexSummary(store=str(store.root), generation=live.id if live else None,
                            unchanged=len(diff.unchanged), removed=len(diff.removed) + gone_elsewhere, resumed=resumed,
-                           model_change=summary_model_change, reembedded_elsewhere=len(reembed_elsewhere))
+                           model_change=summary_model_change, reembedded_elsewhere=len(reembed_elsewhere),
+                           damage=damage)
     schema = _staged_schema(model.dim)
     buffer: list[dict] = []
     last_flush = time.monotonic()
@@ -201,7 +243,8 @@ def _index(
                                  workers=workers, max_seconds=max_seconds, analyse=extract_attributes):
             entry = entries[track.path]
             info = track.info
-            row = {"path": entry.path, "size": entry.size, "mtime_ns": entry.mtime_ns,
+            path_text, path_raw = stored_path(entry.path)
+            row = {"path": path_text, PATH_BYTES: path_raw, "size": entry.size, "mtime_ns": entry.mtime_ns,
                    "duration": info.duration if info else None, "sample_rate": info.sample_rate if info else None,
                    "channels": info.channels if info else None, "format": info.format if info else None,
                    "vector": None, "error": track.error, **_attribute_values(track.extras)}
@@ -214,6 +257,8 @@ def _index(
                         row["error"] = "the model produced non-finite values"
                     else:
                         row["vector"] = vector.tolist()
+            if track.decoder_messages and row["error"] is None:
+                summary.decoder_warnings.append((entry.path, track.decoder_messages))
             buffer.append(row)
             done += 1
             summary.audio_seconds += track.analysed_seconds
@@ -225,21 +270,22 @@ def _index(
         # on Ctrl-C or any error, what was finished is kept for the next run
         flush()
 
-    staged = staging.rows()
-    staged = staged.filter(pa.compute.is_in(staged.column("path"), value_set=pa.array([e.path for e in to_embed], pa.string()))) \
-        if staged.num_rows else staged
+    staged = with_path_bytes(staging.rows())
+    if staged.num_rows:
+        wanted = {e.path for e in to_embed}
+        staged = staged.filter(pa.array([path in wanted for path in table_paths(staged)], pa.bool_()))
     ok = staged.filter(pa.compute.is_null(staged.column("error"))) if staged.num_rows else staged
     failed = staged.filter(pa.compute.is_valid(staged.column("error"))) if staged.num_rows else staged
 
     summary.indexed = ok.num_rows
     # size and mtime are kept with each skip so an unchanged bad file is not tried again
-    skipped_rows = ([{"path": r["path"], "reason": r["error"], "size": r["size"], "mtime_ns": r["mtime_ns"]}
-                     for r in failed.to_pylist()]
+    skipped_rows = ([{"path": path, "reason": r["error"], "size": r["size"], "mtime_ns": r["mtime_ns"]}
+                     for r, path in zip(failed.to_pylist(), table_paths(failed))]
                     + [{"path": e.path, "reason": reason, "size": e.size, "mtime_ns": e.mtime_ns}
                        for e, reason in carried_skips]
                     + [{"path": s.path, "reason": s.reason, "size": None, "mtime_ns": None} for s in scan.errors])
     summary.skipped = [(row["path"], row["reason"]) for row in skipped_rows]
-    nothing_changed = (live is not None and not model_changed and summary.indexed == 0 and summary.removed == 0
+    nothing_changed = (live is not None and damage is None and not model_changed and summary.indexed == 0 and summary.removed == 0
                        and not failed.num_rows and index_spec is None and vocabulary is None
                        and live.meta.get("word_vectors") == model.word_vectors_id
                        and len(skipped_rows) == len(live_skipped) - len(skipped_elsewhere))
@@ -254,8 +300,9 @@ def _index(
     tags_table, tag_vectors = _tag_table(model, vocabulary)
     track_vectors = vectors_from_column(tracks.column("vector"), "tracks").reshape(tracks.num_rows, model.dim)
     tracks = _with_top_tags(tracks, track_vectors, tags_table, tag_vectors)
-    skipped_table = pa.Table.from_pylist(skipped_rows + skipped_elsewhere, schema=pa.schema(
-        [("path", pa.string()), ("reason", pa.string()), ("size", pa.int64()), ("mtime_ns", pa.int64())]))
+    skipped_table = pa.Table.from_pylist(
+        [_skipped_row(r["path"], r["reason"], r.get("size"), r.get("mtime_ns")) for r in skipped_rows + skipped_elsewhere],
+        schema=SKIPPED_ROWS_SCHEMA)
     meta = {
         **model.describe(),
         "library_roots": sorted(set((live.meta.get("library_roots", []) if live else []) + [root_path])),
@@ -288,17 +335,17 @@ def _entries_still_there(paths) -> tuple[list[FileEntry], int]:
 
 def _assemble_tracks(model, live_tracks, diff, ok: pa.Table, outside) -> pa.Table:
     """Unchanged live rows (vectors reused) + rows outside the scanned root + newly embedded rows."""
-    schema = full_tracks_schema(model.dim)
+    schema = stored_tracks_schema(model.dim)
     parts = []
     if live_tracks is not None and outside is not None and outside.num_rows:
-        parts.append(outside.select(schema.names).cast(schema))
+        parts.append(with_path_bytes(outside).select(schema.names).cast(schema))
     if len(diff.unchanged_rows):
         # unchanged rows index into the in-root live table passed to diff_library: vectors reused
-        parts.append(diff.live.take(pa.array(diff.unchanged_rows)).select(schema.names).cast(schema))
+        parts.append(with_path_bytes(diff.live.take(pa.array(diff.unchanged_rows))).select(schema.names).cast(schema))
     if ok.num_rows:
         rows = ok.to_pylist()
-        for row in rows:
-            row["track_id"] = track_id_for(row["path"])
+        for row, path in zip(rows, table_paths(ok)):
+            row["track_id"] = track_id_for(path)
             row["model_id"] = model.model_id
             row["top_tags"] = []
         parts.append(pa.Table.from_pylist(rows, schema=schema))

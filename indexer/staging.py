@@ -15,6 +15,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mre.indexer.atomic import TMP_SUFFIX, write_parquet_atomic
+from mre.indexer.diskspace import disk_full_errors
+from mre.indexer.paths import PATH_BYTES, table_paths
 
 PART_PATTERN = re.compile(r"^part-(\d{5,})\.parquet$")
 # A staging key becomes a directory name: keep it to characters safe on every filesystem.
@@ -59,11 +61,12 @@ class Staging:
             raise StagingError(f"staging rows must be a pyarrow.Table, got {type(rows).__name__}")
         if rows.num_rows == 0:
             return None
-        self.path.mkdir(parents=True, exist_ok=True)
-        parts = self._parts()
-        next_number = int(PART_PATTERN.match(parts[-1].name).group(1)) + 1 if parts else 1
-        part = self.path / f"part-{next_number:05d}.parquet"
-        write_parquet_atomic(part, rows)
+        with disk_full_errors(self.path.parent, "finished tracks to the staging area", rows.nbytes):
+            self.path.mkdir(parents=True, exist_ok=True)
+            parts = self._parts()
+            next_number = int(PART_PATTERN.match(parts[-1].name).group(1)) + 1 if parts else 1
+            part = self.path / f"part-{next_number:05d}.parquet"
+            write_parquet_atomic(part, rows)
         return part
 
     def rows(self) -> pa.Table:
@@ -82,8 +85,11 @@ class Staging:
         self._remove_stray_tmp_files()
         keys: set[tuple[str, int, int]] = set()
         for part in self._parts():
-            table = self._read_part(part, columns=list(KEY_COLUMNS))
-            keys.update(zip(*(table.column(name).to_pylist() for name in KEY_COLUMNS)))
+            names = pq.read_schema(part).names if part.exists() else []
+            # parts written before names that are not UTF-8 could be indexed have no path_bytes
+            columns = list(KEY_COLUMNS) + ([PATH_BYTES] if PATH_BYTES in names else [])
+            table = self._read_part(part, columns=columns)
+            keys.update(zip(table_paths(table), *(table.column(name).to_pylist() for name in KEY_COLUMNS[1:])))
         return keys
 
     def clear(self) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import fcntl
+import hashlib
 import json
 import os
 import re
@@ -30,6 +31,7 @@ import pyarrow.parquet as pq
 
 from mre.indexer import index_spec as specs
 from mre.indexer.atomic import fsync_dir, fsync_file, write_bytes_atomic, write_parquet_atomic
+from mre.indexer.diskspace import DiskFullError, disk_full_errors  # noqa: F401  (DiskFullError: API)
 from mre.indexer.staging import KEY_PATTERN, Staging, StagingError
 from mre.indexer.tables import (  # noqa: F401  (re-exported: the store's public API)
     SKIPPED_SCHEMA,
@@ -50,6 +52,21 @@ LOCK_NAME = "LOCK"
 GENERATION_FILES = ("tracks.parquet", "audio.faiss", "tags.parquet", "tags.faiss", "skipped.parquet", "meta.json")
 _GENERATION_ID = re.compile(r"^(\d{6,})-\d{8}T\d{6}Z$")
 _LIVE_OPEN_ATTEMPTS = 3
+# Files whose sha256 is checked each time a generation is opened for searching: the indexes,
+# which a reader would otherwise use without a word if another store's were copied in.
+# The tables are checked by size and row count (their footers), which costs nothing.
+HASHED_ON_OPEN = ("audio.faiss", "tags.faiss")
+_TABLE_COUNTS = {"tracks.parquet": "tracks", "tags.parquet": "tags", "skipped.parquet": "skipped"}
+_HASH_BLOCK = 1 << 20
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(_HASH_BLOCK):
+            digest.update(block)
+    return digest.hexdigest()
+
 
 class Generation:
     """One committed, immutable generation; tables and indexes load lazily and are cached."""
@@ -75,6 +92,70 @@ class Generation:
             self.close()
             raise StoreError(f"meta.json in {self.path} is not a format-{FORMAT_VERSION} mre store")
         self._cache: dict[str, Any] = {}
+
+    def damage(self, hash_files: tuple[str, ...] = HASHED_ON_OPEN) -> str | None:
+        """What is wrong with this generation's files against its meta.json, or None.
+
+        Every file must exist; with the sizes and sha256 recorded at commit (stores before
+        them have none) sizes must match and ``hash_files`` hash the same; the tables' row
+        counts must be meta's. The index vector counts are checked again when loaded.
+        """
+        recorded = self.meta.get("files") or {}
+        counts = self.meta.get("counts") or {}
+        for name in GENERATION_FILES:
+            path = self.path / name
+            try:
+                size = path.stat().st_size
+            except FileNotFoundError:
+                return f"{name} is missing"
+            except OSError as error:
+                return f"{name} cannot be read ({error.strerror or error})"
+            record = recorded.get(name)
+            if record and record.get("size") is not None and size != record["size"]:
+                return f"{name} has {size} bytes, meta.json recorded {record['size']} at commit"
+            if record and record.get("sha256") and name in hash_files:
+                try:
+                    if file_sha256(path) != record["sha256"]:
+                        return f"{name} is not the file this generation was written with (its sha256 differs)"
+                except OSError as error:
+                    return f"{name} cannot be read ({error.strerror or error})"
+            if name in _TABLE_COUNTS and _TABLE_COUNTS[name] in counts:
+                try:
+                    rows = pq.read_metadata(path).num_rows
+                except (OSError, pa.ArrowInvalid) as error:
+                    return f"{name} cannot be read ({specs._first_line(error)})"
+                if rows != counts[_TABLE_COUNTS[name]]:
+                    return f"{name} holds {rows} rows, meta.json says {counts[_TABLE_COUNTS[name]]}"
+        return None
+
+    def check(self) -> None:
+        """StoreError (one line: what is wrong and how to recover) unless :meth:`damage` finds nothing."""
+        problem = self.damage()
+        if problem is not None:
+            raise StoreError(self.damage_message(problem))
+
+    def damage_message(self, problem: str) -> str:
+        store_root = self.path.parent.parent
+        roots = self.meta.get("library_roots") or ["PATH"]
+        message = (f"the store's live generation {self.id} is damaged: {problem}; "
+                   f"`mre index {roots[0]} --store {store_root}` rebuilds it")
+        previous = self._previous_whole_generation()
+        if previous is not None:
+            message += (f", or switch back to the previous generation {previous} "
+                        f"(`echo {previous} > {store_root / CURRENT_NAME}`)")
+        return message
+
+    def _previous_whole_generation(self) -> str | None:
+        earlier = sorted((p for p in self.path.parent.iterdir() if _GENERATION_ID.match(p.name) and p.name < self.id),
+                         reverse=True) if self.path.parent.is_dir() else []
+        for path in earlier:
+            try:
+                with Generation(path) as generation:
+                    if generation.damage() is None:
+                        return generation.id
+            except StoreError:
+                continue
+        return None
 
     def close(self) -> None:
         fd, self._reader_fd = getattr(self, "_reader_fd", None), None
@@ -103,7 +184,8 @@ class Generation:
         try:
             return pq.read_table(path, memory_map=True)
         except (OSError, pa.ArrowInvalid) as error:
-            raise StoreError(f"cannot read {path}: {error}") from None
+            reason = getattr(error, "strerror", None) or specs._first_line(error).replace(f"'{path}'", "the file")
+            raise StoreError(f"cannot read {path}: {reason}") from None
 
     def _index(self, file_name: str, meta_key: str):
         import faiss
@@ -112,7 +194,15 @@ class Generation:
         try:
             index = faiss.read_index(str(path))
         except RuntimeError as error:
-            raise StoreError(f"cannot read FAISS index {path}: {specs._first_line(error)}") from None
+            raise StoreError(self.damage_message(f"{file_name} cannot be read as a FAISS index "
+                                                 f"({specs._first_line(error)})")) from None
+        expected = self.meta.get(meta_key, {})
+        if expected.get("count") is not None and index.ntotal != expected["count"]:
+            raise StoreError(self.damage_message(
+                f"{file_name} holds {index.ntotal} vectors, meta.json says {expected['count']}"))
+        if expected.get("dim") is not None and index.d != expected["dim"]:
+            raise StoreError(self.damage_message(
+                f"{file_name} has {index.d}-d vectors, meta.json says {expected['dim']}"))
         specs.apply_search_params(index, self.meta.get(meta_key, {}).get("search_params", {}))
         return specs.maybe_to_gpu(index)
 
@@ -166,7 +256,8 @@ class Store:
         except FileNotFoundError:
             return None
         except (OSError, UnicodeDecodeError) as error:
-            raise StoreError(f"cannot read {self.root / CURRENT_NAME}: {error}") from None
+            reason = getattr(error, "strerror", None) or str(error)  # strerror: without the path again
+            raise StoreError(f"cannot read {self.root / CURRENT_NAME}: {reason}") from None
         if not _GENERATION_ID.match(text):
             raise StoreError(f"{self.root / CURRENT_NAME} does not name a generation (got {text[:40]!r})")
         return text
@@ -207,9 +298,10 @@ class Store:
             finally:
                 self._lock_depth -= 1
             return
-        self.root.mkdir(parents=True, exist_ok=True)
         lock_path = self.root / LOCK_NAME
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        with disk_full_errors(self.root, "the store's lock file"):
+            self.root.mkdir(parents=True, exist_ok=True)
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -218,8 +310,11 @@ class Store:
             raise StoreLockedError(
                 f"store {self.root} is being written by another `mre index` run (pid {holder}); wait for it to finish"
             ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+        except OSError:
+            pass  # the pid only helps the message of a second run; the flock is the lock
         self._lock_fd, self._lock_depth = fd, 1
         try:
             yield self
@@ -257,7 +352,12 @@ class Store:
             previous = self.live_id()
             gen_id = self._new_generation_id(previous)
             path = self._write_generation(gen_id, tracks, track_vectors, tags, tag_vectors, skipped, meta, index_spec)
-            self._switch_current(gen_id)
+            try:
+                with disk_full_errors(self.root, "the CURRENT pointer", 4096):
+                    self._switch_current(gen_id)
+            except Exception:
+                shutil.rmtree(path, ignore_errors=True)  # never live: the previous generation stays
+                raise
             self._remove_old_generations(keep={gen_id, previous})
         return Generation(path)
 
@@ -274,8 +374,6 @@ class Store:
         return sorted(entry.name for entry in self.generations_dir.iterdir())
 
     def _write_generation(self, gen_id, tracks, track_vectors, tags, tag_vectors, skipped, meta, index_spec) -> Path:
-        import faiss
-
         if not isinstance(meta, dict):
             raise StoreError(f"meta must be a dict, got {type(meta).__name__}")
         tracks = with_vectors(tracks, track_vectors, "tracks")
@@ -292,15 +390,41 @@ class Store:
         audio_index = specs.build_index(track_vectors, audio_spec)
         tag_index = specs.build_index(tag_vectors, tag_spec)
 
-        self.generations_dir.mkdir(parents=True, exist_ok=True)
+        what = "the new index generation"
+        # an upper estimate for the message: the tables as in memory, and a flat index's vectors
+        needed = tracks.nbytes + tags.nbytes + skipped.nbytes + track_vectors.nbytes + tag_vectors.nbytes
+        with disk_full_errors(self.root, what, needed):
+            self.generations_dir.mkdir(parents=True, exist_ok=True)
         staging_dir = self.generations_dir / f".writing-{gen_id}"
         shutil.rmtree(staging_dir, ignore_errors=True)
-        staging_dir.mkdir()
+        with disk_full_errors(self.root, what, needed):  # (measures the free space after the clean-up below)
+            try:
+                staging_dir.mkdir()
+                self._write_generation_files(staging_dir, gen_id, tracks, tags, skipped, audio_index, tag_index,
+                                             audio_spec, tag_spec, track_vectors, tag_vectors, meta)
+                final = self.generations_dir / gen_id
+                os.replace(staging_dir, final)
+            except BaseException:
+                # a failed or interrupted write leaves no half-written folder behind
+                shutil.rmtree(staging_dir, ignore_errors=True)
+                raise
+        fsync_dir(self.generations_dir)
+        return final
+
+    def _write_generation_files(self, staging_dir, gen_id, tracks, tags, skipped, audio_index, tag_index,
+                                audio_spec, tag_spec, track_vectors, tag_vectors, meta) -> None:
+        import faiss
+
         write_parquet_atomic(staging_dir / "tracks.parquet", tracks)
         write_parquet_atomic(staging_dir / "tags.parquet", tags)
         write_parquet_atomic(staging_dir / "skipped.parquet", skipped)
         for name, index in (("audio.faiss", audio_index), ("tags.faiss", tag_index)):
-            faiss.write_index(index, str(staging_dir / name))
+            try:
+                faiss.write_index(index, str(staging_dir / name))
+            except RuntimeError as error:
+                if "No space left" in str(error) or "quota" in str(error):
+                    raise
+                raise StoreError(f"cannot write FAISS index {staging_dir / name}: {specs._first_line(error)}") from None
             fsync_file(staging_dir / name)
         full_meta = {
             **meta,
@@ -310,16 +434,19 @@ class Store:
             "counts": {"tracks": tracks.num_rows, "tags": tags.num_rows, "skipped": skipped.num_rows},
             "audio_index": _index_meta(audio_spec, track_vectors),
             "tag_index": _index_meta(tag_spec, tag_vectors),
+            "files": self._file_records(staging_dir),
         }
         try:
             meta_bytes = json.dumps(full_meta, indent=2, sort_keys=True, allow_nan=False).encode("utf-8")
         except (TypeError, ValueError) as error:
             raise StoreError(f"meta cannot be written as JSON: {error}") from None
         write_bytes_atomic(staging_dir / "meta.json", meta_bytes)
-        final = self.generations_dir / gen_id
-        os.replace(staging_dir, final)
-        fsync_dir(self.generations_dir)
-        return final
+
+    @staticmethod
+    def _file_records(staging_dir: Path) -> dict[str, dict]:
+        """Size and sha256 of each data file as committed, for readers to check theirs against."""
+        return {name: {"size": (staging_dir / name).stat().st_size, "sha256": file_sha256(staging_dir / name)}
+                for name in GENERATION_FILES if name != "meta.json"}
 
     def _switch_current(self, gen_id: str) -> None:
         write_bytes_atomic(self.root / CURRENT_NAME, f"{gen_id}\n".encode("ascii"))

@@ -18,6 +18,7 @@ from mre.embedder.runner import choose_device, embed_files
 from mre.embedder.scoring import attribute_scores, standardised
 from mre.embedder.tag_space import TagSpace, best_tags, named_tags_space, vocabulary_space
 from mre.indexer.index_spec import use_single_query_threads
+from mre.indexer.paths import PATH_BYTES, printable_path, readable_path, table_paths
 from mre.indexer.store import Store, StoreError
 from mre.retrieval.filters import Filters
 
@@ -32,6 +33,27 @@ LABEL_SPREAD_SAMPLE = 10_000
 
 class LibraryError(Exception):
     """A one-line problem a user can act on (no store, unknown track, wrong model...)."""
+
+
+class UnknownTargetError(LibraryError):
+    """A target that is neither a track of the store nor a file; ``reason`` says which way not."""
+
+    def __init__(self, target: str, reason: str):
+        self.target, self.reason = target, reason
+        super().__init__(f"{printable_path(target)}: {reason}")
+
+
+def _why_not_a_file(path: str) -> str:
+    """Why a path that is no track of the store cannot be embedded either, in a few words."""
+    try:
+        status = os.stat(path)
+    except FileNotFoundError:
+        return "no such file, and no track of the store has this path or id"
+    except OSError as error:
+        return f"not a track of the store, and the file cannot be read ({error.strerror or type(error).__name__})"
+    if os.path.isdir(path):
+        return "a folder, not an audio file (mre index PATH indexes a folder)"
+    return f"not a track of the store, and not a regular file (mode {oct(status.st_mode)})"
 
 
 def default_store_path() -> Path:
@@ -97,6 +119,11 @@ class Library:
             raise LibraryError(str(error)) from None
         if generation is None:
             raise LibraryError(f"no index at {self.store.root} yet — run `mre index PATH --store {self.store.root}` first")
+        try:
+            generation.check()  # a damaged store is said, never searched
+        except StoreError as error:
+            generation.close()
+            raise LibraryError(str(error)) from None
         self.generation = generation
         self.meta = generation.meta
         use_single_query_threads()  # one query at a time: a second thread only adds sync cost
@@ -113,7 +140,7 @@ class Library:
                 f"{self.model.model_id} — re-index with `mre index PATH --model {model}` or drop --model")
         self.device = device
         self._tracks = generation.tracks()
-        self._paths = self._tracks.column("path").to_pylist()
+        self._paths = table_paths(self._tracks)
         self._ids = self._tracks.column("track_id").to_pylist()
         self._row_of_path = {p: i for i, p in enumerate(self._paths)}
         self._row_of_id = {t: i for i, t in enumerate(self._ids)}
@@ -161,7 +188,11 @@ class Library:
             return self._row_of_path[path], path
         if os.path.isfile(path):
             return None, path
-        raise LibraryError(f"{target!r} is neither a track in the store nor an audio file")
+        # a name that is not UTF-8 as the output showed it (\xNN for its odd bytes), pasted back
+        readable = {readable_path(p): row for row, p in enumerate(self._paths) if "\\x" in readable_path(p)}
+        if path in readable:
+            return readable[path], self._paths[readable[path]]
+        raise UnknownTargetError(target, _why_not_a_file(path))
 
     def _vector_of(self, target: str, with_attributes: bool = False) -> tuple[np.ndarray, int | None, str, dict | None]:
         """A target's vector, row (None outside the store), path, and (with_attributes) its
@@ -309,7 +340,7 @@ class Library:
             try:
                 row, path = self.resolve(target)
             except LibraryError as error:
-                results.append((target, str(error)))
+                results.append((target, getattr(error, "reason", str(error))))
                 continue
             if row is None:
                 results.append(path)
@@ -374,7 +405,9 @@ class Library:
         for target in targets:
             row, path = self.resolve(target)
             if row is not None:
-                record = {k: v for k, v in self._tracks.slice(row, 1).to_pylist()[0].items() if k != "vector"}
+                record = {k: v for k, v in self._tracks.slice(row, 1).to_pylist()[0].items()
+                          if k not in ("vector", PATH_BYTES)}
+                record["path"] = path
                 cards.append(record)
             else:
                 cards.append(path)
@@ -414,7 +447,7 @@ def embed_paths(model, paths: list[str], device: str = "cpu", with_attributes: b
     for track in embed_files(paths, model, device=device, workers=0,
                              analyse=extract_attributes if with_attributes else None):
         if track.error is not None or track.patch_mean is None:
-            raise LibraryError(f"cannot read {track.path}: {track.error or 'no audio'}")
+            raise LibraryError(f"cannot read {printable_path(track.path)}: {track.error or 'no audio'}")
         info = track.info
         facts = {"duration": info.duration, "format": info.format, "sample_rate": info.sample_rate,
                  "channels": info.channels}
