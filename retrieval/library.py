@@ -14,7 +14,6 @@ import numpy as np
 
 from mre.embedder.attributes import ATTRIBUTE_NAMES, TrackAttributes, extract_attributes
 from mre.embedder.models import load_model
-from mre.embedder.runner import choose_device, embed_files
 from mre.embedder.words import load_tag_vocabulary
 from mre.indexer.index_spec import use_single_query_threads
 from mre.indexer.store import Store, StoreError
@@ -87,7 +86,8 @@ class Library:
     """An opened store. store: a folder (None: `$MRE_STORE` or the per-user default).
 
     model: must be the model the store was made with (None: that one). device: where audio of
-    files outside the store is embedded. word_vectors: other word vectors for queries
+    files outside the store is embedded ("auto", "cpu", "cuda"; checked when such a file is
+    embedded, since torch is imported only then). word_vectors: other word vectors for queries
     (None: the ones the store was made with). vocabulary: a tag file for `tags` (None: the
     store's).
     """
@@ -103,9 +103,7 @@ class Library:
             raise LibraryError(f"no index at {self.store.root} yet — run `mre index PATH --store {self.store.root}` first")
         self.generation = generation
         self.meta = generation.meta
-        use_single_query_threads()  # one query at a time: a second thread only adds sync cost
         stored_words = self.meta.get("word_vectors_path")
-        device = str(choose_device(device))
         try:
             self.model = load_model(model or self.meta.get("model_file") or self.meta.get("model_name"), device=device,
                                     word_vectors=word_vectors or stored_words)
@@ -152,6 +150,7 @@ class Library:
         if k <= 0:
             return np.zeros(0), np.zeros(0, dtype=np.int64)
         index = self.generation.audio_index()
+        use_single_query_threads()  # one query at a time: a second thread only adds sync cost
         scores, rows = index.search(np.asarray(vector, dtype=np.float32)[None], k)
         keep = rows[0] >= 0
         return scores[0][keep], rows[0][keep]
@@ -349,6 +348,8 @@ def embed_paths(model, paths: list[str], device: str = "cpu", with_attributes: b
 
     facts: duration, format, sample rate, channels, and (with_attributes) the musical attributes.
     """
+    from mre.embedder.runner import embed_files  # decoding (soundfile, soxr) and torch: only for files outside the store
+
     out = []
     for track in embed_files(paths, model, device=device, workers=0,
                              analyse=extract_attributes if with_attributes else None):
