@@ -238,7 +238,8 @@ class ZeroShotTaggerModel:
         """CSLS r: each vector's mean cosine to its CSLS_NEIGHBOURS nearest frequent words."""
         similarity = unit_vectors @ self._frequent_words().T
         k = min(CSLS_NEIGHBOURS, similarity.shape[1])
-        return np.partition(similarity, -k, axis=1)[:, -k:].mean(axis=1)
+        similarity.partition(-k, axis=1)  # in place: np.partition would copy the [n, 50k] matrix first
+        return similarity[:, -k:].mean(axis=1)
 
     def _pole_relations(self, phrase_vector: np.ndarray) -> dict[str, float]:
         """Weights on attribute columns from a phrase's cosines with the pole directions.
