@@ -17,8 +17,9 @@ then every tagger label and shipped vocabulary tag with their words; multi-word 
 by their hyphenated form ("female-vocalists"), which :class:`WordSpace` looks adjacent words
 up as, so a label phrase gets the encoder's vector of the whole phrase.
 
-Cache entries are directories holding ``vectors.npy`` (one row per word) and ``keys.json``
-(the words, in row order); each is written into a temporary directory and renamed into
+Cache entries are directories holding ``vectors.npy`` (one row per word), ``keys.json`` (the
+words, in row order) and ``key-index.npy`` (their sorted hashes, so that opening an entry
+builds no dict of every word); each is written into a temporary directory and renamed into
 place, so a process racing another never sees (or leaves) a half-written entry.
 """
 from __future__ import annotations
