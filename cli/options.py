@@ -56,18 +56,27 @@ def emit_json(value) -> None:
     sys.stdout.write("\n")
 
 
-def one_line_errors(function):
-    """Library errors become one clear line and exit status 1, never a traceback."""
+def _user_error_types() -> tuple[type[BaseException], ...]:
+    """The errors a user can cause. Imported when one is raised, not when a command is defined:
+    decoding (soundfile, soxr) must not load for `mre --help` or a query."""
     from mre.embedder.audio import AudioError
     from mre.embedder.words import WordVectorError
     from mre.indexer.store import StoreError
     from mre.retrieval.library import LibraryError
 
+    return LibraryError, StoreError, AudioError, WordVectorError, FileNotFoundError, ValueError, RuntimeError
+
+
+def one_line_errors(function):
+    """Library errors become one clear line and exit status 1, never a traceback."""
+
     @functools.wraps(function)
     def wrapper(*args, **kwargs):
         try:
             return function(*args, **kwargs)
-        except (LibraryError, StoreError, AudioError, WordVectorError, FileNotFoundError, ValueError, RuntimeError) as error:
+        except Exception as error:
+            if not isinstance(error, _user_error_types()):
+                raise
             message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             raise click.ClickException(message) from None
 

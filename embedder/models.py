@@ -6,12 +6,15 @@ so indexing, tagging and benchmarks do not care which one they hold.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from mre.embedder.registry import MODELS, get_model_spec, load_tagger
-from mre.embedder.zeroshot import MODEL_NAME as DEFAULT_MODEL, ZeroShotTaggerModel
+from mre.embedder.zeroshot import MODEL_NAME as DEFAULT_MODEL, ZeroShotTaggerModel, torch_device
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["DEFAULT_MODEL", "TaggerModel", "load_model", "model_names", "shown_scores"]
 
@@ -25,7 +28,7 @@ class TaggerModel:
         self.labels = list(self.spec.labels)
         self.frontend = self.spec.frontend
         self.output_dim = self.dim = len(self.labels)  # a track vector is its label probabilities
-        self.device = torch.device(device)
+        self.device = device  # resolved ("auto" included) when the weights load: only audio needs torch
         self._tagger = None
 
     @property
@@ -33,15 +36,15 @@ class TaggerModel:
         return f"{self.name}@{self.spec.sha256[:12]}"
 
     def to(self, device):
-        self.device = torch.device(device)
+        self.device = device
         if self._tagger is not None:
-            self._tagger = self._tagger.to(self.device)
+            self._tagger = self._tagger.to(torch_device(device))
         return self
 
     @property
     def tagger(self):
         if self._tagger is None:
-            self._tagger = load_tagger(self.name, device=self.device)
+            self._tagger = load_tagger(self.name, device=torch_device(self.device))
         return self._tagger
 
     def patch_outputs(self, mel_patches: torch.Tensor) -> torch.Tensor:
@@ -63,7 +66,11 @@ def model_names() -> list[str]:
 
 
 def load_model(name: str | None = None, device: str | torch.device = "cpu", word_vectors: str | None = None):
-    """A model by registry name (default: the zero-shot model) or by path to a trained model file."""
+    """A model by registry name (default: the zero-shot model) or by path to a trained model file.
+
+    device: "auto", "cpu", "cuda" or a torch.device; a tagger's weights load there when audio
+    is first embedded.
+    """
     name = name or DEFAULT_MODEL
     if name == DEFAULT_MODEL:
         return ZeroShotTaggerModel(device=device, word_vectors=word_vectors)
@@ -72,7 +79,7 @@ def load_model(name: str | None = None, device: str | torch.device = "cpu", word
     if Path(name).is_file():
         from mre.embedder.trained import load_trained_model  # the paper's model (mre train)
 
-        return load_trained_model(name, device=device, word_vectors=word_vectors)
+        return load_trained_model(name, device=torch_device(device), word_vectors=word_vectors)
     if Path(name).suffix or "/" in name:
         raise ValueError(f"model file {name} not found (a store made with it needs it to be searched)")
     raise ValueError(f"unknown model {name!r}: use one of {', '.join(model_names())} or a model file from `mre train`")

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .registry import WEIGHTS_DIR
 from .tf_checkpoint import read_checkpoint, read_index
 
 __all__ = [
@@ -36,7 +37,6 @@ __all__ = [
     "tagger_from_tf_tensors",
 ]
 
-WEIGHTS_DIR = Path(__file__).with_name("weights")
 
 # Our model name -> (folder inside the musicnn package, architecture).
 MUSICNN_CHECKPOINTS = {

@@ -11,12 +11,16 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
-from .frontend import FrontendConfig
-from .musicnn import WEIGHTS_DIR, MusicnnTagger, VggTagger, tagger_from_tf_tensors
+from .frontend_config import FrontendConfig
+
+if TYPE_CHECKING:
+    import torch
+
+    from .musicnn import MusicnnTagger, VggTagger
 
 __all__ = [
     "ModelSpec",
@@ -49,6 +53,10 @@ MSD_LABELS = (
     "catchy", "funk", "electro", "heavy metal", "Progressive rock", "60s", "rnb", "indie pop",
     "sad", "House", "happy",
 )
+
+# The registry is data: naming a model, its labels or its id must not import torch (a query
+# reads no audio), so the architecture (musicnn.py) is imported only where weights load.
+WEIGHTS_DIR = Path(__file__).with_name("weights")
 
 MUSICNN_LICENCE = (
     "ISC — musicnn 0.1.0, Copyright (c) Music Technology Group, Universitat Pompeu Fabra 2019, "
@@ -177,6 +185,8 @@ def load_tagger(name: str, device: str | torch.device = "cpu", weights_dir: str 
     ``weights_dir`` overrides the packaged ``weights/`` folder (for tests, or weights a user
     converted themselves with ``python -m mre.embedder.musicnn convert --output-dir``).
     """
+    from .musicnn import tagger_from_tf_tensors
+
     spec = get_model_spec(name)
     path = weights_path(spec, weights_dir)
     _verify_sha256(path, spec.sha256)

@@ -15,14 +15,20 @@ import sys
 import tempfile
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 
 import numpy as np
-import torch
 
 from mre.embedder.audio import AudioError, AudioInfo, load_audio
-from mre.embedder.frontend import FrontendConfig, MelFrontend, make_patches
+from mre.embedder.frontend_config import FrontendConfig
 from mre.embedder import lifetime  # imported by the decode server too: it then dies with mre
+
+# torch is imported where audio is embedded: decode workers, and callers that only read
+# DEFAULT_MAX_SECONDS or choose nothing to embed, never pay for it.
+if TYPE_CHECKING:
+    import torch
+
+    from mre.embedder.frontend import MelFrontend
 
 # Longer tracks are analysed on their first 15 minutes: beyond that the mean over patches
 # barely moves, and a 2-hour DJ mix would otherwise hold ~1 GB of samples in one worker.
@@ -58,6 +64,8 @@ class EmbeddedTrack:
 
 def choose_device(device: str = "auto") -> torch.device:
     """`auto` takes CUDA when torch sees a GPU, else the CPU; `cuda` without a GPU is an error."""
+    import torch
+
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
@@ -104,10 +112,14 @@ class _CpuPatchThreads:
     """
 
     def __init__(self, threads: int):
+        import torch
+
         self.threads = threads
         self._pool = ThreadPoolExecutor(threads, initializer=torch.set_num_threads, initargs=(1,))
 
     def __call__(self, model: "PatchModel", patches: torch.Tensor) -> torch.Tensor:
+        import torch
+
         def run_slice(part: torch.Tensor) -> torch.Tensor:
             with torch.inference_mode():  # a per-thread mode: each worker thread enters it
                 return model.patch_outputs(part)
@@ -118,6 +130,8 @@ class _CpuPatchThreads:
     def mel(self, frontend: MelFrontend, waveform: torch.Tensor) -> torch.Tensor:
         """The mel front-end on one of the single-threaded threads: with torch's threads its
         many small operations met the same barrier stalls (1.1-2.1 s vs 0.13 s of a 13 s run)."""
+        import torch
+
         def run() -> torch.Tensor:
             with torch.inference_mode():
                 return frontend(waveform[None])[0]
@@ -199,7 +213,7 @@ def decode_stream(
         return
     # forkserver: workers start from a clean process, not a fork of one whose torch
     # thread pools are already running (forking those can deadlock). The server imports
-    # this module (numpy, torch, soundfile; no torch threads yet) once, so each worker
+    # this module (numpy, soundfile, soxr; decoding needs no torch) once, so each worker
     # forks ready instead of importing them: first track 0.24 s instead of 1.2 s.
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(["mre.embedder.runner"])  # no effect once the server runs
@@ -252,6 +266,12 @@ def embed_files(
     of each batch with one torch thread each (None: one per core; 0: torch's own threading).
     """
     paths = [str(p) for p in paths]
+    if not paths:
+        return  # nothing to embed: torch is not even imported
+    import torch
+
+    from mre.embedder.frontend import MelFrontend, make_patches
+
     torch_device = device if isinstance(device, torch.device) else choose_device(device)
     config = model.frontend
     frontend = MelFrontend(config).to(torch_device)

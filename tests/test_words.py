@@ -50,7 +50,7 @@ def glove(word_vector_cache) -> WordSpace:
 def test_default_vectors_are_converted_once_then_memory_mapped(word_vector_cache):
     load_word_vectors()  # converts (or reuses the entry another test made)
     entries = [entry for entry in word_vector_cache.iterdir() if entry.name.startswith("glove-6b-50d-")]
-    assert len(entries) == 1 and (entries[0] / "vectors.kv.vectors.npy").exists()
+    assert len(entries) == 1 and (entries[0] / "vectors.npy").exists()
 
     keyed_vectors = load_word_vectors()
     assert isinstance(keyed_vectors.vectors, np.memmap)  # memory-mapped: no parse, no copy
@@ -120,7 +120,7 @@ def test_text_files_are_cached_native_and_refreshed_when_changed(tmp_path, word_
     changed = load_word_vectors(path)
     assert "trance" in changed.key_to_index
     source_entries = [entry for entry in word_vector_cache.iterdir() if entry.name.startswith("file-")
-                      and (entry / "vectors.kv").exists() and "trance" in load_word_vectors(entry / "vectors.kv")]
+                      and "trance" in word_vectors._load_cache_entry(entry)]
     assert len(source_entries) == 1  # the stale entry of the old version is gone
 
 
@@ -129,7 +129,18 @@ def test_a_finished_cache_entry_survives_a_racing_writer(tmp_path):
     word_vectors._write_cache_entry(entry, tiny_keyed_vectors())
     word_vectors._write_cache_entry(entry, tiny_keyed_vectors())  # the loser of a race
     assert sorted(p.name for p in tmp_path.iterdir()) == ["entry"]  # no staging left behind
-    assert list(load_word_vectors(entry / "vectors.kv").index_to_key) == TINY_WORDS
+    assert list(word_vectors._load_cache_entry(entry).index_to_key) == TINY_WORDS
+
+
+def test_cached_keys_are_found_by_hash_even_when_hashes_collide(tmp_path, monkeypatch):
+    entry = tmp_path / "entry"
+    monkeypatch.setattr(word_vectors, "_key_hash", lambda key: 7 if key in ("dub", "bass", "café") else len(key))
+    word_vectors._write_cache_entry(entry, tiny_keyed_vectors())
+    opened = word_vectors._load_cache_entry(entry)
+    assert not isinstance(opened.key_to_index, dict)  # the memory-mapped index, not a dict built on load
+    assert {key: opened.key_to_index[key] for key in TINY_WORDS} == {key: row for row, key in enumerate(TINY_WORDS)}
+    assert "reggae" in opened and "trance" not in opened and opened.key_to_index.get("hiphop") is None
+    np.testing.assert_array_equal(opened["café"], TINY_VECTORS[4])
 
 
 @pytest.mark.parametrize(
