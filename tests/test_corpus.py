@@ -169,11 +169,11 @@ def test_catalogue_is_well_formed_and_covers_every_general_midi_family():
     assert make_arrangement(3, 5, 4.0).tags == make_arrangement(3, 5, 4.0).tags
 
 
-def test_python_m_entry_point_builds(tmp_path):
+def test_the_command_builds_in_a_fresh_process(tmp_path):
     import subprocess
     import sys
 
-    result = subprocess.run([sys.executable, "-m", "mre.training.corpus", "build", "--out", str(tmp_path / "c"),
+    result = subprocess.run([sys.executable, "-m", "mre.cli.main", "corpus", "build", "--out", str(tmp_path / "c"),
                              "--clips", "2", "--seconds", "2", "--soundfont", "timgm6mb", "--quiet"],
                             capture_output=True, text=True, env=os.environ | {"PYTHONWARNINGS": "ignore"})
     assert result.returncode == 0, result.stderr
