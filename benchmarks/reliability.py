@@ -51,19 +51,20 @@ def _write_track(path: Path, seconds: float, rng) -> Path:
     return path
 
 
-def group_members(pgid: int) -> list[int]:
-    """Live (not zombie) processes of process group ``pgid``, from /proc."""
+def group_members(pgid: int) -> list[tuple[int, str]]:
+    """(pid, command line) of every live (not zombie) process in process group ``pgid``, from /proc."""
     members = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
             stat = Path(f"/proc/{entry}/stat").read_bytes()
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
         fields = stat[stat.rfind(b")") + 2:].split()
         if int(fields[2]) == pgid and fields[0] not in (b"Z", b"X"):
-            members.append(int(entry))
+            members.append((int(entry), cmdline[:120]))
     return members
 
 

@@ -10,6 +10,8 @@ import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
 
+from mre.benchmarks.reliability import group_members
+
 LATIN1_NAME = os.fsdecode(b"latin1-caf\xe9.wav")  # a name that is not UTF-8, as Python holds it
 
 
@@ -69,23 +71,6 @@ def test_a_name_that_is_not_utf8_is_indexed_and_served(cli, odd_names):
 
 # ---------------------------------------------------------------------------- kills
 
-def _group_members(pgid: int) -> list[tuple[int, str]]:
-    """(pid, command line) of every live process in process group ``pgid`` (zombies left out)."""
-    members = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_bytes()
-            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        fields = stat[stat.rfind(b")") + 2:].split()
-        if int(fields[2]) == pgid and fields[0] not in (b"Z", b"X"):
-            members.append((int(entry), cmdline[:120]))
-    return members
-
-
 @pytest.fixture(scope="module")
 def long_library(tmp_path_factory):
     """Enough audio to be mid-decode seconds after the start: a few short tracks, then long ones."""
@@ -133,7 +118,7 @@ def _start_index(library: Path, store: Path):
     while time.monotonic() < deadline and process.poll() is None and not marker.exists():
         time.sleep(0.1)
     assert process.poll() is None and marker.exists(), process.communicate()
-    assert any("forkserver" in cmd for _, cmd in _group_members(process.pid))  # mid-decode: the server runs
+    assert any("forkserver" in cmd for _, cmd in group_members(process.pid))  # mid-decode: the server runs
     return process
 
 
@@ -141,9 +126,9 @@ def _assert_nothing_left(pgid: int, grace: float = 5.0) -> None:
     import time
 
     deadline = time.monotonic() + grace
-    while _group_members(pgid) and time.monotonic() < deadline:
+    while group_members(pgid) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert _group_members(pgid) == []
+    assert group_members(pgid) == []
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
@@ -170,7 +155,7 @@ def test_kill_9_leaves_no_decode_server_or_worker(long_library, tmp_path):
     import signal
 
     process = _start_index(long_library, tmp_path / "store")
-    helpers = [pid for pid, _ in _group_members(process.pid) if pid != process.pid]
+    helpers = [pid for pid, _ in group_members(process.pid) if pid != process.pid]
     assert helpers  # the decode server, its worker and the resource tracker
     process.send_signal(signal.SIGKILL)
     process.communicate(timeout=30)  # returns: no helper holds the pipes
