@@ -26,6 +26,7 @@ function el(tag, props = {}, ...children) {
   for (const [key, value] of Object.entries(props)) {
     if (key === "class") node.className = value;
     else if (key === "text") node.textContent = value;
+    else if (key === "style") node.style.cssText = value;  // CSSOM: the page's CSP forbids style attributes
     else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
     else node.setAttribute(key, value);
   }
@@ -370,17 +371,23 @@ function drawMap() {
     points.push({ kind: "track", row, x, y });
     drawnTracks++;
   }
-  // words: a cross and the word, on a halo so they read over the points
+  // words: a cross each, and the word on a halo where it does not cover an earlier word's label
+  // (words come most frequent first); a hidden label shows on hover
   context.font = "12px system-ui, sans-serif";
   context.textBaseline = "middle";
   let drawnWords = 0;
+  const labels = [];
   w.tag.forEach((tag, i) => {
     const x = sx(w.x[i]), y = sy(w.y[i]);
     if (!Number.isFinite(x) || !Number.isFinite(y)) return;
     context.strokeStyle = "#1b1b1f"; context.lineWidth = 1.5;
     context.beginPath(); context.moveTo(x - 4, y); context.lineTo(x + 4, y); context.moveTo(x, y - 4); context.lineTo(x, y + 4); context.stroke();
-    context.lineWidth = 3; context.strokeStyle = "rgba(255,255,255,0.85)"; context.strokeText(tag, x + 6, y);
-    context.fillStyle = "#1b1b1f"; context.fillText(tag, x + 6, y);
+    const box = { left: x + 5, right: x + 7 + context.measureText(tag).width, top: y - 7, bottom: y + 7 };
+    if (!labels.some((b) => b.left < box.right && box.left < b.right && b.top < box.bottom && box.top < b.bottom)) {
+      labels.push(box);
+      context.lineWidth = 3; context.strokeStyle = "rgba(255,255,255,0.85)"; context.strokeText(tag, x + 6, y);
+      context.fillStyle = "#1b1b1f"; context.fillText(tag, x + 6, y);
+    }
     points.push({ kind: "word", index: i, x, y });
     drawnWords++;
   });
