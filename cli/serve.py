@@ -39,8 +39,12 @@ def serve(store, host, port, open_browser):
     if not is_loopback(host):
         click.echo(f"warning: listening on {host}: the library is readable by anyone who can reach that address",
                    err=True)
-    live = open_live(store_path)
-    sock = listening_socket(host, port)
+    sock = listening_socket(host, port)  # first: a port in use is said before the store loads
+    try:
+        live = open_live(store_path)
+    except BaseException:
+        sock.close()
+        raise
     url = url_of(sock, host)
     server = make_server(live, sock, host)
     tracks = len(live.view().library)

@@ -13,7 +13,7 @@ reaches the 95th percentile of the tracks' distance from the centre. One factor 
 keeps their relative lengths: a word the plane shows poorly sits near the centre, honestly,
 instead of being pushed out to the rim like the rest.
 
-With `umap` installed the tracks are laid out by UMAP instead (non-linear: directions mean
+With `umap` installed (and up to UMAP_MAX_TRACKS tracks) the tracks are laid out by UMAP instead (non-linear: directions mean
 nothing there), and a word sits at the mean position of the tracks that score highest for it.
 """
 from __future__ import annotations
@@ -25,6 +25,8 @@ import numpy as np
 MAP_WORDS = 40
 # UMAP places a word at the mean of its best-scoring tracks: this share of the library, at least 3.
 UMAP_WORD_SHARE = 0.05
+# "auto" uses UMAP up to this many tracks: beyond, it takes minutes on a laptop's CPU, PCA a second.
+UMAP_MAX_TRACKS = 20_000
 # Attributes the page can colour the map by (and shows when hovering), besides a word's scores.
 MAP_ATTRIBUTES = ("bpm", "duration", "loudness_db", "brightness", "percussiveness", "onset_density", "mode_strength")
 
@@ -74,12 +76,12 @@ def chosen_words(top_tags: list[list[str] | None], tag_names: list[str], limit: 
 
 def project(track_vectors: np.ndarray, tag_rows: np.ndarray, method: str = "auto") -> tuple[str, np.ndarray, np.ndarray]:
     """(method used, track points [n, 2], word points [m, 2]). method: "pca", "umap", or
-    "auto" (UMAP when the package is installed and the library is big enough for it)."""
+    "auto" (UMAP when the package is installed, for 10 to UMAP_MAX_TRACKS tracks)."""
     vectors = np.asarray(track_vectors, dtype=np.float32)
     tag_rows = np.asarray(tag_rows, dtype=np.float64).reshape(-1, vectors.shape[1] if vectors.ndim == 2 else 0)
     if len(vectors) == 0:
         return "pca", np.zeros((0, 2)), np.zeros((len(tag_rows), 2))
-    if method in ("auto", "umap") and len(vectors) >= 10:
+    if method == "umap" or (method == "auto" and 10 <= len(vectors) <= UMAP_MAX_TRACKS):
         try:
             import umap  # optional; large (numba), so never a requirement
         except ImportError:

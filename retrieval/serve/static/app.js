@@ -39,6 +39,12 @@ function clock(seconds) {
   const m = Math.floor(seconds / 60), s = Math.floor(seconds % 60);
   return `${m}:${String(s).padStart(2, "0")}`;
 }
+// min and max by a loop: Math.min(...values) overflows the call stack at ~100k values
+function extent(values) {
+  let low = Infinity, high = -Infinity;
+  for (const v of values) if (v != null && Number.isFinite(v)) { if (v < low) low = v; if (v > high) high = v; }
+  return [low, high];
+}
 const fixed = (v, digits = 1) => (v == null || !Number.isFinite(v) ? "—" : v.toFixed(digits));
 
 async function api(path) {
@@ -290,8 +296,7 @@ function setColour(by, values = null) {
   const t = state.map.tracks;
   if (by.startsWith("attr:")) state.colour.values = t[by.slice(5)];
   if (state.colour.values) {
-    const finiteValues = state.colour.values.filter((v) => v != null && Number.isFinite(v) && !(by === "attr:bpm" && v === 0));
-    const low = Math.min(...finiteValues), high = Math.max(...finiteValues);
+    const [low, high] = extent(by === "attr:bpm" ? state.colour.values.map((v) => (v === 0 ? null : v)) : state.colour.values);
     state.colour.range = [low, high];
     legend.append(`${by === "word" ? `“${state.colour.word}” score` : by.slice(5).replace(/_/g, " ")}: `,
       el("span", { text: `${fixed(low, 2)} ` }), ...RAMP.map((c) => el("span", { style: `color:${c}`, text: "●" })),
@@ -338,8 +343,9 @@ function drawMap() {
   const map = state.map;
   if (!map) return;
   const t = map.tracks, w = map.words, n = t.x.length;
-  const xs = [...t.x, ...w.x].filter(Number.isFinite), ys = [...t.y, ...w.y].filter(Number.isFinite);
-  const minX = Math.min(...xs), maxX = Math.max(...xs), minY = Math.min(...ys), maxY = Math.max(...ys);
+  const [tx0, tx1] = extent(t.x), [wx0, wx1] = extent(w.x), [ty0, ty1] = extent(t.y), [wy0, wy1] = extent(w.y);
+  const minX = Math.min(tx0, wx0), maxX = Math.max(tx1, wx1), minY = Math.min(ty0, wy0), maxY = Math.max(ty1, wy1);
+  if (!Number.isFinite(minX) || !Number.isFinite(minY)) return;
   const pad = 28, spanX = maxX - minX || 1, spanY = maxY - minY || 1;
   const scale = Math.min((width - 2 * pad) / spanX, (height - 2 * pad) / spanY);
   const offX = (width - scale * spanX) / 2, offY = (height - scale * spanY) / 2;
