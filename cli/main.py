@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
              "A card per track: duration, format, tempo, key and mode, loudness, brightness, top tags."),
     "query": ("mre.cli.search", "query",
               "Words → songs: the tracks that best match TEXT (any words, not a fixed tag list)."),
+    "serve": ("mre.cli.serve", "serve", "A local web page: search by words, listen, and see the library as a map."),
     "similar": ("mre.cli.search", "similar",
                 "Song → songs: the tracks that sound most like TARGET (a file or a track id)."),
     "tags": ("mre.cli.search", "tags",

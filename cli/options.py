@@ -37,22 +37,10 @@ vocab_option = click.option("--vocab", type=click.Path(exists=True, dir_okay=Fal
                             help="Your own tag vocabulary: CSV with a `tag` column, or one tag per line.")
 
 
-def _json_safe(value):
-    """Paths whose names are not UTF-8 as readable text, saying how they were escaped."""
-    from mre.indexer.paths import json_path_fields, readable_path
-
-    if isinstance(value, dict):
-        out = {key: _json_safe(item) for key, item in value.items()}
-        if isinstance(value.get("path"), str):
-            out.update(json_path_fields(value["path"]))
-        return out
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(item) for item in value]
-    return readable_path(value) if isinstance(value, str) else value
-
-
 def emit_json(value) -> None:
-    json.dump(_json_safe(value), sys.stdout, indent=2, ensure_ascii=False)
+    from mre.indexer.paths import json_safe
+
+    json.dump(json_safe(value), sys.stdout, indent=2, ensure_ascii=False)
     sys.stdout.write("\n")
 
 

@@ -68,6 +68,19 @@ def json_path_fields(path: str) -> dict:
     return {"path": readable_path(path), "path_escaped": PATH_ESCAPING}
 
 
+def json_safe(value):
+    """A result (dicts, lists, strings) ready for JSON: paths whose names are not UTF-8 as
+    readable text, saying how they were escaped. `--json` and `mre serve` both write this."""
+    if isinstance(value, dict):
+        out = {key: json_safe(item) for key, item in value.items()}
+        if isinstance(value.get("path"), str):
+            out.update(json_path_fields(value["path"]))
+        return out
+    if isinstance(value, (list, tuple)):
+        return [json_safe(item) for item in value]
+    return readable_path(value) if isinstance(value, str) else value
+
+
 # ---------------------------------------------------------------------------- tables
 
 def path_columns(paths: list[str]):

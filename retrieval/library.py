@@ -245,14 +245,20 @@ class Library:
             return self._search(vector, k)
         if rows is None:
             rows = np.arange(len(self))
+        scores = self._exact_scores(vector, rows, attribute_weights)
+        order = np.argsort(-scores, kind="stable")[:k]
+        return scores[order], rows[order]
+
+    def _exact_scores(self, vector: np.ndarray, rows: np.ndarray,
+                      attribute_weights: dict[str, float] | None) -> np.ndarray:
+        """Raw scores of `rows` (label evidence, plus the attributes' share when weighted)."""
         scores = self.track_vectors[rows] @ np.asarray(vector, dtype=np.float32)
         if attribute_weights:
             columns = list(attribute_weights)
             z = np.stack([self.attribute_z(column)[rows] for column in columns], axis=1)
             scores = attribute_scores(scores, self.label_spread(vector)[0],
                                       np.array([attribute_weights[c] for c in columns]), z)
-        order = np.argsort(-scores, kind="stable")[:k]
-        return scores[order], rows[order]
+        return scores
 
     # -- word → song ---------------------------------------------------------------------------
     def query(self, text: str, k: int = 10, filters: Filters | None = None) -> list[Hit]:
@@ -270,6 +276,22 @@ class Library:
         scores, rows = self._ranked(query.vector, k, filters, query.attribute_weights)
         hits = [self._hit(int(r), s) for r, s in zip(rows, self._display(scores))]
         return QueryResult(hits, query.matched_labels, query.related_labels, query.ignored, query.messages)
+
+    def scores(self, text: str) -> np.ndarray:
+        """Every track's score for a text query, in the store's row order, as `search` shows
+        them (`mre serve` colours its map by a word with these)."""
+        if not text or not text.strip():
+            raise LibraryError("the query is empty: give some words")
+        try:
+            query = self.model.query_vector(text)
+        except ValueError as error:
+            raise LibraryError(str(error)) from None
+        return self._display(self._exact_scores(query.vector, np.arange(len(self)), query.attribute_weights))
+
+    def track_path(self, track_id: str) -> str | None:
+        """The file of a track id, or None: ids only, never a path (`mre serve` hands out files by id)."""
+        row = self._row_of_id.get(track_id)
+        return None if row is None else self._paths[row]
 
     # -- song → words -----------------------------------------------------------------------------
     def tag_space(self) -> TagSpace:
