@@ -30,7 +30,7 @@ from typing import Callable
 import numpy as np
 
 from mre.indexer import fingerprint_match as match
-from mre.indexer.fingerprints import ITEM_SECONDS, Fingerprint, update_fingerprints
+from mre.indexer.fingerprints import INSTALL_HINT, ITEM_SECONDS, Fingerprint, update_fingerprints
 from mre.indexer.paths import printable_path, table_paths
 from mre.indexer.scan import is_under
 from mre.indexer.store import Store, StoreError
@@ -140,7 +140,7 @@ def find_duplicates(store: Store | str | Path | None = None, paths: list[str] | 
     report.fingerprinted = len(rows)
     if not rows:
         if update.missing_tool:
-            raise DuplicatesError(f"no track of the store has a fingerprint yet, and {update.lines()[-1].split(': ', 1)[1]}")
+            raise DuplicatesError(f"no track of the store has a fingerprint yet, and {INSTALL_HINT}")
         return report
     fingerprints: list[Fingerprint] = [update.fingerprints[keys[row]] for row in rows]
     durations = np.array(tracks.column("duration").to_pylist(), dtype=object)[rows]
@@ -201,10 +201,8 @@ def _keep_rank(f: DuplicateFile) -> tuple:
 
 def _keep_reason(files: list[DuplicateFile]) -> str:
     keep, runner_up = files[0], files[1]
-    if keep.lossless and not runner_up.lossless:
-        others = "lossy" if not any(f.lossless for f in files[1:]) else f"{runner_up.format} is lossy"
-        return f"lossless ({keep.format} {keep.codec}); the others are {others}" if others == "lossy" \
-            else f"lossless ({keep.format} {keep.codec})"
+    if keep.lossless and not runner_up.lossless:   # then every other copy is lossy
+        return f"lossless ({keep.format} {keep.codec}); the others are lossy"
     kind = "lossless, " if keep.lossless else ""
     if (keep.bitrate_kbps or 0) > (runner_up.bitrate_kbps or 0) + 0.5:
         what = "PCM rate" if keep.lossless else "average bitrate"
