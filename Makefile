@@ -7,9 +7,17 @@ MRE := $(VENV)/bin/mre
 STAMP := $(VENV)/.installed
 DEMO_STORE ?= demo-store
 
-.PHONY: install demo test train-demo clean
+.PHONY: install fpcalc demo test train-demo clean
 
-install: $(STAMP)
+install: $(STAMP) fpcalc
+
+# `mre duplicates` fingerprints with Chromaprint's fpcalc (a system tool, not on PyPI): installed
+# where apt-get can (as root), else one line says how; mre indexes and searches without it.
+fpcalc:
+	@command -v fpcalc >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+		{ apt-get install -y -qq libchromaprint-tools >/dev/null 2>&1 || { apt-get update -qq >/dev/null 2>&1 && \
+		apt-get install -y -qq libchromaprint-tools >/dev/null 2>&1; }; }; } || \
+		echo "fpcalc not installed: for mre duplicates, apt-get install libchromaprint-tools (or brew install chromaprint)"
 
 # torch 2.13.0 first: it is the local CPU wheel, and every later range admits it,
 # so pip never reaches for the multi-GB CUDA build. musicnn is installed without its

@@ -16,6 +16,8 @@ import click
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "bench": ("mre.cli.bench", "bench", "Benchmarks: retrieval quality on a dataset, and speed."),
     "corpus": ("mre.cli.corpus", "corpus", "Tagged corpora rendered offline, for `mre train --tracks`."),
+    "duplicates": ("mre.cli.duplicates", "duplicates",
+                   "Groups of files that are the same recording, and which copy to keep; nothing is deleted."),
     "index": ("mre.cli.index", "index", "Embed every audio file under PATH and build the store's indexes."),
     "info": ("mre.cli.search", "info",
              "A card per track: duration, format, tempo, key and mode, loudness, brightness, top tags."),

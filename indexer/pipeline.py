@@ -55,6 +55,7 @@ class IndexSummary:
     reembedded_elsewhere: int = 0     # tracks under the store's other roots embedded again with the new model
     damage: str | None = None         # what was wrong with the live generation this run replaced
     decoder_warnings: list[tuple[str, str]] = field(default_factory=list)  # (path, what the decoder said) of indexed files
+    fingerprint_lines: list[str] = field(default_factory=list)  # what the fingerprint pass for `mre duplicates` did
 
     def lines(self) -> list[str]:
         speed = f", {self.audio_seconds / self.seconds:.0f}× realtime" if self.seconds > 0 and self.audio_seconds else ""
@@ -79,6 +80,7 @@ class IndexSummary:
             out.append(f"  indexed {printable_path(path)}, but the decoder said: {message}")
         if len(self.decoder_warnings) > 20:
             out.append(f"  … and {len(self.decoder_warnings) - 20} more files the decoder warned about")
+        out.extend(self.fingerprint_lines)
         if not self.committed:
             out.append("nothing changed: the live index is already up to date")
         return out
@@ -293,8 +295,10 @@ def _index(
     if nothing_changed:
         summary.total = live.tracks().num_rows
         summary.generation = live.id
-        summary.seconds = time.monotonic() - started
         staging.clear()
+        # only files the fingerprint cache lacks (a store made before it, fpcalc installed since)
+        _fingerprint(store, live.tracks(), root_path, workers, summary)
+        summary.seconds = time.monotonic() - started
         return summary
 
     tracks = _assemble_tracks(model, live_tracks, diff, ok, outside)
@@ -317,8 +321,21 @@ def _index(
     summary.committed = True
     summary.generation = generation.id
     summary.total = tracks.num_rows
+    _fingerprint(store, tracks, root_path, workers, summary)
     summary.seconds = time.monotonic() - started
     return summary
+
+
+def _fingerprint(store: Store, tracks: pa.Table, root_path: str, workers: int | None, summary: IndexSummary) -> None:
+    """Fingerprints for `mre duplicates` of the indexed files under root the cache lacks: a
+    separate pass after the commit, so a failure or a missing fpcalc never costs the index.
+    Cache entries of files no longer in the store are dropped."""
+    from mre.indexer.fingerprints import update_fingerprints
+
+    keys = list(zip(table_paths(tracks), tracks.column("size").to_pylist(), tracks.column("mtime_ns").to_pylist()))
+    under_root = [key for key in keys if is_under(key[0], root_path)]
+    update = update_fingerprints(store, under_root, keep=set(keys), workers=workers)
+    summary.fingerprint_lines = update.lines()
 
 
 def _entries_still_there(paths) -> tuple[list[FileEntry], int]:
