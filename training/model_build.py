@@ -65,12 +65,14 @@ def corpus_scale(network, prepared, words, seen_tags: list[str], device="cpu") -
     from mre.embedder.zeroshot import logit
 
     valid = np.flatnonzero(np.array([t.split for t in prepared.tracks]) == "valid")
+    if len(valid) < 2:  # a spread needs two clips (a tiny corpus): the train clips then
+        valid = np.flatnonzero(np.array([t.split for t in prepared.tracks]) != "test")
     embeddings = track_vectors(network, prepared.inputs, prepared.owner, valid, device)
     with torch.inference_mode():
         tags = network.embed_words(torch.from_numpy(words.phrase_matrix(seen_tags))).numpy()
     label_spread = np.median(logit(prepared.teacher_probabilities[valid]).std(axis=0))
     cosine_spread = np.median((embeddings @ tags.T).std(axis=0))
-    return float(label_spread / cosine_spread)
+    return float(label_spread / cosine_spread) if cosine_spread > 0 else 1.0
 
 
 def export_weights(network, prepared, words, seen_tags, unseen_tags, out: Path, provenance: dict) -> dict:
@@ -95,6 +97,10 @@ def export_weights(network, prepared, words, seen_tags, unseen_tags, out: Path, 
                                                   if k.startswith(("head_", "word_weight", "word_bias"))))}
 
 
+def _figure(value: float | None) -> str:
+    return "–" if value is None else f"{value:.3f}"
+
+
 def build(corpus: Path, work: Path, ship: Path, *, backbone: str = "msd+mtt", seed: int = 0, epochs: int = 40,
           device: str = "cpu", workers: int = 1, control: bool = True, log=print) -> dict:
     from mre.benchmarks.train_run import DataOptions, _table_tracks, run_training
@@ -111,8 +117,8 @@ def build(corpus: Path, work: Path, ship: Path, *, backbone: str = "msd+mtt", se
     settings = TrainSettings(epochs=epochs, seed=seed)
     model_file = work / "corpus.mre"
     report, _ = run_training(data, config, settings, model_file, words=words, device=device, workers=workers, log=log)
-    log(f"test split of the training corpus: seen-tag AUC {report.seen_tag_retrieval_auc:.3f}, "
-        f"unseen-tag AUC {report.unseen_tag_retrieval_auc:.3f}")
+    log(f"test split of the training corpus: seen-tag AUC {_figure(report.seen_tag_retrieval_auc)}, "
+        f"unseen-tag AUC {_figure(report.unseen_tag_retrieval_auc)}")
     # the decoded inputs again, from run_training's cache (same files and settings: no decoding)
     tracks = _table_tracks(str(table), words, [])
     prepared = prepare_inputs(tracks, config, cache=model_file.with_name(model_file.name + ".inputs"))
