@@ -32,7 +32,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", type=Path, default=Path("models/corpus.mre"))
     parser.add_argument("--corpus", type=Path, default=Path("corpus/train"))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--epochs", type=int, nargs="+", default=[40],
+                        help="epoch caps to compare (early stopping on the validation loss, patience 6, in each)")
     args = parser.parse_args(argv)
+    import torch
+
+    # a head this small gains nothing from a thread team, which stalls on a shared CPU (README, "Indexing")
+    torch.set_num_threads(1)
     words = WordSpace.load()
     config = ModelConfig(audio_branch="musicnn", backbone="msd+mtt")
     tracks = _table_tracks(str(args.corpus / "tracks.csv"), words, [])
@@ -44,12 +50,12 @@ def main(argv: list[str] | None = None) -> None:
     validation_unseen = sorted(str(t) for t in rng.choice(seen, size=round(VALIDATION_UNSEEN_FRACTION * len(seen)), replace=False))
     train_seen = [t for t in seen if t not in set(validation_unseen)]
     valid_rows = np.flatnonzero(np.array([t.split for t in prepared.tracks]) == "valid")
-    for backbone in ("msd", "msd+mtt"):
+    for backbone, epochs in [(b, e) for b in ("msd", "msd+mtt") for e in args.epochs]:
         width = BACKBONE_FEATURES * (1 if backbone == "msd" else 2)
         inputs = np.asarray(prepared.inputs[:, :width])
         result = train(replace(prepared, inputs=inputs), words, train_seen, validation_unseen,
                        config=ModelConfig(audio_branch="musicnn", backbone=backbone, word_dim=words.dim),
-                       settings=TrainSettings(seed=args.seed), out=Path(f"/tmp/choose-{backbone.replace('+', '-')}.mre"),
+                       settings=TrainSettings(seed=args.seed, epochs=epochs), out=Path(f"/tmp/choose-{backbone.replace('+', '-')}.mre"),
                        fingerprint=backbone, show_progress=False, log=lambda line: None)
         vectors = track_vectors(result.model.network, inputs, prepared.owner, valid_rows, "cpu")
         row = []
@@ -58,7 +64,8 @@ def main(argv: list[str] | None = None) -> None:
             labels = _label_matrix(prepared, kept)[valid_rows]
             auc = tag_retrieval_auc(labels, vectors @ matrix.T, kept).roc_auc
             row.append(f"{name} {np.nanmean(auc):.3f}")
-        print(f"{backbone:8s} best epoch {result.best_epoch:2d}: valid clips, ROC-AUC " + ", ".join(row))
+        print(f"{backbone:8s} at most {epochs:3d} epochs, best {result.best_epoch:3d}: valid clips, ROC-AUC "
+              + ", ".join(row), flush=True)
 
 
 if __name__ == "__main__":

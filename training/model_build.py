@@ -160,6 +160,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--no-control", action="store_true")
     args = parser.parse_args(argv)
+    import torch
+
+    # one thread: the same weights on every machine with the same torch build, and a head this
+    # small gains nothing from a thread team, which stalls on a shared CPU (README, "Indexing")
+    torch.set_num_threads(1)
     manifest = json.loads((args.corpus / "manifest.json").read_text())
     if manifest.get("held_out_evaluation"):
         raise SystemExit(f"{args.corpus} is a held-out evaluation set: it must never train a model")
