@@ -61,7 +61,7 @@ model: install
 # The model card's figures: the held-out MuseScore General set (rendered on first use) and the
 # demo library, mre-zs-musicnn and mre-zs-corpus side by side.
 eval-model: install
-	$(PY) -m mre.benchmarks.corpus_eval --held-out corpus/heldout --json models/corpus_eval.json
+	$(PY) -m mre.benchmarks.corpus_eval --held-out corpus/heldout --speed-rounds 2 --json models/corpus_eval.json
 
 clean:
 	rm -rf $(VENV) $(DEMO_STORE) demo-models build *.egg-info

@@ -1,6 +1,6 @@
 """The corpus model against the default, on music no training ever heard: a held-out SoundFont and real tracks.
 
-    python -m mre.benchmarks.corpus_eval [--held-out corpus/heldout] [--clips 600] [--seed 20190]
+    python -m mre.benchmarks.corpus_eval [--held-out corpus/heldout] [--clips 600] [--seed 20190] [--speed-rounds 2]
                                          [--control models/control.npz] [--json OUT]
 
 1. **Held-out set.** Clips rendered (or reused) through MuseScore General, the SoundFont no
@@ -178,6 +178,26 @@ def demo_figures(model: CorpusZeroShotModel, old: ZeroShotTaggerModel, workers: 
     return figures
 
 
+def indexing_speed(model: CorpusZeroShotModel, old: ZeroShotTaggerModel, rounds: int, workers: int | None) -> dict:
+    """Seconds of audio embedded per second, the demo library as `mre index` embeds it (decoding,
+    attributes, mel, model), the two models alternating so that a busy shared CPU slows both alike."""
+    import immich_memories_music
+
+    from mre.embedder.audio import audio_files_under
+
+    paths = [str(p) for p in audio_files_under(Path(immich_memories_music.__file__).parent / "tracks")]
+    totals = {"old": [0.0, 0.0], "new": [0.0, 0.0]}
+    for _ in range(rounds):
+        for name, which in (("old", old), ("new", model)):
+            started = time.monotonic()
+            audio = sum(t.analysed_seconds for t in embed_files(paths, which, device="cpu", workers=workers,
+                                                                analyse=extract_attributes))
+            totals[name][0] += audio
+            totals[name][1] += time.monotonic() - started
+    speeds = {name: audio / seconds for name, (audio, seconds) in totals.items()}
+    return speeds | {"ratio": speeds["new"] / speeds["old"], "rounds": rounds}
+
+
 def format_figures(held_out: dict, demo: dict | None) -> str:
     def f(value):
         return "   –  " if value is None or not np.isfinite(value) else f"{value:6.3f}"
@@ -212,6 +232,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="the control's weights from `make model` (skipped when missing)")
     parser.add_argument("--no-demo", action="store_true")
     parser.add_argument("--workers", type=int, default=None)
+    parser.add_argument("--speed-rounds", type=int, default=0,
+                        help="also time indexing the demo library with both models, alternating, this many rounds")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
     model = CorpusZeroShotModel(path=args.weights)
@@ -227,8 +249,13 @@ def main(argv: list[str] | None = None) -> None:
     held_out = held_out_figures(folder, model, old, control, args.workers)
     demo = None if args.no_demo else demo_figures(model, old, args.workers)
     print(format_figures(held_out, demo))
+    speed = indexing_speed(model, old, args.speed_rounds, args.workers) if args.speed_rounds else None
+    if speed:
+        print(f"Indexing speed (demo library, {speed['rounds']} alternating rounds): mre-zs-musicnn "
+              f"{speed['old']:.1f}x realtime, mre-zs-corpus {speed['new']:.1f}x realtime: ratio {speed['ratio']:.2f}")
     if args.json:
-        args.json.write_text(json.dumps({"held_out": held_out, "demo": demo, "model": model.model_id}, indent=1) + "\n")
+        args.json.write_text(json.dumps({"held_out": held_out, "demo": demo, "speed": speed, "model": model.model_id},
+                                        indent=1) + "\n")
 
 
 if __name__ == "__main__":
