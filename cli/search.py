@@ -65,7 +65,7 @@ def query(text, store, k, as_json, word_vectors, bpm, key_name, mode, min_durati
               help="How many tags  [default: 10; with --threshold, every tag that reaches it].")
 @click.option("--threshold", type=float, default=None,
               help="Every tag whose score reaches this, best first (at most -k when given too). Scores are "
-                   "0–1 for mre-zs-musicnn and the taggers, cosines for a trained model.")
+                   "0–1 for the zero-shot models and the taggers, cosines for a trained model.")
 @json_option
 @vocab_option
 @word_vectors_option

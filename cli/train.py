@@ -19,6 +19,8 @@ from mre.cli.options import device_option, emit_json, json_option, one_line_erro
 @click.option("--out", type=click.Path(dir_okay=False), required=True, help="The model file to write.")
 @click.option("--audio-branch", type=click.Choice(["paper", "musicnn"]), default="paper", show_default=True,
               help="paper: the paper's CNN from scratch; musicnn: a head on the frozen pre-trained MSD tagger.")
+@click.option("--backbone", type=click.Choice(["msd", "msd+mtt"]), default="msd", show_default=True,
+              help="--audio-branch musicnn: the frozen taggers whose penultimate features the head reads.")
 @click.option("--unseen-tags", "unseen_tags_file", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Tags held out of training, one per line (default: a random --unseen-fraction).")
 @click.option("--unseen-fraction", type=click.FloatRange(0, 1, max_open=True), default=0.25, show_default=True)
@@ -44,7 +46,7 @@ from mre.cli.options import device_option, emit_json, json_option, one_line_erro
 @click.option("--workers", type=click.IntRange(min=0), default=None, help="Decode processes (default: cores − 1).")
 @json_option
 @one_line_errors
-def train(tracks_table, teacher, library, teacher_threshold, out, audio_branch, unseen_tags_file, unseen_fraction,
+def train(tracks_table, teacher, library, teacher_threshold, out, audio_branch, backbone, unseen_tags_file, unseen_fraction,
           seed, epochs, patience, batch_size, optimizer, lr, margin, negatives, max_seconds, max_patches, resume,
           word_vectors, device, workers, as_json):
     """Train the paper's two-branch model (audio CNN + word projection, hinge loss) and evaluate it.
@@ -71,9 +73,11 @@ def train(tracks_table, teacher, library, teacher_threshold, out, audio_branch, 
                        unseen_fraction=unseen_fraction, max_seconds=max_seconds, max_patches=max_patches)
     settings = TrainSettings(epochs=epochs, batch_size=batch_size, optimizer=optimizer, learning_rate=lr,
                              margin=margin, negatives=negatives, patience=patience, seed=seed)
+    if backbone != "msd" and audio_branch != "musicnn":
+        raise click.UsageError("--backbone applies to --audio-branch musicnn")
     log = (lambda line: click.echo(line, err=True)) if as_json else click.echo
     try:
-        report, written = run_training(data, ModelConfig(audio_branch=audio_branch), settings, out,
+        report, written = run_training(data, ModelConfig(audio_branch=audio_branch, backbone=backbone), settings, out,
                                        word_vectors=word_vectors, resume=resume, device=str(choose_device(device)),
                                        workers=default_workers() if workers is None else workers, log=log)
     except TrainingDataError as error:

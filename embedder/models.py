@@ -11,10 +11,15 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from mre.embedder.registry import MODELS, get_model_spec, load_tagger
-from mre.embedder.zeroshot import MODEL_NAME as DEFAULT_MODEL, ZeroShotTaggerModel, torch_device
+from mre.embedder.corpus_model import CORPUS_MODEL_NAME, CorpusZeroShotModel
+from mre.embedder.zeroshot import MODEL_NAME as TAGGER_ZEROSHOT_MODEL, ZeroShotTaggerModel, torch_device
 
 if TYPE_CHECKING:
     import torch
+
+# The model `mre index` uses when none is named. mre-zs-musicnn stays available by name, and a
+# store made with it keeps being searched with it (the store records its model).
+DEFAULT_MODEL = TAGGER_ZEROSHOT_MODEL
 
 __all__ = ["DEFAULT_MODEL", "TaggerModel", "load_model", "model_names", "shown_scores"]
 
@@ -61,8 +66,11 @@ def shown_scores(model, raw: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-raw)) if isinstance(model, ZeroShotTaggerModel) else raw
 
 
+ZERO_SHOT_MODELS = {TAGGER_ZEROSHOT_MODEL: ZeroShotTaggerModel, CORPUS_MODEL_NAME: CorpusZeroShotModel}
+
+
 def model_names() -> list[str]:
-    return [DEFAULT_MODEL, *MODELS]
+    return [DEFAULT_MODEL, *[name for name in ZERO_SHOT_MODELS if name != DEFAULT_MODEL], *MODELS]
 
 
 def load_model(name: str | None = None, device: str | torch.device = "cpu", word_vectors: str | None = None):
@@ -72,8 +80,8 @@ def load_model(name: str | None = None, device: str | torch.device = "cpu", word
     is first embedded.
     """
     name = name or DEFAULT_MODEL
-    if name == DEFAULT_MODEL:
-        return ZeroShotTaggerModel(device=device, word_vectors=word_vectors)
+    if name in ZERO_SHOT_MODELS:
+        return ZERO_SHOT_MODELS[name](device=device, word_vectors=word_vectors)
     if name in MODELS:
         return TaggerModel(name, device=device)
     if Path(name).is_file():

@@ -32,6 +32,10 @@ AUDIO_BRANCHES = ("paper", "musicnn")
 # The pretrained branch's backbone: trained on MSD, as the paper's model was.
 BACKBONE_TAGGER = "musicnn-msd"
 BACKBONE_FEATURES = 200  # musicnn's penultimate dense layer
+# Which frozen taggers' penultimate features the head reads, concatenated in this order.
+# "msd+mtt" adds the MagnaTagATune tagger (instruments, "no vocals", "harpsichord"...): the
+# default zero-shot model runs both taggers anyway, so its features cost no extra pass.
+BACKBONES = {"msd": ("musicnn-msd",), "msd+mtt": ("musicnn-msd", "musicnn-mtt")}
 
 # Paper settings: 128 mel bands and ~3 s patches (130 frames at 22.05 kHz, hop 512). Here at
 # 16 kHz / hop 256 (187 frames, the same 3 s), the rate the musicnn taggers use, so a
@@ -50,16 +54,28 @@ class ModelConfig:
     conv_kernels: tuple[int, ...] = (4, 4, 4, 2)
     conv_pools: tuple[int, ...] = (4, 4, 4, 2)
     head_hidden: int = 256          # musicnn branch: width of the head's hidden layer
+    backbone: str = "msd"           # musicnn branch: which taggers' features (BACKBONES)
     word_dim: int = 50
     frontend: dict = field(default_factory=PAPER_FRONTEND.as_dict)
 
     def __post_init__(self) -> None:
         if self.audio_branch not in AUDIO_BRANCHES:
             raise ValueError(f"audio branch must be one of {', '.join(AUDIO_BRANCHES)}, got {self.audio_branch!r}")
+        if self.backbone not in BACKBONES:
+            raise ValueError(f"backbone must be one of {', '.join(BACKBONES)}, got {self.backbone!r}")
         if not len(self.conv_channels) == len(self.conv_kernels) == len(self.conv_pools):
             raise ValueError("conv_channels, conv_kernels and conv_pools need one entry per layer")
         self.conv_channels, self.conv_kernels, self.conv_pools = (
             tuple(int(v) for v in values) for values in (self.conv_channels, self.conv_kernels, self.conv_pools))
+
+    @property
+    def backbone_taggers(self) -> tuple[str, ...]:
+        return BACKBONES[self.backbone]
+
+    @property
+    def feature_dim(self) -> int:
+        """Width of the musicnn branch's input: 200 penultimate features per backbone tagger."""
+        return BACKBONE_FEATURES * len(self.backbone_taggers)
 
     @property
     def frontend_config(self) -> FrontendConfig:
@@ -89,11 +105,11 @@ class PaperAudioBranch(nn.Module):
 
 
 class FeatureHead(nn.Module):
-    """Standardised backbone features ``[B, 200]`` → ``[B, embedding_dim]``."""
+    """Standardised backbone features ``[B, 200 per tagger]`` → ``[B, embedding_dim]``."""
 
     def __init__(self, config: ModelConfig):
         super().__init__()
-        self.layers = nn.Sequential(nn.Linear(BACKBONE_FEATURES, config.head_hidden), nn.ReLU(),
+        self.layers = nn.Sequential(nn.Linear(config.feature_dim, config.head_hidden), nn.ReLU(),
                                     nn.Linear(config.head_hidden, config.embedding_dim))
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
@@ -109,7 +125,7 @@ class TwoBranchModel(nn.Module):
         self.audio = PaperAudioBranch(config) if config.audio_branch == "paper" else FeatureHead(config)
         self.words = nn.Linear(config.word_dim, config.embedding_dim)
         # paper branch: one scalar mean/std of the log-mel; musicnn branch: one per feature
-        size = 1 if config.audio_branch == "paper" else BACKBONE_FEATURES
+        size = 1 if config.audio_branch == "paper" else config.feature_dim
         self.register_buffer("input_mean", torch.zeros(size))
         self.register_buffer("input_std", torch.ones(size))
 

@@ -110,6 +110,7 @@ class TrainedModel:
             "model_file": str(Path(self.path).resolve()) if self.path else None,
             "kind": KIND,
             "audio_branch": self.config.audio_branch,
+            "backbone": self.config.backbone if self.config.audio_branch == "musicnn" else None,
             "dim": self.dim,
             "word_vectors": self.word_vectors_id,
             "frontend": self.frontend.as_dict(),
@@ -121,22 +122,23 @@ class TrainedModel:
         self.device = torch.device(device)
         self.network.to(self.device)
         if self._backbone is not None:
-            self._backbone = self._backbone.to(self.device)
+            self._backbone = [tagger.to(self.device) for tagger in self._backbone]
         return self
 
     # -- audio side ---------------------------------------------------------------------
     @property
-    def backbone(self):
+    def backbone(self) -> list:
+        """The frozen taggers whose penultimate features the head reads, in the config's order."""
         if self._backbone is None:
             from mre.embedder.registry import load_tagger
 
-            self._backbone = load_tagger(BACKBONE_TAGGER, device=self.device)
+            self._backbone = [load_tagger(name, device=self.device) for name in self.config.backbone_taggers]
         return self._backbone
 
     def branch_inputs(self, mel_patches: torch.Tensor) -> torch.Tensor:
         """What the trainable audio branch reads: the mel patches, or the frozen backbone's features."""
         if self.config.audio_branch == "musicnn":
-            return self.backbone(mel_patches)[1]
+            return torch.cat([tagger(mel_patches)[1] for tagger in self.backbone], dim=1)
         return mel_patches
 
     def patch_outputs(self, mel_patches: torch.Tensor) -> torch.Tensor:

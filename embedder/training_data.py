@@ -44,7 +44,7 @@ class PreparedInputs:
     """Model inputs of the tracks that decoded, patch by patch."""
 
     tracks: list[LabelledTrack]
-    inputs: np.ndarray                      # [n_patches, frames, n_mels] or [n_patches, 200], float16;
+    inputs: np.ndarray                      # [n_patches, frames, n_mels] or [n_patches, 200 per backbone tagger], float16;
                                             # memory-mapped when prepared with a cache file
     owner: np.ndarray                       # [n_patches] index into tracks
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
@@ -60,20 +60,23 @@ def _spread(n_available: int, n_wanted: int) -> np.ndarray:
 
 
 class _TeacherPass:
-    """Both taggers on the same patches: [MSD probabilities | MTT probabilities | MSD penultimate]."""
+    """Both taggers on the same patches: [MSD probabilities | MTT probabilities | MSD penultimate | MTT penultimate]."""
 
     def __init__(self, msd, mtt):
         self.msd, self.mtt = msd, mtt
 
     def patch_outputs(self, patches: torch.Tensor) -> torch.Tensor:
-        msd_probabilities, features = self.msd(patches)
-        return torch.cat([msd_probabilities, self.mtt(patches)[0], features], dim=1)
+        msd_probabilities, msd_features = self.msd(patches)
+        mtt_probabilities, mtt_features = self.mtt(patches)
+        return torch.cat([msd_probabilities, mtt_probabilities, msd_features, mtt_features], dim=1)
 
 
 def inputs_key(tracks: Sequence[LabelledTrack], config: ModelConfig, teacher: bool, max_seconds, max_patches) -> str:
     """Names what prepare_inputs makes: the files (path, size, mtime), the front-end, the branch, the caps."""
     settings = {"frontend": config.frontend, "branch": config.audio_branch, "teacher": teacher,
                 "max_seconds": max_seconds, "max_patches": max_patches, "version": 1}
+    if config.audio_branch == "musicnn" and config.backbone != "msd":  # keys of earlier caches unchanged
+        settings["backbone"] = config.backbone
     return fingerprint([LabelledTrack(t.path, []) for t in tracks], settings)
 
 
@@ -135,7 +138,8 @@ def prepare_inputs(tracks: Sequence[LabelledTrack], config: ModelConfig, *, teac
     n_probabilities = len(get_model_spec("musicnn-msd").labels) + len(get_model_spec("musicnn-mtt").labels)
     # on CPU the taggers run as slices on single-threaded threads, as indexing does (see runner)
     threads = CpuPatchThreads(default_model_threads()) if needs_musicnn and device.type == "cpu" else None
-    patch_shape = (200,) if config.audio_branch == "musicnn" else (student_frontend.patch_frames, student_frontend.n_mels)
+    patch_shape = ((config.feature_dim,) if config.audio_branch == "musicnn"
+                   else (student_frontend.patch_frames, student_frontend.n_mels))
     capacity = len(tracks) * max_patches
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
@@ -160,7 +164,8 @@ def prepare_inputs(tracks: Sequence[LabelledTrack], config: ModelConfig, *, teac
                 patches = make_patches(musicnn_mel(waveform)[0], musicnn_frontend.patch_frames)
                 chosen = torch.from_numpy(_spread(len(patches), max_patches)).to(device)
                 outputs = threads(teacher_pass, patches) if threads else teacher_pass.patch_outputs(patches)
-                features = outputs[:, n_probabilities:]
+                # the backbone taggers' penultimate features, MSD's first (BACKBONES)
+                features = outputs[:, n_probabilities:n_probabilities + config.feature_dim]
                 merged = outputs[:, :n_probabilities] @ teacher_model._merge.to(device)
                 probabilities.append(merged.mean(dim=0).cpu().numpy())
             if config.audio_branch == "musicnn":

@@ -199,3 +199,23 @@ def test_mre_train_learns_from_the_tiny_corpus(corpus, tmp_path):
     assert sum(report.tracks.values()) == len(rows)
     assert report.tracks.get("train", 0) == sum(r["split"] == "train" for r in rows)
     assert not any("no word vector" in line for line in lines), lines
+
+
+def test_make_model_trains_on_the_tiny_corpus_and_writes_a_loadable_corpus_model(corpus, tmp_path):
+    """`make model` end to end on the tiny render: musicnn-feature head, held-out tags unseen,
+    deterministic weights file, the paper's control beside it; the file serves as mre-zs-corpus."""
+    from mre.embedder.corpus_model import CorpusZeroShotModel
+    from mre.training.corpus.held_out import held_out_tags
+    from mre.training.model_build import build
+
+    out, _, _ = corpus
+    result = build(out, tmp_path / "work", tmp_path / "ship.npz", epochs=1, workers=0, log=lambda line: None)
+    family, family_tags, styles = held_out_tags()
+    assert set(result["report"]["unseen_tags"]) <= set(family_tags + styles)
+    assert not set(result["report"]["seen_tags"]) & set(family_tags + styles)
+    model = CorpusZeroShotModel(path=tmp_path / "ship.npz")
+    assert model.scale > 0 and model.query_vector("trumpet").vector[model.label_dim:].any()
+    assert (tmp_path / "work" / "control.npz").is_file()
+    again = build(out, tmp_path / "again", tmp_path / "again.npz", epochs=1, workers=0, control=False, log=lambda line: None)
+    assert again["shipped"] == result["shipped"]
+    assert (tmp_path / "again.npz").read_bytes() == (tmp_path / "ship.npz").read_bytes()  # deterministic bytes

@@ -1,0 +1,262 @@
+"""The corpus model against the default, on music no training ever heard: a held-out SoundFont and real tracks.
+
+    python -m mre.benchmarks.corpus_eval [--held-out corpus/heldout] [--clips 600] [--seed 20190] [--speed-rounds 2]
+                                         [--control models/control.npz] [--json OUT]
+
+1. **Held-out set.** Clips rendered (or reused) through MuseScore General, the SoundFont no
+   training corpus may contain, with a seed the training corpus does not use
+   (`mre corpus build --held-out-evaluation`). Tag-retrieval ROC-AUC, macro over the tags
+   with positive and negative clips, in groups: words of the training vocabulary the taggers
+   lack (the trained space answers them), held-out words (training never saw them: the
+   strings family and three styles, training/data/held_out_tags.txt), tagger label words
+   (both models must rank them as the tagger's probability does), and the paper's control:
+   the same training with random word vectors, on the held-out words.
+2. **Demo library** (real music, evaluation only): the mood folders of `immich-memories-music`
+   and its acoustic/electronic file names, scored as `mre bench quality` and `mre query`
+   score (label evidence plus attribute weights on the tracks' standardised attributes).
+
+Both models are measured from one forward pass of the taggers per clip: the corpus model's
+patch outputs carry the default model's label probabilities unchanged, so the default's
+track vector is that part's log-odds — the vector `mre index --model mre-zs-musicnn` makes.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from mre.benchmarks.metrics import tag_retrieval_auc
+from mre.benchmarks.quality_run import _with_attributes
+from mre.embedder.attributes import extract_attributes
+from mre.embedder.corpus_model import CorpusZeroShotModel
+from mre.embedder.runner import embed_files
+from mre.embedder.zeroshot import ZeroShotTaggerModel
+
+HELD_OUT_SOUNDFONT = Path("/usr/share/sounds/sf3/MuseScore_General_Full.sf3")
+HELD_OUT_SEED = 20190        # the training corpus is seed 0; clips depend on (seed, index) only
+MIN_POSITIVES = 3            # a tag with fewer positive clips gives an AUC of a few pairs
+DEMO_MOODS = ("calm", "energetic", "happy", "nostalgic", "tender")
+DEMO_SOUNDS = ("acoustic", "electronic")
+
+
+class _SharedPass:
+    """The corpus model's patch outputs with a second head (the control) on the same features."""
+
+    def __init__(self, model: CorpusZeroShotModel, control: CorpusZeroShotModel | None):
+        self.model, self.control = model, control
+        self.frontend, self.device = model.frontend, model.device
+        self.output_dim = model.dim + (control.trained_dim if control else 0)
+
+    def patch_outputs(self, mel_patches):
+        import torch
+
+        tagger_outputs = [tagger(mel_patches) for tagger in self.model.taggers]
+        outputs = self.model.outputs_from(tagger_outputs)
+        if self.control is None:
+            return outputs
+        return torch.cat([outputs, self.control.head_embedding(tagger_outputs)], dim=1)
+
+
+def ensure_held_out_set(folder: Path, clips: int, seed: int, workers: int) -> Path:
+    """Render the held-out set unless a complete one (same seed, held-out flag) is there."""
+    from mre.training.corpus.build import CorpusOptions, build_corpus, resolve_soundfonts
+
+    manifest_path = folder / "manifest.json"
+    if manifest_path.is_file():
+        manifest = json.loads(manifest_path.read_text())
+        if not manifest.get("held_out_evaluation"):
+            raise SystemExit(f"{folder} is a training corpus, not a held-out evaluation set")
+        return folder
+    fonts = resolve_soundfonts([str(HELD_OUT_SOUNDFONT)], held_out_evaluation=True)
+    build_corpus(CorpusOptions(out=folder, clips=clips, seed=seed, soundfonts=fonts, held_out_evaluation=True),
+                 workers=workers, progress=True)
+    return folder
+
+
+def embed(paths: list[str], model, control, workers: int | None) -> tuple[list[int], np.ndarray, list[dict]]:
+    """(rows that decoded, mean patch outputs, attributes) in one pass over the files."""
+    rows, means, attributes = [], [], []
+    for row, track in enumerate(embed_files(paths, _SharedPass(model, control), device="cpu", workers=workers,
+                                            analyse=extract_attributes)):
+        if track.error is None and track.patch_mean is not None:
+            rows.append(row)
+            means.append(track.patch_mean)
+            attributes.append(track.extras.as_dict() if hasattr(track.extras, "as_dict") else {})
+    return rows, np.stack(means), attributes
+
+
+def query_scores(model, track_vectors: np.ndarray, tags: list[str], attributes: list[dict]) -> np.ndarray:
+    """[tracks, tags]: each tag as a query, scored as `mre query` scores a store of these tracks."""
+    matrix, kept = model.tag_matrix(tags)
+    assert kept == tags, f"tags without word vectors: {sorted(set(tags) - set(kept))}"
+    weights = [model.attribute_weights(tag) for tag in tags]
+    return _with_attributes(track_vectors.astype(np.float64) @ matrix.T.astype(np.float64), weights, attributes)
+
+
+def macro(labels: np.ndarray, scores: np.ndarray, tags: list[str], group: list[str]) -> tuple[float, dict]:
+    columns = [tags.index(t) for t in group]
+    result = tag_retrieval_auc(labels[:, columns], scores[:, columns], group)
+    per_tag = {t: float(v) for t, v in zip(group, result.roc_auc) if np.isfinite(v)}
+    return (float(np.mean(list(per_tag.values()))) if per_tag else float("nan")), per_tag
+
+
+def held_out_figures(folder: Path, model: CorpusZeroShotModel, old: ZeroShotTaggerModel,
+                     control: CorpusZeroShotModel | None, workers: int | None) -> dict:
+    with open(folder / "tracks.csv", newline="", encoding="utf-8") as handle:
+        table = list(csv.DictReader(handle))
+    paths = [str(folder / row["path"]) for row in table]
+    started = time.monotonic()
+    rows, means, attributes = embed(paths, model, control, workers)
+    seconds = time.monotonic() - started
+    clip_tags = [set(table[r]["tags"].split("|")) for r in rows]
+    counts = {tag: sum(tag in tags for tags in clip_tags) for tag in set().union(*clip_tags)}
+    tags = sorted(t for t, n in counts.items() if MIN_POSITIVES <= n <= len(rows) - MIN_POSITIVES)
+    labels = np.array([[t in tags_of for t in tags] for tags_of in clip_tags])
+    new_vectors = np.stack([model.track_vector(m[:model.dim]) for m in means])
+    old_vectors = np.stack([old.track_vector(m[:model.label_dim]) for m in means])
+    new_scores = query_scores(model, new_vectors, tags, attributes)
+    old_scores = query_scores(old, old_vectors, tags, attributes)
+
+    is_label = {t: model.is_label_query(t) for t in tags}
+    held_out = set(model.held_out_words)
+    groups = {
+        "training words (not labels)": [t for t in tags if not is_label[t] and t in set(model.seen_words)],
+        "held-out words (not labels)": [t for t in tags if not is_label[t] and t in held_out],
+        "held-out words (all)": [t for t in tags if t in held_out],
+        "tagger label words": [t for t in tags if is_label[t]],
+    }
+    figures = {"clips": len(rows), "embed_seconds": round(seconds, 1), "tags": len(tags), "groups": {}}
+    for name, group in groups.items():
+        old_macro, old_per = macro(labels, old_scores, tags, group)
+        new_macro, new_per = macro(labels, new_scores, tags, group)
+        figures["groups"][name] = {"n": len(group), "old": old_macro, "new": new_macro,
+                                   "per_tag": {t: {"old": old_per.get(t), "new": new_per.get(t)} for t in group}}
+    # the taggers' own AUC on their labels: the label column's log-odds, a monotone map of the probability
+    label_group = groups["tagger label words"]
+    tagger_scores = np.stack([old_vectors[:, np.flatnonzero(old._one_hot(tuple(old.words.tokens(t))))].mean(axis=1)
+                              for t in label_group], axis=1) if label_group else np.zeros((len(rows), 0))
+    figures["groups"]["tagger label words"]["tagger"] = macro(labels[:, [tags.index(t) for t in label_group]],
+                                                              tagger_scores, label_group, label_group)[0]
+    group = groups["held-out words (not labels)"]
+    if control is not None and group:
+        # the paper's control: the trained part alone, random word vectors (attributes left out for both)
+        words = control.words
+        control_part = means[:, model.dim:]
+        control_part = control_part / np.linalg.norm(control_part, axis=1, keepdims=True)
+        control_scores = control_part @ control.project_words(np.stack([words.phrase_vector(t).vector for t in group])).T
+        trained_part = new_vectors[:, model.label_dim:]
+        glove_scores = trained_part @ model.project_words(np.stack([model.words.phrase_vector(t).vector for t in group])).T
+        columns = [tags.index(t) for t in group]
+        figures["control"] = {"n": len(group),
+                              "glove": macro(labels[:, columns], glove_scores, group, group)[0],
+                              "random": macro(labels[:, columns], control_scores, group, group)[0]}
+    return figures
+
+
+def demo_figures(model: CorpusZeroShotModel, old: ZeroShotTaggerModel, workers: int | None) -> dict:
+    import immich_memories_music
+
+    from mre.embedder.audio import audio_files_under
+
+    root = Path(immich_memories_music.__file__).parent / "tracks"
+    paths = [str(p) for p in audio_files_under(root)]
+    tags = list(DEMO_MOODS + DEMO_SOUNDS)
+    truth = np.array([[Path(p).parent.name == t or f"_{t}_" in Path(p).name for t in tags] for p in paths])
+    rows, means, attributes = embed(paths, model, None, workers)
+    truth = truth[rows]
+    figures = {"tracks": len(rows)}
+    for name, make_vector, scorer in (("old", lambda m: old.track_vector(m[:model.label_dim]), old),
+                                      ("new", model.track_vector, model)):
+        scores = query_scores(scorer, np.stack([make_vector(m) for m in means]), tags, attributes)
+        moods = macro(truth, scores, tags, list(DEMO_MOODS))
+        sounds = macro(truth, scores, tags, list(DEMO_SOUNDS))
+        figures[name] = {"moods": moods[0], "sounds": sounds[0], "per_tag": moods[1] | sounds[1]}
+    return figures
+
+
+def indexing_speed(model: CorpusZeroShotModel, old: ZeroShotTaggerModel, rounds: int, workers: int | None) -> dict:
+    """Seconds of audio embedded per second, the demo library as `mre index` embeds it (decoding,
+    attributes, mel, model), the two models alternating so that a busy shared CPU slows both alike."""
+    import immich_memories_music
+
+    from mre.embedder.audio import audio_files_under
+
+    paths = [str(p) for p in audio_files_under(Path(immich_memories_music.__file__).parent / "tracks")]
+    totals = {"old": [0.0, 0.0], "new": [0.0, 0.0]}
+    for _ in range(rounds):
+        for name, which in (("old", old), ("new", model)):
+            started = time.monotonic()
+            audio = sum(t.analysed_seconds for t in embed_files(paths, which, device="cpu", workers=workers,
+                                                                analyse=extract_attributes))
+            totals[name][0] += audio
+            totals[name][1] += time.monotonic() - started
+    speeds = {name: audio / seconds for name, (audio, seconds) in totals.items()}
+    return speeds | {"ratio": speeds["new"] / speeds["old"], "rounds": rounds}
+
+
+def format_figures(held_out: dict, demo: dict | None) -> str:
+    def f(value):
+        return "   –  " if value is None or not np.isfinite(value) else f"{value:6.3f}"
+
+    lines = [f"Held-out set: {held_out['clips']} clips rendered through MuseScore General (never trained on), "
+             f"{held_out['tags']} tags with ≥ {MIN_POSITIVES} positives; tag-retrieval ROC-AUC, macro:",
+             f"  {'words':32s} {'n':>3s}  {'mre-zs-musicnn':>14s}  {'mre-zs-corpus':>13s}"]
+    for name, group in held_out["groups"].items():
+        lines.append(f"  {name:32s} {group['n']:3d}  {f(group['old']):>14s}  {f(group['new']):>13s}"
+                     + (f"   (the taggers' own: {f(group['tagger']).strip()})" if "tagger" in group else ""))
+    if "control" in held_out:
+        c = held_out["control"]
+        lines.append(f"  paper's control, held-out words (trained space alone, no attributes): GloVe {f(c['glove']).strip()}, "
+                     f"random word vectors {f(c['random']).strip()}")
+    if demo is not None:
+        lines.append(f"Demo library ({demo['tracks']} real tracks; scored as `mre query`, attributes standardised over them):")
+        lines.append(f"  {'tags':32s}      {'mre-zs-musicnn':>14s}  {'mre-zs-corpus':>13s}")
+        lines.append(f"  {'5 mood folders':32s}      {f(demo['old']['moods']):>14s}  {f(demo['new']['moods']):>13s}")
+        lines.append(f"  {'acoustic / electronic':32s}      {f(demo['old']['sounds']):>14s}  {f(demo['new']['sounds']):>13s}")
+        for tag in DEMO_MOODS + DEMO_SOUNDS:
+            lines.append(f"    {tag:30s}      {f(demo['old']['per_tag'].get(tag)):>14s}  {f(demo['new']['per_tag'].get(tag)):>13s}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--held-out", type=Path, default=Path("corpus/heldout"))
+    parser.add_argument("--clips", type=int, default=600)
+    parser.add_argument("--seed", type=int, default=HELD_OUT_SEED)
+    parser.add_argument("--weights", type=Path, default=None, help="corpus model weights (default: the shipped ones)")
+    parser.add_argument("--control", type=Path, default=Path("models/control.npz"),
+                        help="the control's weights from `make model` (skipped when missing)")
+    parser.add_argument("--no-demo", action="store_true")
+    parser.add_argument("--workers", type=int, default=None)
+    parser.add_argument("--speed-rounds", type=int, default=0,
+                        help="also time indexing the demo library with both models, alternating, this many rounds")
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args(argv)
+    model = CorpusZeroShotModel(path=args.weights)
+    old = ZeroShotTaggerModel()
+    control = None
+    if args.control.is_file():
+        from mre.training.model_build import random_word_space
+
+        with np.load(args.control) as arrays:
+            vocabulary = [str(t) for t in arrays["seen_tags"]] + [str(t) for t in arrays["unseen_tags"]]
+        control = CorpusZeroShotModel(path=args.control, word_space=random_word_space(vocabulary, model.words.dim))
+    folder = ensure_held_out_set(args.held_out, args.clips, args.seed, args.workers or 1)
+    held_out = held_out_figures(folder, model, old, control, args.workers)
+    demo = None if args.no_demo else demo_figures(model, old, args.workers)
+    print(format_figures(held_out, demo))
+    speed = indexing_speed(model, old, args.speed_rounds, args.workers) if args.speed_rounds else None
+    if speed:
+        print(f"Indexing speed (demo library, {speed['rounds']} alternating rounds): mre-zs-musicnn "
+              f"{speed['old']:.1f}x realtime, mre-zs-corpus {speed['new']:.1f}x realtime: ratio {speed['ratio']:.2f}")
+    if args.json:
+        args.json.write_text(json.dumps({"held_out": held_out, "demo": demo, "speed": speed, "model": model.model_id},
+                                        indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()

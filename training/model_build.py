@@ -1,0 +1,176 @@
+"""`make model`: train the corpus model on a rendered corpus and write the weights mre ships.
+
+    python -m mre.training.model_build --corpus corpus/train --work models \\
+        --ship embedder/weights/mre-zs-corpus.npz
+
+1. trains the paper's two-branch model (`mre train`'s run: hinge loss, margin 0.4, the
+   held-out tags of training/data/held_out_tags.txt unseen) with the musicnn audio branch on
+   the frozen taggers' penultimate features;
+2. sets the scale that puts the trained space beside the label log-odds, on the corpus's
+   validation clips only (never the held-out SoundFont): the median over labels of a
+   label's log-odds spread over clips, over the median over seen tags of a tag's cosine
+   spread — a trained word then moves scores as much as a label word does;
+3. writes the head, the word projection and the scale as one .npz (written byte-for-byte
+   deterministically, so the model id only changes when the weights do);
+4. trains the paper's control beside it (random word vectors for the same tags, same data
+   and seed) into WORK/control.npz, for `python -m mre.benchmarks.corpus_eval`.
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from mre.training.corpus.held_out import HELD_OUT_FILE
+
+FIXED_ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # the earliest a zip entry can carry: no build time in the bytes
+CONTROL_SEED = 1
+
+
+def write_npz_deterministic(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Like np.savez, without the wall-clock time numpy writes into every entry."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".tmp")
+    with zipfile.ZipFile(temporary, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name in sorted(arrays):
+            buffer = io.BytesIO()
+            np.lib.format.write_array(buffer, np.asarray(arrays[name]), allow_pickle=False)
+            info = zipfile.ZipInfo(name + ".npy", date_time=FIXED_ZIP_TIME)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            archive.writestr(info, buffer.getvalue())
+    temporary.replace(path)
+
+
+def random_word_space(tags: list[str], dim: int, seed: int = CONTROL_SEED):
+    """The paper's control: a random vector for every token of the tags (so no word relates to another)."""
+    from gensim.models import KeyedVectors
+
+    from mre.embedder.words import WordSpace
+
+    tokens = sorted({token for tag in tags for token in tag.split()})
+    vectors = KeyedVectors(dim)
+    vectors.add_vectors(tokens, np.random.default_rng(seed).standard_normal((len(tokens), dim)).astype(np.float32))
+    return WordSpace(vectors, f"random-{seed}")
+
+
+def corpus_scale(network, prepared, words, seen_tags: list[str], device="cpu") -> float:
+    """Median label log-odds spread over the validation clips / median seen-tag cosine spread."""
+    import torch
+
+    from mre.embedder.training import track_vectors
+    from mre.embedder.zeroshot import logit
+
+    valid = np.flatnonzero(np.array([t.split for t in prepared.tracks]) == "valid")
+    if len(valid) < 2:  # a spread needs two clips (a tiny corpus): the train clips then
+        valid = np.flatnonzero(np.array([t.split for t in prepared.tracks]) != "test")
+    embeddings = track_vectors(network, prepared.inputs, prepared.owner, valid, device)
+    with torch.inference_mode():
+        tags = network.embed_words(torch.from_numpy(words.phrase_matrix(seen_tags))).numpy()
+    label_spread = np.median(logit(prepared.teacher_probabilities[valid]).std(axis=0))
+    cosine_spread = np.median((embeddings @ tags.T).std(axis=0))
+    return float(label_spread / cosine_spread) if cosine_spread > 0 else 1.0
+
+
+def export_weights(network, prepared, words, seen_tags, unseen_tags, out: Path, provenance: dict) -> dict:
+    """The corpus model's weights file; returns what it wrote besides the arrays."""
+    from mre.embedder.paper_model import FeatureHead
+
+    assert isinstance(network.audio, FeatureHead), "the corpus model's head is the musicnn branch"
+    scale = corpus_scale(network, prepared, words, seen_tags)
+    first, second = network.audio.layers[0], network.audio.layers[2]
+    arrays = {
+        "head_weight_1": first.weight.detach().numpy(), "head_bias_1": first.bias.detach().numpy(),
+        "head_weight_2": second.weight.detach().numpy(), "head_bias_2": second.bias.detach().numpy(),
+        "input_mean": network.input_mean.numpy(), "input_std": network.input_std.numpy(),
+        "word_weight": network.words.weight.detach().numpy(), "word_bias": network.words.bias.detach().numpy(),
+        "scale": np.float32(scale), "seen_tags": np.array(seen_tags), "unseen_tags": np.array(unseen_tags),
+        "word_vectors": np.array(words.vectors_id), "backbone_taggers": np.array(network.config.backbone_taggers),
+        "provenance": np.array(json.dumps(provenance, sort_keys=True)),
+    }
+    write_npz_deterministic(out, {k: np.asarray(v, dtype=np.float32) if np.asarray(v).dtype.kind == "f" else v
+                                  for k, v in arrays.items()})
+    return {"scale": scale, "parameters": int(sum(np.asarray(v).size for k, v in arrays.items()
+                                                  if k.startswith(("head_", "word_weight", "word_bias"))))}
+
+
+def _figure(value: float | None) -> str:
+    return "–" if value is None else f"{value:.3f}"
+
+
+def build(corpus: Path, work: Path, ship: Path, *, backbone: str = "msd+mtt", seed: int = 0, epochs: int = 40,
+          device: str = "cpu", workers: int = 1, control: bool = True, log=print) -> dict:
+    from mre.benchmarks.train_run import DataOptions, _table_tracks, run_training
+    from mre.embedder.paper_model import ModelConfig
+    from mre.embedder.trained import load_trained_model
+    from mre.embedder.training import TrainSettings, train
+    from mre.embedder.training_data import assign_splits, prepare_inputs, split_tags, tag_vocabulary
+    from mre.embedder.words import WordSpace
+
+    table = corpus / "tracks.csv"
+    words = WordSpace.load()
+    data = DataOptions(tracks_table=str(table), unseen_tags_file=str(HELD_OUT_FILE))
+    config = ModelConfig(audio_branch="musicnn", backbone=backbone)
+    settings = TrainSettings(epochs=epochs, seed=seed)
+    model_file = work / "corpus.mre"
+    report, _ = run_training(data, config, settings, model_file, words=words, device=device, workers=workers, log=log)
+    log(f"test split of the training corpus: seen-tag AUC {_figure(report.seen_tag_retrieval_auc)}, "
+        f"unseen-tag AUC {_figure(report.unseen_tag_retrieval_auc)}")
+    # the decoded inputs again, from run_training's cache (same files and settings: no decoding)
+    tracks = _table_tracks(str(table), words, [])
+    prepared = prepare_inputs(tracks, config, cache=model_file.with_name(model_file.name + ".inputs"))
+    prepared.tracks = assign_splits(prepared.tracks, seed)
+    trained = load_trained_model(model_file, word_space=words)
+    provenance = {"corpus": json.loads((corpus / "manifest.json").read_text())["soundfonts"],
+                  "corpus_seed": json.loads((corpus / "manifest.json").read_text())["seed"],
+                  "clips": len(prepared.tracks), "training_seed": seed, "backbone": backbone,
+                  "best_epoch": report.best_epoch, "held_out_file": HELD_OUT_FILE.name,
+                  "test_split_auc": {"seen": report.seen_tag_retrieval_auc, "unseen": report.unseen_tag_retrieval_auc}}
+    shipped = export_weights(trained.network, prepared, words, trained.seen_tags, trained.unseen_tags, ship, provenance)
+    log(f"wrote {ship}: scale {shipped['scale']:.3f}, {shipped['parameters']} trained parameters")
+    result = {"report": report.to_json(), "shipped": shipped}
+    if control:
+        vocabulary = trained.seen_tags + trained.unseen_tags
+        random_words = random_word_space(vocabulary, words.dim)
+        control_tracks = assign_splits(prepared.tracks, seed)
+        known, _ = tag_vocabulary(control_tracks, random_words)
+        seen, unseen, _ = split_tags(known, seed, unseen_file=HELD_OUT_FILE)
+        control_config = ModelConfig(audio_branch="musicnn", backbone=backbone, word_dim=words.dim)
+        control_result = train(prepared, random_words, seen, unseen, config=control_config,
+                               settings=settings, out=work / "control.mre", fingerprint="control", device=device,
+                               show_progress=False, log=lambda line: None)
+        export_weights(control_result.model.network, prepared, random_words, seen, unseen, work / "control.npz",
+                       provenance | {"control": "random word vectors", "control_seed": CONTROL_SEED})
+        log(f"wrote {work / 'control.npz'} (the paper's control: random word vectors)")
+    (work / "model_build.json").write_text(json.dumps(result, indent=1, default=str) + "\n")
+    return result
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--corpus", type=Path, required=True, help="a folder from `mre corpus build` (not held out)")
+    parser.add_argument("--work", type=Path, default=Path("models"), help="training outputs and the control")
+    parser.add_argument("--ship", type=Path, required=True, help="the weights file to write")
+    parser.add_argument("--backbone", choices=("msd", "msd+mtt"), default="msd+mtt")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--no-control", action="store_true")
+    args = parser.parse_args(argv)
+    import torch
+
+    # one thread: the same weights on every machine with the same torch build, and a head this
+    # small gains nothing from a thread team, which stalls on a shared CPU (README, "Indexing")
+    torch.set_num_threads(1)
+    manifest = json.loads((args.corpus / "manifest.json").read_text())
+    if manifest.get("held_out_evaluation"):
+        raise SystemExit(f"{args.corpus} is a held-out evaluation set: it must never train a model")
+    build(args.corpus, args.work, args.ship, backbone=args.backbone, seed=args.seed, epochs=args.epochs,
+          workers=args.workers, control=not args.no_control)
+
+
+if __name__ == "__main__":
+    main()
