@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from mre.embedder.words import parse_query, word_vectors_id
-from mre.embedder.zeroshot import QueryVector, ZeroShotTaggerModel, logit
+from mre.embedder.zeroshot import QueryVector, ZeroShotTaggerModel, logit, torch_device
 
 CORPUS_MODEL_NAME = "mre-zs-corpus"
 WEIGHTS_FILE = "mre-zs-corpus.npz"
@@ -121,8 +121,9 @@ class CorpusZeroShotModel(ZeroShotTaggerModel):
                 layers[2].weight.copy_(torch.from_numpy(a["head_weight_2"]))
                 layers[2].bias.copy_(torch.from_numpy(a["head_bias_2"]))
             layers.requires_grad_(False)  # frozen: indexing never trains
-            self._head = (layers.eval().to(self.device), torch.from_numpy(a["input_mean"]).to(self.device),
-                          torch.from_numpy(a["input_std"]).to(self.device))
+            device = torch_device(self.device)  # "auto" resolved where the weights load, as the taggers do
+            self._head = (layers.eval().to(device), torch.from_numpy(a["input_mean"]).to(device),
+                          torch.from_numpy(a["input_std"]).to(device))
         return self._head
 
     def to(self, device) -> "CorpusZeroShotModel":
