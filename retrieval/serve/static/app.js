@@ -581,7 +581,7 @@ function copyCard(file, keep, trackId) {
   const time = el("span", { class: "time note", text: "0:00" });
   const card = el("article", { class: keep ? "copy keep" : "copy", "aria-label": `${keep ? "Keep" : file.kind}: ${name}`,
                                "data-track-id": trackId || "" },
-    el("div", { class: "badge", text: keep ? "★ KEEP this copy" : `✕ ${file.kind}` }),
+    el("div", { class: "badge", text: keep ? "★ KEEP this copy" : `copy: ${file.kind}` }),
     el("div", { class: "name", text: name, title: file.path }),
     el("dl", {}, ...[
       ["format", `${file.format || "?"}${file.codec ? `, ${file.codec}` : ""}${file.lossless ? " (lossless)" : " (lossy)"}`],
