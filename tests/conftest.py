@@ -94,3 +94,16 @@ def store(tmp_path_factory, music_library):
                                 catch_exceptions=False)
     assert result.exit_code == 0, result.output
     return store
+
+
+@pytest.fixture(scope="session")
+def duplicates_store(tmp_path_factory):
+    """(store, library) of one generated track, three copies of it and another track, indexed
+    and fingerprinted; for `mre serve`'s duplicates view. Needs fpcalc."""
+    from mre.indexer.fingerprints import fpcalc_path
+
+    if fpcalc_path() is None:
+        pytest.skip("fpcalc is not installed (apt-get install libchromaprint-tools); CI installs it")
+    from serve_stores import duplicates_store as make
+
+    return make(tmp_path_factory.mktemp("duplicates"))

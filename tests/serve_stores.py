@@ -52,3 +52,21 @@ def recommit_without(store: Path, track_id: str) -> str:
                 generation.skipped(), dict(generation.meta))
     with Store(store).commit(*args) as new:
         return new.id
+
+
+def duplicates_store(root: Path) -> tuple[Path, Path]:
+    """(store, library) under `root`: one generated track with three of its copies (an MP3, a
+    22 kHz mono FLAC, a trimmed FLAC) and another track, indexed (which fingerprints them)."""
+    from click.testing import CliRunner
+
+    from mre.benchmarks.variants import write_variants
+    from mre.cli.main import main
+    from test_duplicates import SAMPLE_RATE, _track
+
+    library, store = root / "library", root / "store"
+    write_variants(_track("piano", 0), SAMPLE_RATE, library, "piano0", which=("mp3_128", "mono_22k", "trimmed"))
+    write_variants(_track("techno", 1), SAMPLE_RATE, library, "techno1", which=())
+    result = CliRunner().invoke(main, ["index", str(library), "--store", str(store), "--workers", "1"],
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return store, library

@@ -1,7 +1,7 @@
 """`mre serve`'s page in a real browser: Debian's headless Chromium driven by selenium.
 
 Searches, plays a result (play() resolves), seeks (`seeked` fires), opens a track view and
-counts the map's points. With MRE_SCREENSHOT=docs/serve.png the page is saved there (the
+counts the map's points; opens the duplicates view, counts its groups and players, plays a copy. With MRE_SCREENSHOT=docs/serve.png the page is saved there (the
 README's picture). Skipped, saying why, where chromium, chromedriver or selenium are missing;
 CI installs them (.ci/run).
 """
@@ -124,3 +124,51 @@ def test_search_play_seek_track_view_and_map_in_chromium(browser, tmp_path, stor
         if screenshot:
             os.makedirs(os.path.dirname(os.path.abspath(screenshot)), exist_ok=True)
             assert browser.save_screenshot(screenshot)
+
+
+def test_duplicates_view_lists_groups_with_a_player_per_copy(browser, duplicates_store):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    store, _ = duplicates_store
+    wait = WebDriverWait(browser, 30)
+    with ServerThread(store) as server:
+        expected = {}
+        while "groups" not in expected:   # 202 while the report is made
+            with urllib.request.urlopen(server.url + "api/duplicates") as response:
+                expected = json.load(response)
+        browser.get(server.url)
+        wait.until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ready") == "true")
+        # reached by the keyboard: Tab to the button, Enter opens the view
+        button = browser.find_element(By.ID, "show-duplicates")
+        browser.execute_script("document.getElementById('show-search').focus()")
+        browser.switch_to.active_element.send_keys(Keys.TAB)
+        assert browser.switch_to.active_element == button
+        button.send_keys(Keys.ENTER)
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, ".dup-group")) == len(expected["groups"]) == 1)
+        assert button.get_attribute("aria-pressed") == "true"
+        assert browser.find_element(By.ID, "results-pane").get_attribute("hidden")
+        cards = browser.find_elements(By.CSS_SELECTOR, ".dup-group .copy")
+        assert len(cards) == len(browser.find_elements(By.CSS_SELECTOR, ".dup-group .copy audio")) == 4
+        # the copy to keep is first and said in words, with its reason; the others say their kind
+        assert "KEEP" in cards[0].text and "keep" in cards[0].get_attribute("class")
+        assert expected["groups"][0]["keep_reason"] in browser.find_element(By.CSS_SELECTOR, ".dup-group .why").text
+        assert "trimmed or faded" in " ".join(card.text for card in cards[1:])
+        assert "MP3" in " ".join(card.text for card in cards) and "kbps" in cards[1].text
+        # nothing on the page can delete or move a file
+        assert not [b.text for b in browser.find_elements(By.TAG_NAME, "button")
+                    if any(word in b.text.lower() for word in ("delete", "remove", "move"))]
+
+        # play the second copy (play() resolves), then the third: only one plays at a time
+        cards[1].find_element(By.CSS_SELECTOR, ".play").click()
+        played = browser.execute_async_script("""
+            const done = arguments[arguments.length - 1];
+            Promise.resolve(window.mre.lastPlay).then(() => done('playing'), (e) => done('failed: ' + e));""")
+        assert played == "playing"
+        cards[2].find_element(By.CSS_SELECTOR, ".play").click()
+        wait.until(lambda d: d.execute_script(
+            "return [...document.querySelectorAll('.copy audio')].map((a) => !a.paused)") == [False, False, True, False])
+        assert "playing" in cards[2].get_attribute("class") and "Pause" in cards[2].find_element(
+            By.CSS_SELECTOR, ".play").get_attribute("aria-label")
+        assert [entry["message"] for entry in browser.get_log("browser") if entry["level"] == "SEVERE"] == []

@@ -10,6 +10,7 @@ Read-only and local by design:
 """
 from __future__ import annotations
 
+import math
 import os
 import re
 import stat
@@ -209,6 +210,25 @@ def create_app(live: LiveLibrary, host: str = "127.0.0.1", port: int = 8765):
             response.headers["vary"] = "accept-encoding"
         return response
 
+    def duplicates(request: Request) -> Response:
+        from mre.indexer.fingerprint_match import DEFAULT_MIN_SCORE
+        from mre.retrieval.serve.duplicates import FpcalcMissing
+
+        view = live.view()
+        text = request.query_params.get("min_score") or str(DEFAULT_MIN_SCORE)
+        try:
+            min_score = float(text)
+        except ValueError:
+            min_score = math.nan
+        if not 0.0 <= min_score <= 1.0:
+            return _error(400, f"min_score is a number from 0 to 1, got {text!r}", view.generation)
+        try:
+            work = view.duplicates(round(min_score, 4))
+        except FpcalcMissing as error:
+            return _error(503, str(error), view.generation)
+        status, value = work.answer()
+        return _json(value, status, view.generation)
+
     def audio(request: Request) -> Response:
         view = live.view()
         track_id = request.path_params["track_id"]
@@ -236,6 +256,7 @@ def create_app(live: LiveLibrary, host: str = "127.0.0.1", port: int = 8765):
         Route("/api/tags/{track_id}", tags, methods=["GET"]),
         Route("/api/similar/{track_id}", similar, methods=["GET"]),
         Route("/api/info/{track_id}", info, methods=["GET"]),
+        Route("/api/duplicates", duplicates, methods=["GET"]),
         Route("/audio/{track_id}", audio, methods=["GET"]),
     ]
     return Guard(Starlette(routes=routes), allowed_hosts(host, port))

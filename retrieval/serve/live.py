@@ -56,6 +56,8 @@ class View:
     lock: threading.Lock = field(default_factory=threading.Lock)
     _map: tuple[bytes, bytes] | None = None
     _facts: dict | None = None
+    _duplicates: dict = field(default_factory=dict)    # min score → DuplicatesWork
+    _duplicates_lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def generation(self) -> str:
@@ -79,6 +81,26 @@ class View:
                 body = json_bytes(self._map_data())
                 self._map = (body, gzip.compress(body, compresslevel=5))
             return self._map
+
+    def duplicates(self, min_score: float):
+        """The DuplicatesWork of this generation at `min_score`, started on the first request
+        (its own lock: a search never waits on it). FpcalcMissing when it cannot be made."""
+        from mre.retrieval.serve.duplicates import DuplicatesWork, check_fpcalc
+
+        with self._duplicates_lock:
+            work = self._duplicates.get(min_score)
+            if work is not None:
+                return work
+            tracks = self.library.generation.tracks()
+            paths = table_paths(tracks)
+            keys = list(zip(paths, tracks.column("size").to_pylist(), tracks.column("mtime_ns").to_pylist()))
+            check_fpcalc(self.library.store.root, keys)
+            work = DuplicatesWork(self.library.store.root, keys, dict(zip(paths, tracks.column("track_id").to_pylist())),
+                                  min_score).start()
+            if len(self._duplicates) >= 4:  # a few minimum scores are kept, not every one ever asked
+                self._duplicates.pop(next(iter(self._duplicates)))
+            self._duplicates[min_score] = work
+            return work
 
     def _map_data(self) -> dict:
         generation = self.library.generation

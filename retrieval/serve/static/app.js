@@ -16,6 +16,8 @@ const state = {
   colour: { by: "", values: null, word: "" },
   view: null,           // the map's screen transform and drawn points, for hover and clicks
   generation: null,
+  viewName: "search",   // "search" (results, map, track) or "duplicates"
+  duplicates: null,     // the generation of the duplicates report shown
 };
 // what a browser test (and a curious user, in the console) can read
 window.mre = { state, lastPlay: null, drawn: { tracks: 0, words: 0 } };
@@ -487,6 +489,140 @@ $("map").addEventListener("click", (event) => {
 });
 window.addEventListener("resize", () => drawMap());
 
+// ------------------------------------------------------------------------------ duplicates
+// The report of `mre duplicates`: each group's copies side by side, each with its own player.
+// It only reports: the page has nothing that deletes or moves a file (and the server answers
+// GET and HEAD only).
+const dupAudios = () => [...document.querySelectorAll("#duplicate-groups audio")];
+// one sound at a time: a copy that starts pauses every other player, the footer's included
+function pauseOthers(playing) {
+  for (const other of [audio, ...dupAudios()]) if (other !== playing && !other.paused) other.pause();
+}
+audio.addEventListener("play", () => pauseOthers(audio));
+
+function showView(name) {
+  state.viewName = name;
+  const duplicates = name === "duplicates";
+  $("results-pane").hidden = duplicates;
+  $("right").hidden = duplicates;
+  $("duplicates-pane").hidden = !duplicates;
+  $("show-search").setAttribute("aria-pressed", String(!duplicates));
+  $("show-duplicates").setAttribute("aria-pressed", String(duplicates));
+  if (duplicates) loadDuplicates();
+  else { for (const player of dupAudios()) player.pause(); drawMap(); }
+}
+$("show-search").addEventListener("click", () => showView("search"));
+$("show-duplicates").addEventListener("click", () => showView("duplicates"));
+
+let duplicatesPoll = null;
+async function loadDuplicates() {
+  clearTimeout(duplicatesPoll);
+  const status = $("duplicates-status");
+  status.classList.remove("error");
+  if (!$("duplicate-groups").childElementCount) status.textContent = "looking for duplicates…";
+  let response, body;
+  try {
+    response = await fetch("/api/duplicates", { headers: { accept: "application/json" } });
+    body = await response.json();
+  } catch (error) {
+    status.textContent = `no report: ${error.message}`;
+    status.classList.add("error");
+    return;
+  }
+  if (state.viewName !== "duplicates") return;
+  if (response.status === 202) {  // fingerprints or matching still in progress: ask again shortly
+    status.textContent = body.to_fingerprint
+      ? `fingerprinting: ${body.fingerprinted} of ${body.to_fingerprint} files…` : "matching fingerprints…";
+    duplicatesPoll = setTimeout(loadDuplicates, 1000);
+    return;
+  }
+  if (!response.ok) {  // 503: fpcalc is missing, and the error says how to install it
+    status.textContent = `Cannot look for duplicates: ${body.error || `HTTP ${response.status}`}`;
+    status.classList.add("error");
+    return;
+  }
+  if (state.duplicates && state.duplicates.generation === response.headers.get("x-mre-generation")) {
+    showDuplicatesSummary(body);
+    return;  // the same report: keep the players where they are
+  }
+  state.duplicates = { generation: response.headers.get("x-mre-generation") };
+  showDuplicates(body);
+}
+
+function showDuplicatesSummary(report) {
+  const copies = report.groups.reduce((sum, g) => sum + g.files.length - 1, 0);
+  const parts = [`${report.groups.length} groups, ${copies} extra copies among ${report.fingerprinted} fingerprinted tracks (of ${report.tracks})`];
+  if (report.computed) parts.push(`${report.computed} fingerprinted just now`);
+  if (report.skipped.length) parts.push(`${report.skipped.length} without a fingerprint (${report.skipped[0].reason}${report.skipped.length > 1 ? ", …" : ""})`);
+  $("duplicates-status").textContent = `${parts.join(" · ")}. Nothing was deleted or moved.`;
+}
+
+function showDuplicates(report) {
+  for (const player of dupAudios()) player.pause();
+  showDuplicatesSummary(report);
+  $("duplicate-groups").replaceChildren(...report.groups.map((group, g) => el("section",
+    { class: "dup-group", "aria-label": `Group ${g + 1}` },
+    el("h3", { text: `Group ${g + 1}: ${group.files.length} copies — keep ${baseName(group.keep)}` }),
+    el("p", { class: "why note", text: `Why keep it: ${group.keep_reason}` }),
+    el("div", { class: "copies" }, ...group.files.map((file, i) => copyCard(file, i === 0, report.track_ids[g][i]))))));
+}
+
+function sizeText(size) {
+  const units = ["B", "KB", "MB", "GB"];
+  let i = 0;
+  while (size >= 1024 && i < units.length - 1) { size /= 1024; i++; }
+  return i ? `${size.toFixed(1)} ${units[i]}` : `${size} B`;
+}
+function copyCard(file, keep, trackId) {
+  const name = baseName(file.path);
+  const player = el("audio", trackId ? { preload: "none", src: `/audio/${trackId}` } : { preload: "none" });
+  const play = el("button", { type: "button", class: "play", "aria-label": `Play ${name}`, text: "▶" });
+  const seek = el("input", { type: "range", min: "0", max: "1000", value: "0", step: "1", "aria-label": `Position in ${name}` });
+  const time = el("span", { class: "time note", text: "0:00" });
+  const card = el("article", { class: keep ? "copy keep" : "copy", "aria-label": `${keep ? "Keep" : file.kind}: ${name}`,
+                               "data-track-id": trackId || "" },
+    el("div", { class: "badge", text: keep ? "★ KEEP this copy" : `copy: ${file.kind}` }),
+    el("div", { class: "name", text: name, title: file.path }),
+    el("dl", {}, ...[
+      ["format", `${file.format || "?"}${file.codec ? `, ${file.codec}` : ""}${file.lossless ? " (lossless)" : " (lossy)"}`],
+      ["bitrate", file.bitrate_kbps ? `${file.lossless ? "" : "~"}${Math.round(file.bitrate_kbps)} kbps` : "—"],
+      ["sample rate", file.sample_rate ? `${file.sample_rate} Hz` : "—"],
+      ["channels", file.channels ? ({ 1: "mono", 2: "stereo" }[file.channels] || `${file.channels} ch`) : "—"],
+      ["duration", `${clock(file.duration)} (${fixed(file.duration)} s)`],
+      ["size", sizeText(file.size)],
+      ["match", keep ? "the copy to keep" : `${file.kind}, score ${fixed(file.score, 2)}${Math.abs(file.offset_seconds) >= 0.5
+        ? `, starts ${file.offset_seconds > 0 ? "+" : ""}${fixed(file.offset_seconds)} s` : ""}`],
+    ].flatMap(([term, value]) => [el("dt", { text: term }), el("dd", { text: value })])),
+    el("div", { class: "controls" }, play, seek, time), player);
+  let dragging = false;
+  const mark = () => {
+    const on = !player.paused;
+    card.classList.toggle("playing", on);
+    play.textContent = on ? "❚❚" : "▶";
+    play.setAttribute("aria-label", `${on ? "Pause" : "Play"} ${name}`);
+  };
+  const tick = () => {
+    time.textContent = `${clock(player.currentTime)} / ${clock(player.duration)}`;
+    if (Number.isFinite(player.duration) && player.duration > 0 && !dragging) seek.value = String(Math.round((player.currentTime / player.duration) * 1000));
+  };
+  player.addEventListener("play", () => { pauseOthers(player); mark(); });
+  for (const event of ["pause", "ended"]) player.addEventListener(event, mark);
+  for (const event of ["timeupdate", "durationchange", "seeked", "loadedmetadata"]) player.addEventListener(event, tick);
+  player.addEventListener("error", () => { time.textContent = "cannot play: the file is gone or unreadable"; });
+  play.addEventListener("click", () => {
+    if (player.paused) { window.mre.lastPlay = player.play(); window.mre.lastPlay.catch(() => {}); } else player.pause();
+  });
+  seek.addEventListener("input", () => {
+    dragging = true;
+    const go = () => { player.currentTime = (Number(seek.value) / 1000) * player.duration; };
+    if (Number.isFinite(player.duration)) go();
+    else { player.preload = "metadata"; player.addEventListener("loadedmetadata", go, { once: true }); player.load(); }
+  });
+  seek.addEventListener("change", () => { dragging = false; });
+  if (!trackId) { play.disabled = true; seek.disabled = true; }  // not in the generation this page shows
+  return card;
+}
+
 // ------------------------------------------------------------------------------ keyboard
 const typing = (target) => target instanceof HTMLInputElement && target.type !== "range" || target instanceof HTMLTextAreaElement
   || target instanceof HTMLSelectElement;
@@ -495,6 +631,7 @@ document.addEventListener("keydown", (event) => {
   const target = event.target;
   if (event.key === "Escape" && typing(target)) { target.blur(); return; }
   if (event.key === "/" && !typing(target)) { event.preventDefault(); $("q").focus(); $("q").select(); return; }
+  if (state.viewName === "duplicates") return;  // its buttons and sliders take the keys as they are
   if (event.key === "ArrowDown" || event.key === "ArrowUp") {
     if (typing(target) && target !== $("q")) return;
     if (!state.hits.length) return;
@@ -517,7 +654,11 @@ document.addEventListener("keydown", (event) => {
     seekTo(audio.currentTime + (event.key === "ArrowRight" ? 5 : -5));
   }
 });
-$("search").addEventListener("submit", (event) => { event.preventDefault(); search($("q").value); });
+$("search").addEventListener("submit", (event) => {
+  event.preventDefault();
+  if (state.viewName === "duplicates") showView("search");
+  search($("q").value);
+});
 for (const id of ["key", "mode", "k"]) $(id).addEventListener("change", () => { if ($("q").value.trim()) search($("q").value); });
 
 // ------------------------------------------------------------------------------ start
