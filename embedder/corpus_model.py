@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mre.embedder.words import parse_query, word_vectors_id
+from mre.embedder.words import word_vectors_id
 from mre.embedder.zeroshot import QueryVector, ZeroShotTaggerModel, logit, torch_device
 
 CORPUS_MODEL_NAME = "mre-zs-corpus"
@@ -182,7 +182,7 @@ class CorpusZeroShotModel(ZeroShotTaggerModel):
         out[self.label_dim:] = self.project_words(phrase.vector)[0]
         return out
 
-    def _label_part(self, label_tokens) -> np.ndarray:
+    def _label_vector(self, label_tokens) -> np.ndarray:
         out = np.zeros(self.dim, dtype=np.float32)
         out[:self.label_dim] = self._one_hot(label_tokens)
         return out
@@ -199,43 +199,19 @@ class CorpusZeroShotModel(ZeroShotTaggerModel):
             no_form = tuple(self.words.tokens("no " + text))
             if no_form in known_sequences:  # "no vocals": the tagger's own judgement of the negation
                 query.matched_labels.append(self._label_name(no_form))
-                parts.append(-self._label_part(no_form))  # sign flipped back by the caller
+                parts.append(-self._label_vector(no_form))  # sign flipped back by the caller
         if tokens not in known_sequences and " ".join(tokens) in self._vocabulary_set():
             part = self._trained_part(text, query)
             return None if part is None and not parts else np.mean(parts + [part] if part is not None else parts, axis=0)
         for kind, seq in self._segments(list(tokens)):
             if kind == "label":
                 query.matched_labels.append(("-" if negated else "") + self._label_name(seq))
-                parts.append(self._label_part(seq))
+                parts.append(self._label_vector(seq))
                 continue
             part = self._trained_part(" ".join(seq), query)
             if part is not None:
                 parts.append(part)
         return np.mean(parts, axis=0) if parts else None
-
-    def query_vector(self, text: str) -> QueryVector:
-        """A query as [label weights | trained-space vector]. Raises ValueError when nothing in it is known."""
-        query = QueryVector(text=text, vector=np.zeros(self.dim, dtype=np.float32))
-        _, label_tokens = self._labels_in_word_space()
-        whole = tuple(self.words.tokens(text))
-        if whole in set(label_tokens):
-            # the whole query is a label: exactly that label's ranking, as the default model
-            query.matched_labels.append(self._label_name(whole))
-            query.vector = self._label_part(whole)
-            query.related_labels = self._explain(query.vector)
-            return query
-        contributions = []
-        for term in parse_query(text):
-            weights = self._term_weights(term.text, query, term.negated)
-            if weights is not None:
-                contributions.append(-weights if term.negated else weights)
-        if not contributions:
-            raise ValueError(f'no word of "{text}" is in the word vectors' +
-                             (f" ({'; '.join(query.messages)})" if query.messages else ""))
-        query.vector = np.mean(contributions, axis=0).astype(np.float32)
-        query.related_labels = self._explain(query.vector)
-        query.attribute_weights = self.attribute_weights(text)
-        return query
 
     def _vocabulary_set(self) -> set[str]:
         return set(self.seen_words) | set(self.held_out_words)

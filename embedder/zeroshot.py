@@ -311,6 +311,10 @@ class ZeroShotTaggerModel:
         hits = np.array([t == label_tokens for t in tokens], dtype=np.float32)
         return hits / hits.sum()
 
+    def _label_vector(self, label_tokens: tuple[str, ...]) -> np.ndarray:
+        """A query vector that is exactly one label (a model with more dimensions widens it)."""
+        return self._one_hot(label_tokens)
+
     def _nearest_label_weights(self, phrase_vector: np.ndarray) -> np.ndarray:
         label_matrix, _ = self._labels_in_word_space()
         unit = phrase_vector / max(float(np.linalg.norm(phrase_vector)), 1e-12)
@@ -380,7 +384,7 @@ class ZeroShotTaggerModel:
 
     def query_vector(self, text: str) -> QueryVector:
         """Map a query phrase onto label weights. Raises ValueError when nothing in it is known."""
-        query = QueryVector(text=text, vector=np.zeros(len(self.labels), dtype=np.float32))
+        query = QueryVector(text=text, vector=np.zeros(self.dim, dtype=np.float32))
         _, label_tokens = self._labels_in_word_space()
         whole = tuple(self.words.tokens(text))
         terms = parse_query(text)
@@ -390,7 +394,7 @@ class ZeroShotTaggerModel:
         if whole in set(label_tokens) and not lone_negation:
             # the whole query is a label ("no vocals" too): exactly that label's ranking
             query.matched_labels.append(self._label_name(whole))
-            query.vector = self._one_hot(whole)
+            query.vector = self._label_vector(whole)
             query.related_labels = self._explain(query.vector)
             return query
         contributions = []
