@@ -267,25 +267,24 @@ class Library:
 
     def search(self, text: str, k: int = 10, filters: Filters | None = None) -> QueryResult:
         """Like `query`, with how the words were understood (matched labels, ignored words)."""
-        if not text or not text.strip():
-            raise LibraryError("the query is empty: give some words, e.g. mre query \"calm piano\"")
-        try:
-            query = self.model.query_vector(text)
-        except ValueError as error:
-            raise LibraryError(str(error)) from None
+        query = self._query_vector(text)
         scores, rows = self._ranked(query.vector, k, filters, query.attribute_weights)
         hits = [self._hit(int(r), s) for r, s in zip(rows, self._display(scores))]
         return QueryResult(hits, query.matched_labels, query.related_labels, query.ignored, query.messages)
 
+    def _query_vector(self, text: str):
+        """The model's query vector for `text`; an empty or wholly unknown query is a LibraryError."""
+        if not text or not text.strip():
+            raise LibraryError("the query is empty: give some words, e.g. mre query \"calm piano\"")
+        try:
+            return self.model.query_vector(text)
+        except ValueError as error:
+            raise LibraryError(str(error)) from None
+
     def scores(self, text: str) -> np.ndarray:
         """Every track's score for a text query, in the store's row order, as `search` shows
         them (`mre serve` colours its map by a word with these)."""
-        if not text or not text.strip():
-            raise LibraryError("the query is empty: give some words")
-        try:
-            query = self.model.query_vector(text)
-        except ValueError as error:
-            raise LibraryError(str(error)) from None
+        query = self._query_vector(text)
         return self._display(self._exact_scores(query.vector, np.arange(len(self)), query.attribute_weights))
 
     def track_path(self, track_id: str) -> str | None:
