@@ -231,13 +231,3 @@ class CorpusZeroShotModel(ZeroShotTaggerModel):
             similarity = matrix @ (trained / weight)
             named += [(tags[i], round(weight * float(similarity[i]), 4)) for i in np.argsort(-similarity)[:3]]
         return named
-
-    def tag_matrix(self, tags: list[str]) -> tuple[np.ndarray, list[str]]:
-        rows, kept = [], []
-        for tag in tags:
-            try:
-                rows.append(self.query_vector(tag).vector)
-                kept.append(tag)
-            except ValueError:
-                continue
-        return np.asarray(rows, dtype=np.float32).reshape(len(rows), self.dim), kept

@@ -431,4 +431,4 @@ class ZeroShotTaggerModel:
                 kept.append(tag)
             except ValueError:
                 continue
-        return np.asarray(rows, dtype=np.float32).reshape(len(rows), len(self.labels)), kept
+        return np.asarray(rows, dtype=np.float32).reshape(len(rows), self.dim), kept
