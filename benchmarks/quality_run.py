@@ -23,10 +23,9 @@ import numpy as np
 from mre.training.datasets import Dataset, DatasetError, read_folders, read_gtzan, read_mtat, read_table
 from mre.benchmarks.quality import QualityReport, evaluate, write_report
 from mre.benchmarks.quality_predictions import DEFAULT_THRESHOLD, Predictions
-from mre.embedder.audio.attributes import extract_attributes
 from mre.embedder.models.factory import TaggerModel, load_model, shown_scores
 from mre.embedder.models.scoring import query_scores_with_attributes, standardised_columns
-from mre.embedder.runner import embed_files
+from mre.embedder.runner import embed_tracks
 from mre.embedder.models.tag_space import tagger_space, vocabulary_space
 
 
@@ -121,14 +120,14 @@ def run_quality(kind: str, root: str | Path, *, tracks: str = "tracks.csv", spli
     vocabulary_weights = [weigh(tag) if weigh else {} for tag in vocabulary.names] if vocabulary.matrix is not None else []
     vectors, attributes, ok_rows, failed = [], [], [], []
     paths = [str(t.path) for t in dataset.tracks]
-    for row, track in enumerate(embed_files(paths, model, device=choose_device(device), workers=workers,
-                                            analyse=extract_attributes if any(tag_weights + vocabulary_weights) else None)):
-        if track.error is None and track.patch_mean is not None:
-            vectors.append(model.track_vector(track.patch_mean))
-            attributes.append(track.extras.as_dict() if hasattr(track.extras, "as_dict") else {})
-            ok_rows.append(row)
+    for track in embed_tracks(paths, model, device=choose_device(device), workers=workers,
+                              attributes=any(tag_weights + vocabulary_weights)):
+        if track.error is None:
+            vectors.append(track.vector)
+            attributes.append(track.attributes)
+            ok_rows.append(track.index)
         else:
-            failed.append((track.path, track.error or "no audio"))
+            failed.append((track.path, track.error))
     if not ok_rows:
         raise DatasetError(f"{dataset.name}: no track could be decoded (first: {failed[0][0]}: {failed[0][1]})")
     dataset = _keep_rows(dataset, np.asarray(ok_rows))

@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from mre.embedder.audio.attributes import ATTRIBUTE_NAMES, TrackAttributes, extract_attributes
+from mre.embedder.audio.attributes import ATTRIBUTE_NAMES
 from mre.embedder.audio.decode import AUDIO_EXTENSIONS
 from mre.embedder.models.factory import load_model
-from mre.embedder.runner import DEFAULT_MAX_SECONDS, embed_files
+from mre.embedder.runner import DEFAULT_MAX_SECONDS, embed_tracks
 from mre.embedder.words.vectors import word_vectors_reference
 from mre.embedder.words.space import load_tag_vocabulary
 from mre.indexer.diff import diff_library
@@ -120,13 +120,6 @@ def _staged_schema(dim: int) -> pa.Schema:
         ("format", pa.string()), ("vector", pa.list_(pa.float32(), dim)), ("error", pa.string()),
         *ATTRIBUTE_FIELDS,
     ])
-
-
-def _attribute_values(extras) -> dict:
-    """Attribute columns of one track; nulls when the analysis failed (the track still counts)."""
-    if isinstance(extras, TrackAttributes):
-        return extras.as_dict()
-    return {name: None for name in ATTRIBUTE_NAMES}
 
 
 def index_library(root: str | Path, store: Store, **options) -> IndexSummary:
@@ -239,27 +232,18 @@ def _index(
             buffer.clear()
         last_flush = time.monotonic()
 
-    entries = {e.path: e for e in remaining}
     done = 0
     try:
-        for track in embed_files([e.path for e in remaining], model, device=device, batch_size=batch_size,
-                                 workers=workers, max_seconds=max_seconds, analyse=extract_attributes):
-            entry = entries[track.path]
+        for track in embed_tracks([e.path for e in remaining], model, device=device, batch_size=batch_size,
+                                  workers=workers, max_seconds=max_seconds):
+            entry = remaining[track.index]
             info = track.info
             path_text, path_raw = stored_path(entry.path)
             row = {"path": path_text, PATH_BYTES: path_raw, "size": entry.size, "mtime_ns": entry.mtime_ns,
                    "duration": info.duration if info else None, "sample_rate": info.sample_rate if info else None,
                    "channels": info.channels if info else None, "format": info.format if info else None,
-                   "vector": None, "error": track.error, **_attribute_values(track.extras)}
-            if track.error is None:
-                if track.patch_mean is None:
-                    row["error"] = "no audio to analyse"
-                else:
-                    vector = model.track_vector(track.patch_mean)
-                    if not np.all(np.isfinite(vector)):
-                        row["error"] = "the model produced non-finite values"
-                    else:
-                        row["vector"] = vector.tolist()
+                   "vector": None if track.vector is None else track.vector.tolist(), "error": track.error,
+                   **track.attributes}
             if track.decoder_messages and row["error"] is None:
                 summary.decoder_warnings.append((entry.path, track.decoder_messages))
             buffer.append(row)

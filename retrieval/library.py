@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mre.embedder.audio.attributes import ATTRIBUTE_NAMES, TrackAttributes, extract_attributes
+from mre.embedder.audio.attributes import ATTRIBUTE_NAMES
 from mre.embedder.models.factory import load_model, shown_scores
 from mre.embedder.models.scoring import attribute_scores, standardised
 from mre.embedder.models.tag_space import TagSpace, best_tags, named_tags_space, vocabulary_space
@@ -359,20 +359,20 @@ class Library:
                                                                k, threshold), track_id=self._ids[row]))
         if not outside:
             return results
-        from mre.embedder.runner import embed_files  # decoding and torch: only for files outside the store
+        from mre.embedder.runner import embed_tracks  # decoding and torch: only for files outside the store
 
-        embedded = list(embed_files(outside, self.model, device=self.device, workers=None if len(outside) > 1 else 0,
-                                    analyse=extract_attributes if columns else None))
-        read = [t for t in embedded if t.error is None and t.patch_mean is not None]
-        z_of_read = self._z_of([_attributes_of(t) for t in read], columns) if columns and read else None
+        embedded = list(embed_tracks(outside, self.model, device=self.device, workers=None if len(outside) > 1 else 0,
+                                     attributes=bool(columns)))
+        read = [t for t in embedded if t.error is None]
+        z_of_read = self._z_of([t.attributes for t in read], columns) if columns and read else None
         scored: dict[str, TagResult | tuple[str, str]] = {}
         for track in embedded:
-            if track.error is not None or track.patch_mean is None:
-                scored[track.path] = (track.path, track.error or "no audio")
+            if track.error is not None:
+                scored[track.path] = (track.path, track.error)
         for i, track in enumerate(read):
             z = z_of_read[i] if z_of_read is not None else None
-            vector = self.model.track_vector(track.patch_mean)
-            scored[track.path] = TagResult(path=track.path, tags=best_tags(names, self._tag_scores(vector, z), k, threshold))
+            scored[track.path] = TagResult(path=track.path, tags=best_tags(names, self._tag_scores(track.vector, z),
+                                                                           k, threshold))
         return [scored[r] if isinstance(r, str) else r for r in results]
 
     # -- song → song --------------------------------------------------------------------------
@@ -451,22 +451,16 @@ def embed_paths(model, paths: list[str], device: str = "cpu", with_attributes: b
 
     facts: duration, format, sample rate, channels, and (with_attributes) the musical attributes.
     """
-    from mre.embedder.runner import embed_files  # decoding (soundfile, soxr) and torch: only for files outside the store
+    from mre.embedder.runner import embed_tracks  # decoding (soundfile, soxr) and torch: only for files outside the store
 
     out = []
-    for track in embed_files(paths, model, device=device, workers=0,
-                             analyse=extract_attributes if with_attributes else None):
-        if track.error is not None or track.patch_mean is None:
-            raise LibraryError(f"cannot read {printable_path(track.path)}: {track.error or 'no audio'}")
+    for track in embed_tracks(paths, model, device=device, workers=0, attributes=with_attributes):
+        if track.error is not None:
+            raise LibraryError(f"cannot read {printable_path(track.path)}: {track.error}")
         info = track.info
         facts = {"duration": info.duration, "format": info.format, "sample_rate": info.sample_rate,
                  "channels": info.channels}
         if with_attributes:
-            facts.update(_attributes_of(track))
-        out.append((model.track_vector(track.patch_mean), facts))
+            facts.update(track.attributes)
+        out.append((track.vector, facts))
     return out
-
-
-def _attributes_of(track) -> dict:
-    """An embedded track's musical attributes by name (all None when they could not be measured)."""
-    return track.extras.as_dict() if isinstance(track.extras, TrackAttributes) else {name: None for name in ATTRIBUTE_NAMES}
