@@ -29,6 +29,8 @@ SIMILAR_CANDIDATES_PER_RESULT = 20
 # The spread of a query's label evidence over the store is estimated on at most this many
 # evenly spaced tracks: a standard deviation from 10k samples is within ~1 % of the whole's.
 LABEL_SPREAD_SAMPLE = 10_000
+# Tags on a track's card (`mre info`), as many as the index stores per track.
+TOP_TAGS = 5
 
 
 class LibraryError(Exception):
@@ -340,8 +342,6 @@ class Library:
         one that is not in the store and cannot be read. Files outside the store are embedded
         together in one batched run, their attributes measured in the same decoding pass and
         standardised against the store, so a file scores as its copy in the store would."""
-        columns = self._tag_attributes()[0]
-        names = self.tag_space().names
         results: list = []
         outside: list[str] = []
         for target in targets:
@@ -354,26 +354,36 @@ class Library:
                 results.append(path)
                 outside.append(path)
                 continue
-            z = np.array([self.attribute_z(c)[row] for c in columns]) if columns else None
-            results.append(TagResult(path=path, tags=best_tags(names, self._tag_scores(self.track_vectors[row], z),
-                                                               k, threshold), track_id=self._ids[row]))
+            results.append(TagResult(path=path, tags=self._row_tags(row, k, threshold), track_id=self._ids[row]))
         if not outside:
             return results
         from mre.embedder.runner import embed_tracks  # decoding and torch: only for files outside the store
 
         embedded = list(embed_tracks(outside, self.model, device=self.device, workers=None if len(outside) > 1 else 0,
-                                     attributes=bool(columns)))
+                                     attributes=bool(self._tag_attributes()[0])))
         read = [t for t in embedded if t.error is None]
-        z_of_read = self._z_of([t.attributes for t in read], columns) if columns and read else None
-        scored: dict[str, TagResult | tuple[str, str]] = {}
-        for track in embedded:
-            if track.error is not None:
-                scored[track.path] = (track.path, track.error)
-        for i, track in enumerate(read):
-            z = z_of_read[i] if z_of_read is not None else None
-            scored[track.path] = TagResult(path=track.path, tags=best_tags(names, self._tag_scores(track.vector, z),
-                                                                           k, threshold))
+        scored: dict[str, TagResult | tuple[str, str]] = {
+            t.path: (t.path, t.error) for t in embedded if t.error is not None}
+        for track, tags in zip(read, self._outside_tags([t.vector for t in read], [t.attributes for t in read],
+                                                         k, threshold)):
+            scored[track.path] = TagResult(path=track.path, tags=tags)
         return [scored[r] if isinstance(r, str) else r for r in results]
+
+    def _row_tags(self, row: int, k: int | None, threshold: float | None) -> list[dict]:
+        """A stored track's best tags, its attributes standardised over the store."""
+        columns = self._tag_attributes()[0]
+        z = np.array([self.attribute_z(c)[row] for c in columns]) if columns else None
+        return best_tags(self.tag_space().names, self._tag_scores(self.track_vectors[row], z), k, threshold)
+
+    def _outside_tags(self, vectors: list[np.ndarray], attributes: list[dict], k: int | None,
+                      threshold: float | None) -> list[list[dict]]:
+        """Best tags of tracks outside the store, their attributes standardised against the store:
+        a file scores as its copy in the store would."""
+        columns = self._tag_attributes()[0]
+        z = self._z_of(attributes, columns) if columns and vectors else None
+        names = self.tag_space().names
+        return [best_tags(names, self._tag_scores(vector, None if z is None else z[i]), k, threshold)
+                for i, vector in enumerate(vectors)]
 
     # -- song → song --------------------------------------------------------------------------
     def similar(self, target: str, k: int = 10, filters: Filters | None = None, compatible: bool = False) -> list[Hit]:
@@ -410,7 +420,10 @@ class Library:
 
     # -- a track's card ---------------------------------------------------------------------------
     def info(self, targets: list[str]) -> list[dict]:
-        """Per track: path, duration, format, the musical attributes, top tags (files outside the store are analysed)."""
+        """Per track: path, duration, format, the musical attributes, top tags (files outside the store are analysed).
+
+        The top tags are `tags`' best TOP_TAGS, attribute term included, whether the file is in
+        the store or not: a card lists what `mre tags` says of the track."""
         cards, outside = [], []
         for target in targets:
             row, path = self.resolve(target)
@@ -418,19 +431,18 @@ class Library:
                 record = {k: v for k, v in self._tracks.slice(row, 1).to_pylist()[0].items()
                           if k not in ("vector", PATH_BYTES)}
                 record["path"] = path
+                record["top_tags"] = [entry["tag"] for entry in self._row_tags(row, TOP_TAGS, None)]
                 cards.append(record)
             else:
                 cards.append(path)
                 outside.append(path)
         if outside:
-            analysed = iter(embed_paths(self.model, outside, device=self.device, with_attributes=True))
-            space = self.tag_space()
-            names, matrix = space.names, space.matrix
-            for i, card in enumerate(cards):
-                if isinstance(card, str):
-                    vector, extra = next(analysed)
-                    top = np.argsort(-(matrix @ vector), kind="stable")[:5]
-                    cards[i] = {"path": card, "track_id": None, **extra, "top_tags": [names[j] for j in top]}
+            analysed = embed_paths(self.model, outside, device=self.device, with_attributes=True)
+            tops = iter(self._outside_tags([vector for vector, _ in analysed], [facts for _, facts in analysed],
+                                           TOP_TAGS, None))
+            facts = iter(facts for _, facts in analysed)
+            cards = [{"path": card, "track_id": None, **next(facts), "top_tags": [e["tag"] for e in next(tops)]}
+                     if isinstance(card, str) else card for card in cards]
         return cards
 
 
