@@ -279,13 +279,17 @@ class ZeroShotTaggerModel:
         """Weights of a query's terms on the attribute z-scores (column → weight), as
         `query_vector(text).attribute_weights`, without the label side's cost (for a whole
         tag vocabulary). A query that is exactly a label has none: labels stay exact."""
+        return self._attribute_weights(tuple(self.words.tokens(text)), parse_query(text))
+
+    def _attribute_weights(self, whole: tuple[str, ...], terms: list) -> dict[str, float]:
+        """`attribute_weights` of a query already parsed: its tokens and its terms."""
         _, label_tokens = self._labels_in_word_space()
         known_sequences = set(label_tokens)
-        if tuple(self.words.tokens(text)) in known_sequences:
+        if whole in known_sequences:
             return {}
         sums: dict[str, float] = {}
         known_terms = 0
-        for term in parse_query(text):
+        for term in terms:
             sign = -1.0 if term.negated else 1.0
             known = term.negated and tuple(self.words.tokens("no " + term.text)) in known_sequences
             for kind, seq in self._segments(self.words.tokens(term.text)):
@@ -407,7 +411,7 @@ class ZeroShotTaggerModel:
                              (f" ({shorten('; '.join(query.messages), 200)})" if query.messages else ""))
         query.vector = np.mean(contributions, axis=0).astype(np.float32)
         query.related_labels = self._explain(query.vector)
-        query.attribute_weights = self.attribute_weights(text)
+        query.attribute_weights = self._attribute_weights(whole, terms)  # the query is parsed once
         return query
 
     def _explain(self, vector: np.ndarray, top: int = 5) -> list[tuple[str, float]]:
