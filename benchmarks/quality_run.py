@@ -115,9 +115,8 @@ def run_quality(kind: str, root: str | Path, *, tracks: str = "tracks.csv", spli
             raise DatasetError(f"{dataset.name}: no tag has a word vector; nothing to evaluate")
         vocabulary = vocabulary_space(model)
 
-    weigh = getattr(model, "attribute_weights", None)  # models without attribute poles: none
-    tag_weights = [weigh(tag) if weigh else {} for tag in dataset.tags]
-    vocabulary_weights = [weigh(tag) if weigh else {} for tag in vocabulary.names] if vocabulary.matrix is not None else []
+    tag_weights = [model.attribute_weights(tag) for tag in dataset.tags]  # {} for models without attribute poles
+    vocabulary_weights = [model.attribute_weights(tag) for tag in vocabulary.names] if vocabulary.matrix is not None else []
     vectors, attributes, ok_rows, failed = [], [], [], []
     paths = [str(t.path) for t in dataset.tracks]
     for track in embed_tracks(paths, model, device=choose_device(device), workers=workers,
@@ -137,8 +136,7 @@ def run_quality(kind: str, root: str | Path, *, tracks: str = "tracks.csv", spli
     else:
         label_scores = track_vectors @ tag_matrix.T
     scores = _with_attributes(label_scores, tag_weights, attributes)
-    seen = getattr(model, "seen_tags", None)
-    unseen = getattr(model, "unseen_tags", None)
+    seen, unseen = model.seen_tags, model.unseen_tags
     report = evaluate(dataset, scores, seen_tags=seen, unseen_tags=unseen, split=eval_split, model=model.model_id)
     report.supervised = supervised
     if supervised:

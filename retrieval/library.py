@@ -132,8 +132,9 @@ class Library:
         self._ids = self._tracks.column("track_id").to_pylist()
         self._row_of_path = {p: i for i, p in enumerate(self._paths)}
         self._row_of_id = {t: i for i, t in enumerate(self._ids)}
-        self._vectors = None
+        self._vectors: np.ndarray | None = None  # loaded on first use: a query of a big store may not need them
         self._tag_space: TagSpace | None = None
+        self._tag_attribute_cache: tuple[list[str], np.ndarray, np.ndarray] | None = None  # see _tag_attributes
         self._custom_words = word_vectors is not None and word_vectors != stored_words
         self._custom_vocabulary = vocabulary
 
@@ -300,11 +301,10 @@ class Library:
     def _tag_attributes(self) -> tuple[list[str], np.ndarray, np.ndarray]:
         """(columns, weights [tags, columns], label spread [tags]) of the vocabulary tags that
         relate to attribute poles, computed once: a tag is scored as the same query would be."""
-        if getattr(self, "_tag_attribute_cache", None) is None:
+        if self._tag_attribute_cache is None:
             space = self.tag_space()
             names, matrix = space.names, space.matrix
-            weigh = getattr(self.model, "attribute_weights", None)  # models without attribute poles: none
-            per_tag = [weigh(name) if weigh else {} for name in names]
+            per_tag = [self.model.attribute_weights(name) for name in names]  # {} without attribute poles
             columns = list(dict.fromkeys(column for weights in per_tag for column in weights))
             weights = np.array([[w.get(c, 0.0) for c in columns] for w in per_tag]).reshape(len(names), len(columns))
             spread = np.ones(len(names))

@@ -22,7 +22,7 @@ from mre.embedder.audio.frontend import FrontendConfig
 from mre.embedder.models.paper import BACKBONE_TAGGER, ModelConfig, TwoBranchModel
 from mre.embedder.words.vectors import is_minilm, word_vectors_reference
 from mre.embedder.words.space import WordSpace, parse_query
-from mre.embedder.models.zeroshot import QueryVector
+from mre.embedder.models.base import QueryVector
 from mre.util.atomic import atomic_file
 
 FILE_FORMAT = "mre-trained-model"
@@ -165,6 +165,10 @@ class TrainedModel:
             matrix, kept = self.tag_matrix(self.seen_tags + self.unseen_tags)
             self._tag_cache = (kept, matrix)
         return self._tag_cache
+
+    def attribute_weights(self, text: str) -> dict[str, float]:
+        """The paper's model has no attribute poles: a query weighs no attribute."""
+        return {}
 
     def query_vector(self, text: str) -> QueryVector:
         """A query's unit vector: the mean of its positive terms minus the mean of its negated ones."""
