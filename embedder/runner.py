@@ -86,6 +86,27 @@ def _float32_convolutions(device):
         torch.backends.cudnn.allow_tf32 = before
 
 
+# The model's arithmetic, `mre index --precision`, with what each cost in drift when measured on
+# an NVIDIA H200 (mre.benchmarks.gpu_check, the 28 demo tracks; the 92 label log-odds against the
+# CPU's float32): float32 4.1e-5, none of the 92 label rankings of the tracks changed; float16
+# 1.3e-2, 14 changed; bfloat16 6.4e-2, 48 changed. Neither half precision was faster there
+# (decoding limits throughput), so float32 is the default; the store records which one made it.
+PRECISIONS = ("float32", "float16", "bfloat16")
+
+
+@contextlib.contextmanager
+def _model_precision(device, precision: str):
+    """The model's batch in float32 proper (no TF32), or under autocast to a half precision."""
+    import torch
+
+    if precision == "float32":
+        with _float32_convolutions(device):
+            yield
+        return
+    with torch.autocast(device_type=device.type, dtype=getattr(torch, precision)):
+        yield
+
+
 def _usable_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
@@ -268,6 +289,7 @@ def embed_files(
     analyse: Callable | None = None,
     progress: Callable[[EmbeddedTrack], None] | None = None,
     model_threads: int | None = None,
+    precision: str = "float32",
 ) -> Iterator[EmbeddedTrack]:
     """Embed audio files; yields one EmbeddedTrack per input path, in input order.
 
@@ -277,7 +299,12 @@ def embed_files(
     `f(samples, sample_rate) -> dict` run in the worker on the decoded samples (no second read).
     progress: called once per finished track. model_threads: on CPU, threads that run slices
     of each batch with one torch thread each (None: one per core; 0: torch's own threading).
+    precision: "float32" (the default), or "float16" / "bfloat16" to run the model under torch's
+    autocast (meant for GPUs; on CPU it runs too, on torch's own threading; PRECISIONS says what
+    each one costs in drift).
     """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
     paths = [str(p) for p in paths]
     if not paths:
         return  # nothing to embed: torch is not even imported
@@ -292,7 +319,9 @@ def embed_files(
         workers = default_workers()
     if model_threads is None:
         model_threads = default_model_threads()
-    patch_threads = _CpuPatchThreads(model_threads) if torch_device.type == "cpu" and model_threads > 0 else None
+    # autocast is per thread, so a reduced precision runs the batch whole, on torch's own threads
+    patch_threads = (_CpuPatchThreads(model_threads)
+                     if torch_device.type == "cpu" and model_threads > 0 and precision == "float32" else None)
     if patch_threads is not None:
         batch_size = cpu_batch_size(batch_size, model_threads)
 
@@ -308,7 +337,7 @@ def embed_files(
         if patch_threads is not None:
             outputs = patch_threads(model, patches).float().numpy()
         else:
-            with torch.inference_mode(), _float32_convolutions(torch_device):
+            with torch.inference_mode(), _model_precision(torch_device, precision):
                 outputs = model.patch_outputs(patches).float().cpu().numpy()
         owners = np.concatenate([np.full(len(p), o) for p, o in zip(batch_patches, batch_owner)])
         for owner in np.unique(owners):
