@@ -20,6 +20,14 @@ Equal accuracy at a third of the time and without the per-process JIT, so libros
 test-only dependency (the benchmark compares against it; a test checks the loudness
 against the BS.1770 filters run in the time domain with scipy).
 
+Since then two decisions are learned from rendered corpora, whose clips know their tempo,
+key and mode (`python -m mre.training.attribute_model`, data/attribute_model.json): key
+profiles for this chroma (Krumhansl & Kessler's read its overtones a fifth up) and the tempo's
+metrical level. On 400 held-out MuseScore General clips (`python -m
+mre.benchmarks.corpus_attributes`) they raise key accuracy 0.45 -> 0.61 and tempo within
+4 % 0.55 -> 0.64, and leave the synthetic figures above level (README, "Tempo and key from
+the corpus").
+
 Conventions for degenerate input (all values stay finite):
 - no pulse (silence, noise, a clip too short to hold four beats at 300 BPM): `bpm` 0.0 and
   `bpm_confidence` 0.0 — a `--bpm` range filter never matches such a track;
