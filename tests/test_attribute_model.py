@@ -154,7 +154,8 @@ def test_training_on_a_tiny_render_writes_a_model_the_estimators_read(tiny_corpu
     model = T.main(["--corpus", str(tiny_corpus), "--out", str(out), "--quiet"])
     assert "validation split" in capsys.readouterr().out
     written = json.loads(out.read_text())
-    assert written["corpus"]["seed"] == SEED and written["corpus"]["clips"] == CLIPS and written["corpus"]["soundfonts"][0]["name"] == "TimGM6mb.sf2"
+    corpus = written["corpus"]
+    assert corpus["seed"] == SEED and corpus["clips"] == CLIPS and corpus["soundfonts"][0]["name"] == "TimGM6mb.sf2"
     assert written["key_profiles"]["valid_clips"] > 0 and written["tempo_octave"]["valid_clips"] > 0
     assert written == json.loads(json.dumps(model))
     assert written["synthetic_clips"] == 10

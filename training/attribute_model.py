@@ -1,6 +1,6 @@
 """Learn `mre info`'s key profiles and tempo-octave decision from a rendered corpus.
 
-    python -m mre.training.attribute_model --corpus corpus/train    # writes embedder/data/attribute_model.json
+    python -m mre.training.attribute_model --corpus corpus/attributes   # writes embedder/data/attribute_model.json
 
 Every clip of `mre corpus build` knows its tempo, key and mode exactly (they are what was
 played), so the estimators in mre.embedder.attributes can learn two decisions from it:
@@ -15,8 +15,9 @@ Fitted on the corpus's `train` split. Each decision is chosen on the `valid` spl
 learned profiles' weight against Krumhansl & Kessler's; the octave features and penalty),
 among the options that lose at most 2 % to the fixed rule on attribute_eval's synthetic set
 (other timbres, uniform tempi: the check that a decision learned music, not the generator),
-and used only where it beats the fixed rule on `valid` (the file records every figure). The `test` split and held-out evaluation sets (MuseScore
-General, `--held-out-evaluation`) are never read: a corpus marked held-out is refused.
+and used only where it beats the fixed rule on `valid` (the file records every figure).
+The `test` split and held-out evaluation sets (MuseScore General, `--held-out-evaluation`)
+are never read: a corpus marked held-out is refused.
 """
 from __future__ import annotations
 
@@ -229,7 +230,7 @@ def train(rows: list[dict], synthetic: list[dict]) -> dict:
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m mre.training.attribute_model", description=__doc__.split("\n")[0])
-    parser.add_argument("--corpus", type=Path, default=Path("corpus/train"),
+    parser.add_argument("--corpus", type=Path, default=Path("corpus/attributes"),
                         help="an mre corpus build output (not a held-out evaluation set)")
     parser.add_argument("--out", type=Path, default=A.LEARNED_FILE)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -253,7 +254,8 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"tempo within 4 %, validation split / synthetic set ({tempo['valid_clips']} / {model['synthetic_clips']} clips):")
     for name, figures in tempo["tempo_accuracy"].items():
         print(f"  {name:88} {figures['valid']:.3f} / {figures['synthetic']:.3f}")
-    print(f"  -> {'learned octave, columns ' + str(tempo['columns']) + ' penalty ' + format(tempo['penalty'], 'g') if tempo['use'] else 'fixed rule'}")
+    chosen = f"learned octave, columns {tempo['columns']} penalty {tempo['penalty']:g}" if tempo["use"] else "fixed rule"
+    print(f"  -> {chosen}")
     print(f"wrote {args.out}")
     return model
 
