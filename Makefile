@@ -68,11 +68,11 @@ model: install
 
 # mre info's learned key profiles and tempo-octave decision (README, "Tempo and key from the
 # corpus"): a 1,500-clip FluidR3_GM + TimGM6mb corpus (seed 0: the first 1,500 clips of
-# corpus/train) and embedder/data/attribute_model.json; then the held-out figures.
+# corpus/train) and embedder/audio/data/attribute_model.json; then the held-out figures.
 attribute-model: install
 	test -f corpus/attributes/manifest.json || $(MRE) corpus build --out corpus/attributes --clips 1500 --seed 0 \
 		--workers 2 --quiet --soundfont $(FLUIDR3) --soundfont timgm6mb
-	$(PY) -m mre.training.attribute_model --corpus corpus/attributes --quiet
+	$(MRE) corpus attributes --corpus corpus/attributes --quiet
 	$(PY) -m mre.benchmarks.corpus_attributes --held-out corpus/heldout
 
 # The model card's figures: the held-out MuseScore General set (rendered on first use) and the

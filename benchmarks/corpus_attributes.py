@@ -8,7 +8,7 @@ use, on first use; its tracks table holds each clip's exact tempo, key and mode.
 in the same run on the same audio:
 
 - **shipped**: `extract_attributes`, with the learned decisions in use (key profiles, tempo
-  octave; `python -m mre.training.attribute_model`, trained on FluidR3_GM and TimGM6mb renders);
+  octave; `mre corpus attributes`, trained on FluidR3_GM and TimGM6mb renders);
 - **fixed rules**: the same analysis with Krumhansl & Kessler's profiles and the
   prior-weighted autocorrelation peak (what `mre info` did before the learned decisions);
 - **naive prior**: 120 BPM and C major for every clip (chance level).
@@ -31,8 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mre.benchmarks.attribute_eval import mirex_key_score
-from mre.embedder import attributes as A
+from mre.benchmarks.attribute_eval import fixed_rules, mirex_key_score
+from mre.embedder.audio import attributes as A
 
 SAMPLE_RATE = 16000
 TOLERANCE = 0.04
@@ -44,15 +44,6 @@ METHODS = ("shipped", "fixed rules", "naive prior")
 
 def within(estimate: float, truth: float, factors=(1.0,)) -> bool:
     return estimate > 0 and any(abs(estimate / (truth * f) - 1.0) <= TOLERANCE for f in factors)
-
-
-def fixed_rules(y: np.ndarray, sample_rate: int) -> tuple[float, str, str]:
-    """(bpm, tonic, mode) by the rules without learned decisions: the prior-weighted
-    autocorrelation peak and Krumhansl & Kessler's profiles, on the same analysis."""
-    frames = A._Spectrogram(y, sample_rate, frame_seconds=0.032)
-    analysis = A.tempo_analysis(A._onset_envelope(frames), frames.frame_rate)
-    tonic, mode, _, _ = A.estimate_key(A.chroma_vector(y, sample_rate), (A.MAJOR_PROFILE, A.MINOR_PROFILE))
-    return (analysis[1] if analysis is not None else 0.0), tonic, mode
 
 
 def estimates(y: np.ndarray) -> tuple[dict, float]:
@@ -107,7 +98,7 @@ def ensure_held_out(folder: Path, clips: int, seed: int, workers: int) -> dict:
 def main(argv: list[str] | None = None) -> dict:
     from tqdm import tqdm
 
-    from mre.embedder.audio import load_audio
+    from mre.embedder.audio.decode import load_audio
 
     parser = argparse.ArgumentParser(prog="python -m mre.benchmarks.corpus_attributes", description=__doc__.split("\n")[0])
     parser.add_argument("--held-out", type=Path, default=Path("corpus/heldout"))

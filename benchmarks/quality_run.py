@@ -4,7 +4,7 @@ Zero-shot models (mre-zs-musicnn, a trained model) are scored as `mre query` ran
 model's tag vector (a tag used as a query) against each track's vector, plus, for a tag
 related to the attribute poles (calm, energetic, fast...) of a model that has them, its
 weights on the tracks' musical attributes standardised over the evaluated tracks
-(mre.embedder.scoring), measured in the same decoding pass. The report's notes give the
+(mre.embedder.models.scoring), measured in the same decoding pass. The report's notes give the
 macro ROC-AUC without the attributes beside it.
 
 A tagger (musicnn-msd, musicnn-mtt, the vgg ones) is the paper's supervised row: it scores
@@ -20,14 +20,13 @@ from pathlib import Path
 
 import numpy as np
 
-from mre.benchmarks.datasets import Dataset, DatasetError, read_folders, read_gtzan, read_mtat, read_table
+from mre.training.datasets import Dataset, DatasetError, read_folders, read_gtzan, read_mtat, read_table
 from mre.benchmarks.quality import QualityReport, evaluate, write_report
 from mre.benchmarks.quality_predictions import DEFAULT_THRESHOLD, Predictions
-from mre.embedder.attributes import extract_attributes
-from mre.embedder.models import TaggerModel, load_model, shown_scores
-from mre.embedder.scoring import query_scores_with_attributes, standardised_columns
-from mre.embedder.runner import embed_files
-from mre.embedder.tag_space import tagger_space, vocabulary_space
+from mre.embedder.models.factory import TaggerModel, load_model, shown_scores
+from mre.embedder.models.scoring import query_scores_with_attributes, standardised_columns
+from mre.embedder.runner import embed_tracks
+from mre.embedder.models.tag_space import tagger_space, vocabulary_space
 
 
 def read_dataset(kind: str, root: str | Path, *, tracks: str = "tracks.csv", split_dir=None, word_space=None) -> Dataset:
@@ -90,7 +89,7 @@ def run_quality(kind: str, root: str | Path, *, tracks: str = "tracks.csv", spli
 
     threshold: per-track predictions keep the tags whose score (as users see it) reaches it."""
     from mre.embedder.runner import choose_device
-    from mre.embedder.words import WordSpace, load_word_vectors
+    from mre.embedder.words.space import WordSpace, load_word_vectors
 
     model = load_model(model_name, device=choose_device(device), word_vectors=word_vectors)
     supervised = isinstance(model, TaggerModel)
@@ -116,19 +115,18 @@ def run_quality(kind: str, root: str | Path, *, tracks: str = "tracks.csv", spli
             raise DatasetError(f"{dataset.name}: no tag has a word vector; nothing to evaluate")
         vocabulary = vocabulary_space(model)
 
-    weigh = getattr(model, "attribute_weights", None)  # models without attribute poles: none
-    tag_weights = [weigh(tag) if weigh else {} for tag in dataset.tags]
-    vocabulary_weights = [weigh(tag) if weigh else {} for tag in vocabulary.names] if vocabulary.matrix is not None else []
+    tag_weights = [model.attribute_weights(tag) for tag in dataset.tags]  # {} for models without attribute poles
+    vocabulary_weights = [model.attribute_weights(tag) for tag in vocabulary.names] if vocabulary.matrix is not None else []
     vectors, attributes, ok_rows, failed = [], [], [], []
     paths = [str(t.path) for t in dataset.tracks]
-    for row, track in enumerate(embed_files(paths, model, device=choose_device(device), workers=workers,
-                                            analyse=extract_attributes if any(tag_weights + vocabulary_weights) else None)):
-        if track.error is None and track.patch_mean is not None:
-            vectors.append(model.track_vector(track.patch_mean))
-            attributes.append(track.extras.as_dict() if hasattr(track.extras, "as_dict") else {})
-            ok_rows.append(row)
+    for track in embed_tracks(paths, model, device=choose_device(device), workers=workers,
+                              attributes=any(tag_weights + vocabulary_weights)):
+        if track.error is None:
+            vectors.append(track.vector)
+            attributes.append(track.attributes)
+            ok_rows.append(track.index)
         else:
-            failed.append((track.path, track.error or "no audio"))
+            failed.append((track.path, track.error))
     if not ok_rows:
         raise DatasetError(f"{dataset.name}: no track could be decoded (first: {failed[0][0]}: {failed[0][1]})")
     dataset = _keep_rows(dataset, np.asarray(ok_rows))
@@ -138,8 +136,7 @@ def run_quality(kind: str, root: str | Path, *, tracks: str = "tracks.csv", spli
     else:
         label_scores = track_vectors @ tag_matrix.T
     scores = _with_attributes(label_scores, tag_weights, attributes)
-    seen = getattr(model, "seen_tags", None)
-    unseen = getattr(model, "unseen_tags", None)
+    seen, unseen = model.seen_tags, model.unseen_tags
     report = evaluate(dataset, scores, seen_tags=seen, unseen_tags=unseen, split=eval_split, model=model.model_id)
     report.supervised = supervised
     if supervised:

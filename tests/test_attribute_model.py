@@ -12,7 +12,10 @@ import pytest
 pytest.importorskip("tinysoundfont")
 pytest.importorskip("pretty_midi")
 
-from mre.embedder import attributes as A  # noqa: E402
+from click.testing import CliRunner  # noqa: E402
+
+from mre.cli.main import main as mre  # noqa: E402
+from mre.embedder.audio import attributes as A  # noqa: E402
 from mre.training import attribute_model as T  # noqa: E402
 from mre.training.corpus import music  # noqa: E402
 from mre.training.corpus.arrangements import Arrangement, make_arrangement  # noqa: E402
@@ -148,16 +151,16 @@ def test_conditional_logit_recovers_a_linear_choice():
     assert cosine > 0.95
 
 
-def test_training_on_a_tiny_render_writes_a_model_the_estimators_read(tiny_corpus, tmp_path, monkeypatch, capsys):
+def test_training_on_a_tiny_render_writes_a_model_the_estimators_read(tiny_corpus, tmp_path, monkeypatch):
     out = tmp_path / "model.json"
-    monkeypatch.setattr(T, "SYNTHETIC_PER_GROUP", 2)   # the synthetic check on 10 clips, not 100
-    model = T.main(["--corpus", str(tiny_corpus), "--out", str(out), "--quiet"])
-    assert "validation split" in capsys.readouterr().out
+    monkeypatch.setattr(T, "SYNTHETIC_PER_GROUP", 2)   # the check set of 10 synthetic clips, not 100
+    result = CliRunner().invoke(mre, ["corpus", "attributes", "--corpus", str(tiny_corpus), "--out", str(out), "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert "validation split / check set" in result.output and f"wrote {out}" in result.output
     written = json.loads(out.read_text())
     corpus = written["corpus"]
     assert corpus["seed"] == SEED and corpus["clips"] == CLIPS and corpus["soundfonts"][0]["name"] == "TimGM6mb.sf2"
     assert written["key_profiles"]["valid_clips"] > 0 and written["tempo_octave"]["valid_clips"] > 0
-    assert written == json.loads(json.dumps(model))
     assert written["synthetic_clips"] == 10
     # the estimators read whatever the file says is in use: both decisions forced on here, the
     # octave one (if 24 clips did not choose it) as "the candidate with the strongest autocorrelation"
@@ -178,12 +181,14 @@ def test_training_on_a_tiny_render_writes_a_model_the_estimators_read(tiny_corpu
         A._learned.cache_clear()
 
 
-def test_training_refuses_a_held_out_evaluation_set(tmp_path):
+def test_training_refuses_a_held_out_evaluation_set_and_a_missing_corpus(tmp_path):
     held_out = tmp_path / "heldout"
     build_corpus(CorpusOptions(out=held_out, clips=2, seed=SEED, soundfonts=(bundled_soundfont(),), seconds=2.0,
                                held_out_evaluation=True))
-    with pytest.raises(SystemExit, match="held-out evaluation set"):
-        T.main(["--corpus", str(held_out), "--out", str(tmp_path / "model.json"), "--quiet"])
+    for folder, message in ((held_out, "held-out evaluation set"), (tmp_path / "nothing", "holds no corpus")):
+        result = CliRunner().invoke(mre, ["corpus", "attributes", "--corpus", str(folder),
+                                          "--out", str(tmp_path / "model.json"), "--quiet"])
+        assert result.exit_code == 1 and message in result.output and "Traceback" not in result.output
     assert not (tmp_path / "model.json").exists()
 
 

@@ -1,9 +1,9 @@
 """Learn `mre info`'s key profiles and tempo-octave decision from a rendered corpus.
 
-    python -m mre.training.attribute_model --corpus corpus/attributes   # writes embedder/data/attribute_model.json
+    mre corpus attributes --corpus corpus/attributes     # writes embedder/audio/data/attribute_model.json
 
 Every clip of `mre corpus build` knows its tempo, key and mode exactly (they are what was
-played), so the estimators in mre.embedder.attributes can learn two decisions from it:
+played), so the estimators in mre.embedder.audio.attributes can learn two decisions from it:
 
 - **key profiles**: the mean chroma of the training clips (each standardised, rotated so the
   labelled tonic comes first), one profile per mode, instead of Krumhansl & Kessler's
@@ -13,15 +13,15 @@ played), so the estimators in mre.embedder.attributes can learn two decisions fr
 
 Fitted on the corpus's `train` split. Each decision is chosen on the `valid` split (the
 learned profiles' weight against Krumhansl & Kessler's; the octave features and penalty),
-among the options that lose at most 2 % to the fixed rule on attribute_eval's synthetic set
-(other timbres, uniform tempi: the check that a decision learned music, not the generator),
+among the options that lose at most 2 % to the fixed rule on a check set the caller gives
+(`mre corpus attributes` gives attribute_eval's synthetic clips: other timbres, uniform
+tempi; the check that a decision learned music, not the generator),
 and used only where it beats the fixed rule on `valid` (the file records every figure).
 The `test` split and held-out evaluation sets (MuseScore General, `--held-out-evaluation`)
 are never read: a corpus marked held-out is refused.
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import sys
@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mre.embedder import attributes as A
+from mre.embedder.audio import attributes as A
 
 SAMPLE_RATE = 16000           # what the indexer and `mre info` decode to
 TEMPO_TOLERANCE = 0.04        # MIREX: within 4 % of the true tempo
@@ -38,10 +38,10 @@ PENALTIES = (1e-3, 1e-2, 1e-1, 1.0)
 # the autocorrelation at the beat; and those with the autocorrelation at twice and half the beat
 FEATURE_SETS = ((0, 1, 2), (0, 1, 2, 3, 4))
 PROFILE_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)   # share of the learned profile; 0 is Krumhansl & Kessler's
-SYNTHETIC_PER_GROUP = 20                        # 5 groups: attribute_eval's default set
 # A learned option may lose at most this share of the synthetic set to the fixed rule (two of
 # its 100 clips): the check that a decision learned the music, not the corpus generator.
 SYNTHETIC_SLACK = 0.02
+SYNTHETIC_PER_GROUP = 20   # the check set `mre corpus attributes` gives: attribute_eval's 5 groups of 20
 
 
 def clip_features(y: np.ndarray, sample_rate: int) -> dict:
@@ -55,19 +55,25 @@ def clip_features(y: np.ndarray, sample_rate: int) -> dict:
             "chroma": A.chroma_vector(y, sample_rate)}
 
 
+def corpus_manifest(corpus: Path) -> dict:
+    """The corpus's manifest; ValueError for a folder without one or for a held-out evaluation set."""
+    manifest_path = corpus / "manifest.json"
+    if not manifest_path.is_file():
+        raise ValueError(f"{corpus} holds no corpus (no manifest.json); build one with mre corpus build")
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    if manifest.get("held_out_evaluation"):
+        raise ValueError(f"{corpus} is a held-out evaluation set: it measures, it never trains")
+    return manifest
+
+
 def read_corpus(corpus: Path, splits=("train", "valid"), progress: bool = True) -> list[dict]:
     """Rows of the corpus's tracks table in `splits`, each with its clip_features (the table's
     bpm column renamed bpm_true: `bpm` is the fixed rule's estimate)."""
     from tqdm import tqdm
 
-    from mre.embedder.audio import load_audio
+    from mre.embedder.audio.decode import load_audio
 
-    manifest_path = corpus / "manifest.json"
-    if not manifest_path.is_file():
-        raise SystemExit(f"{corpus} holds no corpus (no manifest.json); build one with mre corpus build")
-    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    if manifest.get("held_out_evaluation"):
-        raise SystemExit(f"{corpus} is a held-out evaluation set: it measures, it never trains")
+    corpus_manifest(corpus)
     with open(corpus / "tracks.csv", newline="", encoding="utf-8") as handle:
         rows = [row for row in csv.DictReader(handle) if row["split"] in splits]
     for row in tqdm(rows, unit="clip", file=sys.stderr, disable=not progress, desc="analysing"):
@@ -95,7 +101,7 @@ def learn_profiles(rows: list[dict]) -> tuple[np.ndarray, np.ndarray]:
         sums[row["mode"]] += np.roll(standard, -A.PITCH_CLASSES.index(row["key"]))
         counts[row["mode"]] += 1
     if min(counts.values()) == 0:
-        raise SystemExit("the training split needs clips in both modes to learn key profiles")
+        raise ValueError("the training split needs clips in both modes to learn key profiles")
     return sums["major"] / counts["major"], sums["minor"] / counts["minor"]
 
 
@@ -143,35 +149,31 @@ def tempo_accuracy(rows: list[dict], decision) -> float:
     return float(np.mean([within(octave_choice(row, decision), row["bpm_true"]) for row in rows]))
 
 
-def synthetic_rows(progress: bool = True) -> list[dict]:
-    """The development set of mre.benchmarks.attribute_eval (100 clips of benchmarks.synth: other
-    timbres, tempi uniform over 60-180 BPM), as rows like read_corpus's."""
+def check_rows(clips, progress: bool = True) -> list[dict]:
+    """Rows like read_corpus's from (waveform, sample rate, tonic, mode, bpm) tuples: the check
+    set that training measures every option on besides the validation split."""
     from tqdm import tqdm
 
-    from mre.benchmarks.synth import evaluation_set, render
-
-    rows = []
-    for spec, _ in tqdm(evaluation_set(SYNTHETIC_PER_GROUP, seed=0), unit="clip", file=sys.stderr,
-                        disable=not progress, desc="synthetic set"):
-        rows.append({"key": spec.tonic, "mode": spec.mode, "bpm_true": spec.bpm,
-                     **clip_features(render(spec, SAMPLE_RATE), SAMPLE_RATE)})
-    return rows
+    return [{"key": tonic, "mode": mode, "bpm_true": float(bpm), **clip_features(y, sample_rate)}
+            for y, sample_rate, tonic, mode, bpm in tqdm(clips, unit="clip", file=sys.stderr, disable=not progress,
+                                                         desc="check set")]
 
 
 def _choose(options: list[dict], fixed: dict) -> dict:
     """The option best on the validation split among those that lose at most SYNTHETIC_SLACK
-    of the synthetic set to the fixed rule; ties go to the earlier (simpler) option."""
+    of the check set to the fixed rule; ties go to the earlier (simpler) option."""
     allowed = [o for o in options if o["synthetic"] >= fixed["synthetic"] - SYNTHETIC_SLACK]
     return max(allowed, key=lambda o: o["valid"], default=fixed)
 
 
 def train(rows: list[dict], synthetic: list[dict]) -> dict:
-    """Both decisions from read_corpus rows: fitted on `train`, chosen on `valid` and the synthetic set."""
+    """Both decisions from read_corpus rows: fitted on `train`, chosen on `valid` and the check
+    set `synthetic` (check_rows)."""
     fit_rows = [r for r in rows if r["split"] == "train"]
     valid_rows = [r for r in rows if r["split"] == "valid"]
     keyed = lambda rs: [r for r in rs if r["key"] and r["mode"]]
     if not keyed(fit_rows) or not keyed(valid_rows):
-        raise SystemExit("the corpus needs keyed clips in both its train and valid splits")
+        raise ValueError("the corpus needs keyed clips in both its train and valid splits")
 
     # key: Krumhansl & Kessler's profiles blended with the learned ones, both standardised
     learned = learn_profiles(keyed(fit_rows))
@@ -228,37 +230,29 @@ def train(rows: list[dict], synthetic: list[dict]) -> dict:
     return model
 
 
-def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(prog="python -m mre.training.attribute_model", description=__doc__.split("\n")[0])
-    parser.add_argument("--corpus", type=Path, default=Path("corpus/attributes"),
-                        help="an mre corpus build output (not a held-out evaluation set)")
-    parser.add_argument("--out", type=Path, default=A.LEARNED_FILE)
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    args = parser.parse_args(argv)
-    manifest = json.loads((args.corpus / "manifest.json").read_text(encoding="utf-8")) \
-        if (args.corpus / "manifest.json").is_file() else {}
-    model = train(read_corpus(args.corpus, progress=not args.quiet), synthetic_rows(progress=not args.quiet))
+def write_model(corpus: Path, out: Path, synthetic: list[dict], progress: bool = True) -> dict:
+    """Learn both decisions from `corpus` (checked on `synthetic`), write them to `out`, return them."""
+    manifest = corpus_manifest(corpus)
+    model = train(read_corpus(corpus, progress=progress), synthetic)
     model = {
-        "about": "learned by python -m mre.training.attribute_model; read by mre.embedder.attributes",
+        "about": "learned by mre corpus attributes (mre.training.attribute_model); read by mre.embedder.audio.attributes",
         "corpus": {"seed": manifest.get("seed"), "clips": len(manifest.get("clips", [])), "seconds": manifest.get("seconds"),
                    "soundfonts": [{"name": f["name"], "sha256": f["sha256"]} for f in manifest.get("soundfonts", [])]},
         **model,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(model, indent=1) + "\n", encoding="utf-8")
-    key, tempo = model["key_profiles"], model["tempo_octave"]
-    print(f"key right, validation split / synthetic set ({key['valid_clips']} / {model['synthetic_clips']} clips):")
-    for name, figures in key["key_accuracy"].items():
-        print(f"  {name:48} {figures['valid']:.3f} / {figures['synthetic']:.3f}")
-    print(f"  -> {'learned weight ' + format(key['learned_weight'], 'g') if key['use'] else 'Krumhansl-Kessler'}")
-    print(f"tempo within 4 %, validation split / synthetic set ({tempo['valid_clips']} / {model['synthetic_clips']} clips):")
-    for name, figures in tempo["tempo_accuracy"].items():
-        print(f"  {name:88} {figures['valid']:.3f} / {figures['synthetic']:.3f}")
-    chosen = f"learned octave, columns {tempo['columns']} penalty {tempo['penalty']:g}" if tempo["use"] else "fixed rule"
-    print(f"  -> {chosen}")
-    print(f"wrote {args.out}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(model, indent=1) + "\n", encoding="utf-8")
     return model
 
 
-if __name__ == "__main__":
-    main()
+def summary(model: dict) -> list[str]:
+    """What was measured and chosen, as printed lines."""
+    key, tempo = model["key_profiles"], model["tempo_octave"]
+    lines = [f"key right, validation split / check set ({key['valid_clips']} / {model['synthetic_clips']} clips):"]
+    lines += [f"  {name:48} {f['valid']:.3f} / {f['synthetic']:.3f}" for name, f in key["key_accuracy"].items()]
+    lines.append(f"  -> {'learned weight ' + format(key['learned_weight'], 'g') if key['use'] else 'Krumhansl-Kessler'}")
+    lines.append(f"tempo within 4 %, validation split / check set ({tempo['valid_clips']} / {model['synthetic_clips']} clips):")
+    lines += [f"  {name:88} {f['valid']:.3f} / {f['synthetic']:.3f}" for name, f in tempo["tempo_accuracy"].items()]
+    chosen = f"learned octave, columns {tempo['columns']} penalty {tempo['penalty']:g}" if tempo["use"] else "fixed rule"
+    lines.append(f"  -> {chosen}")
+    return lines

@@ -21,7 +21,7 @@ test-only dependency (the benchmark compares against it; a test checks the loudn
 against the BS.1770 filters run in the time domain with scipy).
 
 Since then two decisions are learned from rendered corpora, whose clips know their tempo,
-key and mode (`python -m mre.training.attribute_model`, data/attribute_model.json): key
+key and mode (`mre corpus attributes`, data/attribute_model.json): key
 profiles for this chroma (Krumhansl & Kessler's read its overtones a fifth up) and the tempo's
 metrical level. On 400 held-out MuseScore General clips (`python -m
 mre.benchmarks.corpus_attributes`) they raise key accuracy 0.45 -> 0.61 and tempo within
@@ -59,7 +59,7 @@ TEMPO_WINDOW_S = 8.0  # local autocorrelation window, like librosa's 384-frame t
 PULSE_SIGNIFICANCE = 8.0
 LOUDNESS_FLOOR_DB = -70.0  # ITU-R BS.1770-4 absolute gate
 # Two decisions learned from rendered corpora whose every clip knows its tempo, key and mode
-# (`python -m mre.training.attribute_model`, README "Tempo and key from the corpus"): key
+# (`mre corpus attributes`, README "Tempo and key from the corpus"): key
 # profiles for this module's chroma, and which metrical level (half, the peak, double) of
 # the autocorrelation's best peak is the tempo. Each is used only where it beat the fixed
 # rule above on the corpus's validation split; the file says which.

@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from mre.embedder.registry import MODELS, get_model_spec, load_tagger
-from mre.embedder.corpus_model import CORPUS_MODEL_NAME, CorpusZeroShotModel
-from mre.embedder.zeroshot import MODEL_NAME as TAGGER_ZEROSHOT_MODEL, ZeroShotTaggerModel, torch_device
+from mre.embedder.models.registry import MODELS, get_model_spec, load_tagger
+from mre.embedder.models.corpus_model import CORPUS_MODEL_NAME, CorpusZeroShotModel
+from mre.embedder.models.zeroshot import MODEL_NAME as TAGGER_ZEROSHOT_MODEL, ZeroShotTaggerModel, torch_device
 
 if TYPE_CHECKING:
     import torch
@@ -58,6 +58,13 @@ class TaggerModel:
     def track_vector(self, mean_probabilities: np.ndarray) -> np.ndarray:
         return np.asarray(mean_probabilities, dtype=np.float32)
 
+    # a tagger learnt its labels elsewhere, and has no words to relate to attribute poles
+    seen_tags: list[str] | None = None
+    unseen_tags: list[str] | None = None
+
+    def attribute_weights(self, text: str) -> dict[str, float]:
+        return {}
+
 
 def shown_scores(model, raw: np.ndarray) -> np.ndarray:
     """Scores as users see them: the zero-shot model's log-odds as 0–1 (their sigmoid); a
@@ -85,7 +92,7 @@ def load_model(name: str | None = None, device: str | torch.device = "cpu", word
     if name in MODELS:
         return TaggerModel(name, device=device)
     if Path(name).is_file():
-        from mre.embedder.trained import load_trained_model  # the paper's model (mre train)
+        from mre.embedder.models.trained import load_trained_model  # the paper's model (mre train)
 
         return load_trained_model(name, device=torch_device(device), word_vectors=word_vectors)
     if Path(name).suffix or "/" in name:

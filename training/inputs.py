@@ -17,10 +17,11 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from mre.embedder.frontend import MelFrontend, make_patches
-from mre.embedder.paper_model import ModelConfig
+from mre.embedder.audio.frontend import MelFrontend, make_patches
+from mre.embedder.models.paper import ModelConfig
 from mre.embedder.runner import CpuPatchThreads, decode_stream, default_model_threads
-from mre.embedder.words import WordSpace
+from mre.embedder.words.space import WordSpace
+from mre.util.atomic import write_text_atomic
 
 SPLITS = ("train", "valid", "test")
 # Decoded per file for training: enough for a track's character, bounded for long mixes.
@@ -111,8 +112,8 @@ def prepare_inputs(tracks: Sequence[LabelledTrack], config: ModelConfig, *, teac
     settings reads them back instead of decoding again (a resumed or re-tuned run).
     announce: called once before the work with True when the cache is reused, False when decoding.
     """
-    from mre.embedder.registry import get_model_spec
-    from mre.embedder.zeroshot import ZeroShotTaggerModel
+    from mre.embedder.models.registry import get_model_spec
+    from mre.embedder.models.zeroshot import ZeroShotTaggerModel
 
     key = inputs_key(tracks, config, teacher, max_seconds, max_patches)
     if cache is not None:
@@ -192,9 +193,7 @@ def prepare_inputs(tracks: Sequence[LabelledTrack], config: ModelConfig, *, teac
         # the .json last: it is what says the cache is complete
         meta = {"key": key, "n_patches": filled, "tracks": [t.path for t in kept],
                 "skipped": [list(s) for s in skipped], "teacher_labels": labels}
-        temporary = cache.with_name(cache.name + ".json.tmp")
-        temporary.write_text(json.dumps(meta))
-        os.replace(temporary, cache.with_name(cache.name + ".json"))
+        write_text_atomic(cache.with_name(cache.name + ".json"), json.dumps(meta))
         inputs = np.load(cache.with_name(cache.name + ".npy"), mmap_mode="r")[:filled]
     else:
         inputs = store[:filled]

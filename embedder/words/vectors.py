@@ -12,7 +12,7 @@ every later load is a memory map that needs no gensim (whose import, scipy inclu
 longer than a whole query).
 
 The name ``"minilm"`` (opt-in, extra ``[sentence]``) gives all-MiniLM-L6-v2 sentence vectors
-(384-d, :mod:`mre.embedder.minilm`) of a fixed vocabulary: the 50k most frequent GloVe words,
+(384-d, :mod:`mre.embedder.words.minilm`) of a fixed vocabulary: the 50k most frequent GloVe words,
 then every tagger label and shipped vocabulary tag with their words; multi-word ones are keyed
 by their hyphenated form ("female-vocalists"), which :class:`WordSpace` looks adjacent words
 up as, so a label phrase gets the encoder's vector of the whole phrase.
@@ -39,6 +39,9 @@ from pathlib import Path
 import numpy as np
 import platformdirs
 
+from mre.embedder.words.errors import WordVectorError  # noqa: F401  (re-exported)
+from mre.util.atomic import publish_directory
+
 log = logging.getLogger(__name__)
 
 DEFAULT_WORD_VECTORS_ID = "glove-6b-50d"
@@ -62,10 +65,6 @@ _HEADER_RE = re.compile(rb"^\s*(\d+)\s+(\d+)\s*$")
 _PICKLE_MAGIC = b"\x80"  # pickle protocol >= 2, which gensim's SaveLoad always uses
 _GZIP_MAGIC = b"\x1f\x8b"
 _FASTTEXT_BIN_MAGIC = (793712314).to_bytes(4, "little")  # fastText's FASTTEXT_FILEFORMAT_MAGIC_INT32
-
-
-class WordVectorError(Exception):
-    """Word vectors could not be loaded or looked up; the message is one line for the user."""
 
 
 def _key_hash(key: str) -> int:
@@ -118,7 +117,7 @@ class WordVectors:
     Keys are unique and keep the source's order, which is frequency order for GloVe, word2vec
     and fastText files. Reads like the part of gensim's KeyedVectors that the word space uses
     (``vectors``, ``index_to_key``, ``key_to_index``, ``vector_size``, ``[key]``), so either
-    can back a :class:`~mre.embedder.words.WordSpace`. key_to_index: a mapping key → row
+    can back a :class:`~mre.embedder.words.space.WordSpace`. key_to_index: a mapping key → row
     (default: a dict built from keys).
     """
 
@@ -271,7 +270,7 @@ def _load_text_or_binary(path: Path, file_format: str) -> WordVectors:
 def _write_cache_entry(entry_dir: Path, word_vectors) -> None:
     """Save word_vectors (anything with ``index_to_key`` and ``vectors``, gensim's KeyedVectors
     too) as entry_dir/vectors.npy, key-index.npy and keys.json, atomically (temporary
-    directory + rename)."""
+    directory, fsynced, renamed: mre.util.atomic.publish_directory)."""
     entry_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{entry_dir.name}.", dir=entry_dir.parent))
     try:
@@ -286,7 +285,7 @@ def _write_cache_entry(entry_dir: Path, word_vectors) -> None:
         # a JSON list of strings parses faster than a pickle of them; escaped, so any key round-trips
         (staging / _KEYS_FILE_NAME).write_text(json.dumps(keys), encoding="utf-8")
         try:
-            os.rename(staging, entry_dir)
+            publish_directory(staging, entry_dir)
         except OSError:
             if not (entry_dir / _KEYS_FILE_NAME).exists():
                 raise
@@ -371,8 +370,8 @@ def word_vectors_reference(path: str | Path | None) -> str | None:
 
 def _minilm_vocabulary(frequent_words: list[str]) -> tuple[list[str], list[str]]:
     """(keys, texts to encode): frequent words first, then label and tag words and phrases."""
-    from .registry import MSD_LABELS, MTT_LABELS
-    from .tag_vocabulary import load_tag_vocabulary
+    from mre.embedder.words.labels import MSD_LABELS, MTT_LABELS
+    from mre.embedder.words.vocabulary import load_tag_vocabulary
 
     texts = {word: word for word in frequent_words}
     for phrase in [*MSD_LABELS, *MTT_LABELS, *(tag.tag for tag in load_tag_vocabulary())]:
@@ -385,7 +384,7 @@ def _minilm_vocabulary(frequent_words: list[str]) -> tuple[list[str], list[str]]
 
 
 def _load_minilm(cache_dir: Path) -> WordVectors:
-    from .minilm import load_minilm, model_directory
+    from mre.embedder.words.minilm import load_minilm, model_directory
 
     model_files = model_directory()
     glove = load_word_vectors(None)
