@@ -43,7 +43,7 @@ def reference_vectors(model_name: str = "mre-zs-musicnn", n_generated: int = 240
         return np.load(cache)
     from mre.benchmarks.synth import evaluation_set, render, write_wav
     from mre.benchmarks.tagging_speed import _demo_files
-    from mre.embedder.models import load_model
+    from mre.embedder.models.factory import load_model
     from mre.embedder.runner import embed_files
 
     model = load_model(model_name, device="cpu")
@@ -66,8 +66,8 @@ def reference_vectors(model_name: str = "mre-zs-musicnn", n_generated: int = 240
 
 def query_vectors(model_name: str = "mre-zs-musicnn") -> np.ndarray:
     """The model's query vectors for its default vocabulary's tags (one row per tag)."""
-    from mre.embedder.models import load_model
-    from mre.embedder.words import load_tag_vocabulary
+    from mre.embedder.models.factory import load_model
+    from mre.embedder.words.vocabulary import load_tag_vocabulary
 
     model = load_model(model_name, device="cpu")
     matrix, _ = model.tag_matrix([entry.tag for entry in load_tag_vocabulary(None)])
