@@ -147,7 +147,7 @@ class VectorSource:
     embeddings) or ``random`` (unit vectors)."""
 
     def __init__(self, kind: str, dim: int = 92, model_name: str = "mre-zs-musicnn",
-                 cache_dir: Path | None = None, echo=print):
+                 cache_dir: Path | None = None, reference_paths: list[str] | None = None, echo=print):
         self.kind = kind
         if kind == "random":
             self.dim, self.model, self.tune_queries, self.queries = dim, None, None, None
@@ -156,8 +156,10 @@ class VectorSource:
             raise ValueError(f"unknown vectors {kind!r}: 'store' or 'random'")
         from mre.benchmarks.store_vectors import StoreVectorModel, query_vectors, reference_vectors
 
-        cache = None if cache_dir is None else Path(cache_dir) / f"reference_vectors-{Path(model_name).name}.npy"
-        reference = reference_vectors(model_name, cache=cache, echo=echo)
+        # the default reference set is cached beside the figures; audio given by the caller is embedded each run
+        cache = None if cache_dir is None or reference_paths is not None else \
+            Path(cache_dir) / f"reference_vectors-{Path(model_name).name}.npy"
+        reference = reference_vectors(model_name, cache=cache, paths=reference_paths, echo=echo)
         self.model = StoreVectorModel.fit(reference)
         self.reference_count = len(reference)
         tags = query_vectors(model_name)
@@ -229,12 +231,15 @@ def measure_size(n: int, source: VectorSource, n_queries: int, seed: int, index_
 def run(sizes=DEFAULT_SIZES, dim: int = 100, n_queries: int = 200, seed: int = 0,
         index_spec: str | None = None, flat_max: int | None = None, threads: int | None = 1, echo=print,
         vectors: str = "random", model_name: str = "mre-zs-musicnn", cache_dir: Path | None = None,
-        ivf_min: int | None = None) -> dict:
+        ivf_min: int | None = None, reference_paths: list[str] | None = None) -> dict:
     """Measure every size in ``sizes``; ``threads``: FAISS threads while timing single queries
-    (None: FAISS's default); building and tuning use every core, as `mre index` does."""
+    (None: FAISS's default); building and tuning use every core, as `mre index` does.
+    ``reference_paths``: audio whose embeddings the store-like vectors are fitted to
+    (default: the demo library and generated clips)."""
     import faiss
 
-    source = VectorSource(vectors, dim=dim, model_name=model_name, cache_dir=cache_dir, echo=echo)
+    source = VectorSource(vectors, dim=dim, model_name=model_name, cache_dir=cache_dir,
+                          reference_paths=reference_paths, echo=echo)
     report = {"benchmark": "search_speed", "k": K, "faiss_version": faiss.__version__,
               "cpu_count": os.cpu_count(), "load_average_at_start": [round(v, 2) for v in os.getloadavg()],
               "faiss_threads_searching": threads or faiss.omp_get_max_threads(), **source.describe(), "sizes": []}

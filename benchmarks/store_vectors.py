@@ -34,8 +34,9 @@ SHRINKAGE = 0.1
 
 
 def reference_vectors(model_name: str = "mre-zs-musicnn", n_generated: int = 240, seconds: float = 10.0,
-                      cache: Path | None = None, echo=print) -> np.ndarray:
-    """Track vectors of the demo library (when installed) and ``n_generated`` generated clips.
+                      cache: Path | None = None, paths: list[str] | None = None, echo=print) -> np.ndarray:
+    """Track vectors of the demo library (when installed) and ``n_generated`` generated clips,
+    or of the audio files ``paths`` when given.
 
     ``cache``: an .npy file read when it exists and written otherwise (embedding takes minutes).
     """
@@ -48,9 +49,10 @@ def reference_vectors(model_name: str = "mre-zs-musicnn", n_generated: int = 240
 
     model = load_model(model_name, device="cpu")
     with tempfile.TemporaryDirectory() as scratch:
-        clips = evaluation_set(max(1, -(-n_generated // 5)), seed=7, seconds=seconds)[:n_generated]
-        paths = _demo_files() + [str(write_wav(Path(scratch) / f"clip{i:03d}.wav", render(spec, 16000), 16000))
-                                 for i, (spec, _) in enumerate(clips)]
+        if paths is None:
+            clips = evaluation_set(max(1, -(-n_generated // 5)), seed=7, seconds=seconds)[:n_generated]
+            paths = _demo_files() + [str(write_wav(Path(scratch) / f"clip{i:03d}.wav", render(spec, 16000), 16000))
+                                     for i, (spec, _) in enumerate(clips)]
         vectors = []
         for done, track in enumerate(embed_files(paths, model, device="cpu"), 1):
             if track.error is None and track.patch_mean is not None:

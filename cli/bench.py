@@ -89,8 +89,8 @@ def quality(dataset, root, tracks, split_dir, split, models, out, as_json, devic
 @click.option("--sizes", default="10000,100000,1000000", show_default=True,
               help="Search benchmark sizes (e.g. 1000000,10000000: 10M store-like vectors take ~4 GiB per copy).")
 @click.option("--search-vectors", type=click.Choice(["store", "random"]), default="store", show_default=True,
-              help="Search on vectors drawn from a mixture fitted to the model's embeddings of real and generated "
-                   "audio (queries: its vocabulary tags), or on random unit vectors.")
+              help="Search on vectors drawn from a mixture fitted to the model's embeddings of real audio (--library, "
+                   "else the demo library and generated clips; queries: its vocabulary tags), or random unit vectors.")
 @click.option("--reindex-files", type=click.IntRange(min=0), default=10_000, show_default=True,
               help="Files in the generated library for the unchanged re-index figure (0: skip).")
 @model_option
@@ -135,7 +135,8 @@ def speed(library, sizes, search_vectors, reindex_files, model, device, out, as_
                    f"{figures['ratio_end_to_end_vs_decode']}")
         dim = load_model(model_name).dim
         report["search"] = search_speed.run(sizes, dim=dim, vectors=search_vectors, model_name=model_name,
-                                            cache_dir=out_dir, echo=click.echo)
+                                            cache_dir=out_dir, echo=click.echo,
+                                            reference_paths=paths if library else None)
         png = search_speed.plot_latency_vs_size(report["search"], out_dir / "search_latency_size.png")
         search_speed.plot_latency_vs_recall(report["search"], out_dir / "search_latency_recall.png")
         if reindex_files:

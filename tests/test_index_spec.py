@@ -198,3 +198,38 @@ def test_index_that_cannot_be_trained_says_why():
         build_index(np.full((4, 16), np.nan, np.float32), "Flat")
     with pytest.raises(IndexSpecError, match="unknown search parameter"):
         apply_search_params(build_index(unit_vectors(4, 16, seed=5), "Flat"), {"bogus": 1})
+
+
+def test_benchmark_measures_the_tuned_inverted_file_and_plots_latency_against_size(tmp_path):
+    from mre.benchmarks.search_speed import format_rows, plot_latency_vs_size, run
+
+    report = run(sizes=[2000, 6000], dim=16, n_queries=20, flat_max=1000, ivf_min=3000, threads=None, echo=None)
+    small, large = report["sizes"]
+    assert small["engine"]["spec"] == "PQ16x4fs,RFlat" and large["engine"]["spec"] == "IVF64,PQ16x4fs,RFlat"
+    engine = large["engine"]
+    chosen = f"nprobe={engine['search_params']['nprobe']}"
+    assert chosen in [point["setting"] for point in large["sweep"]] and engine["tuning"]["query_source"] == "vectors"
+    assert engine["build_s"] >= engine["train_add_s"] > 0 and engine["index_bytes"] > 0 and large["peak_rss_bytes"] > 0
+    assert "measured at build" in format_rows([large])
+    png = plot_latency_vs_size(report, tmp_path / "size.png")
+    assert png is None or png.stat().st_size > 0  # None: matplotlib is not installed
+
+
+def test_store_like_vectors_follow_their_reference():
+    from mre.benchmarks.store_vectors import StoreVectorModel
+
+    rng = np.random.default_rng(7)
+    centres = rng.normal(-4.0, 2.0, (6, 12))
+    reference = (centres[rng.integers(0, 6, 120)] + 0.3 * rng.standard_normal((120, 12))).astype(np.float32)
+    model = StoreVectorModel.fit(reference)
+    # clustered references get a narrow kernel (leave-one-out likelihood), not one blob
+    assert 0.05 <= model.bandwidth < 0.5
+    vectors = model.sample(5000, seed=1)
+    assert vectors.shape == (5000, 12) and vectors.dtype == np.float32
+    np.testing.assert_array_equal(vectors, model.sample(5000, seed=1))
+    # each drawn vector lies near a reference vector: nearer than the references are to other clusters
+    nearest = np.sqrt(((vectors[:500, None, :] - reference[None]) ** 2).sum(-1)).min(axis=1)
+    between = np.sqrt(((centres[:, None] - centres[None]) ** 2).sum(-1))[np.triu_indices(6, 1)].min()
+    assert np.median(nearest) < between / 2
+    with pytest.raises(ValueError, match="at least 3 reference vectors"):
+        StoreVectorModel.fit(reference[:2])
