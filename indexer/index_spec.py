@@ -13,20 +13,23 @@ project's shared 2-core AMD EPYC with AVX-512, faiss-cpu 1.15.1; benchmarks/sear
   while the matrix is at most ``FLAT_MAX_BYTES`` (16 MiB: ~42k vectors at d=100).
 - random unit vectors are the worst case for partitioning and graph indexes: at 100k,
   ``IVF1024,Flat`` nprobe=128 reached recall@10 0.58 (0.30 ms) and ``HNSW32`` efSearch=256
-  0.81 (1.1 ms, 18 s to build). Scanning *all* codes with 4-bit PQ fast-scan (2 dims per
-  sub-quantizer) and re-ranking the best ``k * k_factor_rf`` exactly (``RFlat``) wins:
-  at 100k 0.19 ms / recall 0.994; at 1M ``PQ50x4fs,RFlat`` k_factor_rf=50 gave p50 1.6 ms /
-  recall 0.981 (numpy brute force 25-45 ms), built in ~3 s. At 1M an IVF layer in front
-  did not pay: ``IVF256,...`` nprobe=192 1.9 ms / 0.960, nprobe=224 2.1 ms / 0.976.
-- a full scan's cost grows with the store; real stores are not uniform (a zero-shot model's
-  vectors are label log-odds with a few dominant directions), so above ``IVF_MIN_VECTORS``
-  an inverted-file layer (``IVF<lists>,PQ...x4fs,RFlat``, about sqrt(n) lists) picks the
-  lists to scan. How many lists a query must probe depends on the data, so it is measured
-  when the index is built (:func:`tune_search_params`): the smallest nprobe whose recall@10
-  against exact search reaches ``TUNE_TARGET_RECALL`` on a query sample (the store's tag
-  query vectors, else a sample of its own vectors). On uniform random vectors that is most
-  lists (as slow as a full scan); on store-like vectors a few percent of them. The chosen
-  nprobe, its measured recall and the training sample are recorded in meta.json.
+  0.81 (1.1 ms, 18 s to build). Scanning *all* codes with 4-bit PQ fast-scan and re-ranking
+  the best ``k * k_factor_rf`` exactly (``RFlat``) won there (at 1M ``PQ50x4fs,RFlat``
+  p50 1.6 ms / recall 0.981).
+- store-like vectors (a zero-shot model's label log-odds: benchmarks/store_vectors.py) with
+  the vocabulary's tag queries behave differently. Two dimensions per k-means sub-quantizer
+  gave recall@10 0.27 at 300k (the query's top tracks tie with thousands of others in one
+  top level); one dimension per sub-quantizer with 16 *even* levels gave 0.997
+  (``_use_uniform_levels``). A full scan of those codes costs ~2 ns per vector, so above
+  ``IVF_MIN_VECTORS`` an inverted file (``IVF<lists>,PQ<d>x4fs,RFlat``, about sqrt(n) lists)
+  picks the lists to scan. How many lists a query must probe depends on the data, so it is
+  measured when the index is built (:func:`tune_search_params`): the smallest nprobe whose
+  recall@10 against exact search reaches ``TUNE_TARGET_RECALL`` on a query sample (the
+  store's tag query vectors, else a sample of its own vectors). On store-like vectors that
+  was a quarter to a third of the lists at 300k-1M, whatever the list count (256 or 2048 at
+  300k: the tracks that score highest for a tag lie at the edge of the distribution, spread
+  over many lists); on random unit vectors nearly all. The chosen nprobe, its measured
+  recall and the training sample are recorded in meta.json.
 """
 
 from __future__ import annotations
