@@ -69,11 +69,11 @@ def reference_vectors(model_name: str = "mre-zs-musicnn", n_generated: int = 240
 def query_vectors(model_name: str = "mre-zs-musicnn") -> np.ndarray:
     """The model's query vectors for its default vocabulary's tags (one row per tag)."""
     from mre.embedder.models.factory import load_model
-    from mre.embedder.words.vocabulary import load_tag_vocabulary
+    from mre.embedder.models.tag_space import vocabulary_space
 
     model = load_model(model_name, device="cpu")
-    matrix, _ = model.tag_matrix([entry.tag for entry in load_tag_vocabulary(None)])
-    return np.ascontiguousarray(matrix, dtype=np.float32)
+    # the store's own tag rows (models.tag_space), so the queries are the tags a store holds
+    return np.ascontiguousarray(vocabulary_space(model).matrix, dtype=np.float32)
 
 
 @dataclass
