@@ -129,6 +129,45 @@ def _attribute_values(extras) -> dict:
     return {name: None for name in ATTRIBUTE_NAMES}
 
 
+@dataclass
+class RowReport:
+    """What the driver needs of a finished track besides its staged row (summary lines)."""
+
+    path: str
+    analysed_seconds: float = 0.0
+    decoder_messages: str | None = None
+
+
+def embedded_rows(entries: list[FileEntry], model, *, device="auto", batch_size: int = 64, workers: int | None = None,
+                  max_seconds: float | None = DEFAULT_MAX_SECONDS, model_threads: int | None = None):
+    """Decode, analyse and embed ``entries``: one (staged row, RowReport) per entry, in order.
+
+    The one embedding call of both engines: the local engine runs it over the whole library,
+    each Ray actor (``ray_engine``) over its batch of files, so the rows are made the same way.
+    """
+    by_path = {e.path: e for e in entries}
+    for track in embed_files([e.path for e in entries], model, device=device, batch_size=batch_size,
+                             workers=workers, max_seconds=max_seconds, analyse=extract_attributes,
+                             model_threads=model_threads):
+        entry = by_path[track.path]
+        info = track.info
+        path_text, path_raw = stored_path(entry.path)
+        row = {"path": path_text, PATH_BYTES: path_raw, "size": entry.size, "mtime_ns": entry.mtime_ns,
+               "duration": info.duration if info else None, "sample_rate": info.sample_rate if info else None,
+               "channels": info.channels if info else None, "format": info.format if info else None,
+               "vector": None, "error": track.error, **_attribute_values(track.extras)}
+        if track.error is None:
+            if track.patch_mean is None:
+                row["error"] = "no audio to analyse"
+            else:
+                vector = model.track_vector(track.patch_mean)
+                if not np.all(np.isfinite(vector)):
+                    row["error"] = "the model produced non-finite values"
+                else:
+                    row["vector"] = vector.tolist()
+        yield row, RowReport(entry.path, track.analysed_seconds, track.decoder_messages)
+
+
 def index_library(root: str | Path, store: Store, **options) -> IndexSummary:
     """Bring the store up to date with the audio files under `root` (options: see `_index`).
 
@@ -152,8 +191,12 @@ def _index(
     word_vectors: str | None = None,
     max_seconds: float | None = DEFAULT_MAX_SECONDS,
     progress=None,
+    engine=None,
 ) -> IndexSummary:
-    """progress: a callable `(done, total, path)` called per finished track (the CLI draws a bar)."""
+    """progress: a callable `(done, total, path)` called per finished track (the CLI draws a bar).
+    engine: where the files are embedded; None runs them here (decode workers + the model in
+    this process), a ``ray_engine.RayEngine`` on a Ray cluster. Everything else (scan, diff,
+    staging, commit) is the same for both."""
     started = time.monotonic()
     root_path = str(Path(root).expanduser().resolve())
     if not os.path.exists(root_path):
@@ -235,33 +278,24 @@ def _index(
     def flush() -> None:
         nonlocal last_flush
         if buffer:
-            staging.append(pa.Table.from_pylist(buffer, schema=schema))
+            rows = pa.Table.from_pylist(buffer, schema=schema)
+            # emptied before the part is written: a signal landing after the write would
+            # otherwise stage the same rows again from the `finally` below
             buffer.clear()
+            staging.append(rows)
         last_flush = time.monotonic()
 
-    entries = {e.path: e for e in remaining}
     done = 0
+    rows = None
     try:
-        for track in embed_files([e.path for e in remaining], model, device=device, batch_size=batch_size,
-                                 workers=workers, max_seconds=max_seconds, analyse=extract_attributes):
-            entry = entries[track.path]
-            info = track.info
-            path_text, path_raw = stored_path(entry.path)
-            row = {"path": path_text, PATH_BYTES: path_raw, "size": entry.size, "mtime_ns": entry.mtime_ns,
-                   "duration": info.duration if info else None, "sample_rate": info.sample_rate if info else None,
-                   "channels": info.channels if info else None, "format": info.format if info else None,
-                   "vector": None, "error": track.error, **_attribute_values(track.extras)}
-            if track.error is None:
-                if track.patch_mean is None:
-                    row["error"] = "no audio to analyse"
-                else:
-                    vector = model.track_vector(track.patch_mean)
-                    if not np.all(np.isfinite(vector)):
-                        row["error"] = "the model produced non-finite values"
-                    else:
-                        row["vector"] = vector.tolist()
+        if engine is not None:
+            rows = engine.embedded_rows(remaining, model, device=device, batch_size=batch_size, max_seconds=max_seconds)
+        else:
+            rows = embedded_rows(remaining, model, device=device, batch_size=batch_size, workers=workers,
+                                 max_seconds=max_seconds)
+        for row, track in rows:
             if track.decoder_messages and row["error"] is None:
-                summary.decoder_warnings.append((entry.path, track.decoder_messages))
+                summary.decoder_warnings.append((track.path, track.decoder_messages))
             buffer.append(row)
             done += 1
             summary.audio_seconds += track.analysed_seconds
@@ -272,11 +306,15 @@ def _index(
     finally:
         # on Ctrl-C or any error, what was finished is kept for the next run
         flush()
+        if rows is not None:
+            rows.close()  # the engine's helpers (decode workers, a Ray cluster) end now
 
     staged = with_path_bytes(staging.rows())
     if staged.num_rows:
+        # one row per file wanted now: the latest, should a part hold a file twice
         wanted = {e.path for e in to_embed}
-        staged = staged.filter(pa.array([path in wanted for path in table_paths(staged)], pa.bool_()))
+        latest = {path: number for number, path in enumerate(table_paths(staged)) if path in wanted}
+        staged = staged.take(pa.array(sorted(latest.values()), pa.int64()))
     ok = staged.filter(pa.compute.is_null(staged.column("error"))) if staged.num_rows else staged
     failed = staged.filter(pa.compute.is_valid(staged.column("error"))) if staged.num_rows else staged
 
