@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> dict:
         library = work / "library"
         generate_library(library, args.files, args.seconds)
         # the model and word vectors loaded once before timing (both runs then find them cached)
-        from mre.embedder.models import load_model
+        from mre.embedder.models.factory import load_model
 
         load_model(None).tag_matrix(["piano"])
         local_s, audio_s, local_n = _index(library, work / "local-store", None)

@@ -116,7 +116,7 @@ class _EmbedActor:
 
     def __init__(self, model_name, word_vectors, model_id, device, batch_size, max_seconds, decode_workers,
                  model_threads):
-        from mre.embedder.models import load_model
+        from mre.embedder.models.factory import load_model
 
         self.model = load_model(model_name, device=device, word_vectors=word_vectors)
         if self.model.model_id != model_id:

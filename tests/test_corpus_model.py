@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mre.embedder.corpus_model import CORPUS_MODEL_NAME, CorpusZeroShotModel, weights_file
-from mre.embedder.models import load_model
+from mre.embedder.models.corpus_model import CORPUS_MODEL_NAME, CorpusZeroShotModel, weights_file
+from mre.embedder.models.factory import load_model
 from mre.embedder.runner import embed_files
-from mre.embedder.zeroshot import ZeroShotTaggerModel
+from mre.embedder.models.zeroshot import ZeroShotTaggerModel
 from mre.retrieval.library import Library, LibraryError
 
 

@@ -49,7 +49,7 @@ def random_word_space(tags: list[str], dim: int, seed: int = CONTROL_SEED):
     """The paper's control: a random vector for every token of the tags (so no word relates to another)."""
     from gensim.models import KeyedVectors
 
-    from mre.embedder.words import WordSpace
+    from mre.embedder.words.space import WordSpace
 
     tokens = sorted({token for tag in tags for token in tag.split()})
     vectors = KeyedVectors(dim)
@@ -61,8 +61,8 @@ def corpus_scale(network, prepared, words, seen_tags: list[str], device="cpu") -
     """Median label log-odds spread over the validation clips / median seen-tag cosine spread."""
     import torch
 
-    from mre.embedder.training import track_vectors
-    from mre.embedder.zeroshot import logit
+    from mre.training.loop import track_vectors
+    from mre.embedder.models.zeroshot import logit
 
     valid = np.flatnonzero(np.array([t.split for t in prepared.tracks]) == "valid")
     if len(valid) < 2:  # a spread needs two clips (a tiny corpus): the train clips then
@@ -77,7 +77,7 @@ def corpus_scale(network, prepared, words, seen_tags: list[str], device="cpu") -
 
 def export_weights(network, prepared, words, seen_tags, unseen_tags, out: Path, provenance: dict) -> dict:
     """The corpus model's weights file; returns what it wrote besides the arrays."""
-    from mre.embedder.paper_model import FeatureHead
+    from mre.embedder.models.paper import FeatureHead
 
     assert isinstance(network.audio, FeatureHead), "the corpus model's head is the musicnn branch"
     scale = corpus_scale(network, prepared, words, seen_tags)
@@ -103,12 +103,12 @@ def _figure(value: float | None) -> str:
 
 def build(corpus: Path, work: Path, ship: Path, *, backbone: str = "msd+mtt", seed: int = 0, epochs: int = 40,
           device: str = "cpu", workers: int = 1, control: bool = True, log=print) -> dict:
-    from mre.benchmarks.train_run import DataOptions, _table_tracks, run_training
-    from mre.embedder.paper_model import ModelConfig
-    from mre.embedder.trained import load_trained_model
-    from mre.embedder.training import TrainSettings, train
-    from mre.embedder.training_data import assign_splits, prepare_inputs, split_tags, tag_vocabulary
-    from mre.embedder.words import WordSpace
+    from mre.training.run import DataOptions, _table_tracks, run_training
+    from mre.embedder.models.paper import ModelConfig
+    from mre.embedder.models.trained import load_trained_model
+    from mre.training.loop import TrainSettings, train
+    from mre.training.inputs import assign_splits, prepare_inputs, split_tags, tag_vocabulary
+    from mre.embedder.words.space import WordSpace
 
     table = corpus / "tracks.csv"
     words = WordSpace.load()

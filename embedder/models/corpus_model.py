@@ -17,7 +17,7 @@ projection (numpy: the query path needs no torch). Score = inner product, so FAI
 inner-product search serves both; `scale` (set at export from the training corpus's
 validation clips) makes a trained word's score spread over tracks like a label's log-odds,
 so the two mix in one query ("calm piano") and the musical attributes weigh in on the same
-scale as before (mre.embedder.scoring).
+scale as before (mre.embedder.models.scoring).
 """
 from __future__ import annotations
 
@@ -26,8 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mre.embedder.words import word_vectors_id
-from mre.embedder.zeroshot import QueryVector, ZeroShotTaggerModel, logit, torch_device
+from mre.embedder.words.space import word_vectors_id
+from mre.embedder.models.zeroshot import QueryVector, ZeroShotTaggerModel, logit, torch_device
 
 CORPUS_MODEL_NAME = "mre-zs-corpus"
 WEIGHTS_FILE = "mre-zs-corpus.npz"
@@ -40,8 +40,8 @@ class CorpusWeightsError(ValueError):
 
 
 def weights_file() -> Path:
-    """The shipped weights, beside the taggers' (mre.embedder.musicnn.WEIGHTS_DIR; not imported: it loads torch)."""
-    return Path(__file__).resolve().parent / "weights" / WEIGHTS_FILE
+    """The shipped weights, beside the taggers' (mre.embedder.models.registry.WEIGHTS_DIR)."""
+    return Path(__file__).resolve().parents[1] / "weights" / WEIGHTS_FILE
 
 
 class CorpusZeroShotModel(ZeroShotTaggerModel):
