@@ -14,7 +14,8 @@ from mre.cli.options import device_option, model_option, one_line_errors, store_
 @click.argument("path", type=click.Path(exists=True))
 @store_option
 @model_option
-@click.option("--workers", type=click.IntRange(min=0), default=None, help="Decode processes (default: cores − 1).")
+@click.option("--workers", type=click.IntRange(min=0), default=None,
+              help="Decode processes (default: cores − 1; with --engine ray each actor sizes its own).")
 @device_option
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True, help="3-s patches per model call.")
 @click.option("--index-spec", default=None, help='FAISS factory string overriding the choice by size, e.g. "Flat", "HNSW32".')
@@ -58,6 +59,9 @@ def index(path, store, model, workers, device, batch_size, index_spec, vocab, wo
             f"index with {DEFAULT_MODEL} (the default, built on it) or a model file from `mre train`")
     if engine == "local" and (address is not None or num_gpus):
         raise click.ClickException("--address and --num-gpus go with --engine ray")
+    if engine == "ray" and device == "cuda" and not num_gpus:
+        raise click.ClickException("with --engine ray the model runs where --num-gpus puts it: "
+                                   "ask for --num-gpus N instead of --device cuda")
     ray_engine = None
     if engine == "ray":
         from mre.indexer.ray_engine import RayEngine
