@@ -38,6 +38,15 @@ INSTALL_HINT = "--engine ray needs Ray Data: pip install 'music-retrieval-engine
 REPORT_COLUMNS = ("analysed_seconds", "decoder_messages")
 
 
+@dataclass
+class RowReport:
+    """What the driver needs of a finished track besides its staged row (for the summary)."""
+
+    path: str
+    analysed_seconds: float = 0.0
+    decoder_messages: str | None = None
+
+
 class RayEngineError(RuntimeError):
     """Ray missing, a cluster that cannot be reached or is too small (one line for the user)."""
 
@@ -130,17 +139,19 @@ class _EmbedActor:
         import pyarrow as pa
 
         from mre.indexer.paths import table_paths
-        from mre.indexer.pipeline import embedded_rows
+        from mre.indexer.pipeline import embedded_rows, staged_table
         from mre.indexer.scan import FileEntry
 
         entries = [FileEntry(path, size, mtime_ns) for path, size, mtime_ns in
                    zip(table_paths(batch), batch.column("size").to_pylist(), batch.column("mtime_ns").to_pylist())]
-        rows = []
-        for row, report in embedded_rows(entries, self.model, **self.options):
-            row["analysed_seconds"] = report.analysed_seconds
-            row["decoder_messages"] = report.decoder_messages
+        rows, reports = [], []
+        for row, track in embedded_rows(entries, self.model, **self.options):
             rows.append(row)
-        return pa.Table.from_pylist(rows, schema=self.schema)
+            reports.append(track)
+        table = staged_table(rows, self.model.dim)
+        return table.append_column(self.schema.field("analysed_seconds"),
+                                   pa.array([t.analysed_seconds for t in reports], pa.float64())).append_column(
+            self.schema.field("decoder_messages"), pa.array([t.decoder_messages for t in reports], pa.string()))
 
 
 def output_schema(dim: int):
@@ -251,12 +262,13 @@ class RayEngine:
     # -- the work ---------------------------------------------------------------------------
     def embedded_rows(self, entries, model, *, device="auto", batch_size: int = 64, max_seconds=None
                       ) -> Iterator[tuple[dict, object]]:
-        """(staged row, RowReport) per entry, in order, as ``pipeline.embedded_rows`` yields them."""
+        """(staged row, RowReport) per entry, in order, as ``pipeline.embedded_rows`` yields them
+        (a row's ``vector`` a float32 array, None with an error)."""
         if not entries:
             return
         from mre.indexer.paths import path_columns, table_paths
-        from mre.indexer.pipeline import RowReport
 
+        import numpy as np
         import pyarrow as pa
 
         if device == "cuda" and not self.num_gpus:
@@ -294,7 +306,11 @@ class RayEngine:
                 except ray.exceptions.RayError as error:
                     raise RayEngineError(f"the Ray job failed: {_first_line(error)}") from None
                 reports = zip(table.column("analysed_seconds").to_pylist(), table.column("decoder_messages").to_pylist())
-                for row, path, (seconds, said) in zip(table.select(staged_names).to_pylist(), table_paths(table), reports):
+                vectors = [None if vector is None else np.asarray(vector, dtype=np.float32)
+                           for vector in table.column("vector").to_pylist()]
+                for row, vector, path, (seconds, said) in zip(table.select(staged_names).to_pylist(), vectors,
+                                                              table_paths(table), reports):
+                    row["vector"] = vector
                     yield row, RowReport(path, seconds or 0.0, said)
         finally:
             if batches is not None:
