@@ -105,11 +105,13 @@ def _usable_cores() -> int:
 
 
 def _quiet_ray_data_console() -> None:
-    """Ray Data logs its plan and progress to the console; mre draws its own bar, so only
-    errors reach the terminal (Ray Data's log file in the session folder keeps the rest)."""
+    """Ray Data logs its plan and progress to the console, and an actor's error with Ray's
+    tracebacks; mre draws its own bar and says a failure in one line (RayEngineError, with the
+    actor's own message), so nothing of it reaches the terminal (Ray Data's log file in the
+    session folder keeps it)."""
     for handler in logging.getLogger("ray.data").handlers:
         if handler.name == "console":
-            handler.setLevel(logging.ERROR)
+            handler.setLevel(logging.CRITICAL)
 
 
 def _first_line(error: BaseException) -> str:
