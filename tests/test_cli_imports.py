@@ -16,7 +16,7 @@ import pytest
 
 from mre.cli.main import COMMANDS, main
 
-HEAVY = ("torch", "scipy", "gensim")
+HEAVY = ("torch", "scipy", "gensim", "ray")
 
 # Runs mre in-process (click's CliRunner), then prints its output, the heavy modules and mre's
 # command modules that were imported, as one Python literal on the last line.
