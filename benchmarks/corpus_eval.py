@@ -49,7 +49,7 @@ class _SharedPass:
     def __init__(self, model: CorpusZeroShotModel, control: CorpusZeroShotModel | None):
         self.model, self.control = model, control
         self.frontend, self.device = model.frontend, model.device
-        self.output_dim = model.dim + (control.trained_dim if control else 0)
+        self.output_dim = model.output_dim + (control.trained_dim if control else 0)
 
     def patch_outputs(self, mel_patches):
         import torch
@@ -116,7 +116,7 @@ def held_out_figures(folder: Path, model: CorpusZeroShotModel, old: ZeroShotTagg
     counts = {tag: sum(tag in tags for tags in clip_tags) for tag in set().union(*clip_tags)}
     tags = sorted(t for t, n in counts.items() if MIN_POSITIVES <= n <= len(rows) - MIN_POSITIVES)
     labels = np.array([[t in tags_of for t in tags] for tags_of in clip_tags])
-    new_vectors = np.stack([model.track_vector(m[:model.dim]) for m in means])
+    new_vectors = np.stack([model.track_vector(m[:model.output_dim]) for m in means])
     old_vectors = np.stack([old.track_vector(m[:model.label_dim]) for m in means])
     new_scores = query_scores(model, new_vectors, tags, attributes)
     old_scores = query_scores(old, old_vectors, tags, attributes)
@@ -145,10 +145,10 @@ def held_out_figures(folder: Path, model: CorpusZeroShotModel, old: ZeroShotTagg
     if control is not None and group:
         # the paper's control: the trained part alone, random word vectors (attributes left out for both)
         words = control.words
-        control_part = means[:, model.dim:]
+        control_part = means[:, model.output_dim:]
         control_part = control_part / np.linalg.norm(control_part, axis=1, keepdims=True)
         control_scores = control_part @ control.project_words(np.stack([words.phrase_vector(t).vector for t in group])).T
-        trained_part = new_vectors[:, model.label_dim:]
+        trained_part = new_vectors[:, model.label_dim:model.output_dim]
         glove_scores = trained_part @ model.project_words(np.stack([model.words.phrase_vector(t).vector for t in group])).T
         columns = [tags.index(t) for t in group]
         figures["control"] = {"n": len(group),
