@@ -1,4 +1,4 @@
-"""Tempo, key and mode accuracy of mre.embedder.attributes on a generated evaluation set.
+"""Tempo, key and mode accuracy of mre.embedder.audio.attributes on a generated evaluation set.
 
     python -m mre.benchmarks.attribute_eval [--n 20] [--seed 0] [--json OUT] [--no-librosa]
 
@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from mre.benchmarks.synth import NOTE_NAMES, ClipSpec, evaluation_set, render, write_wav
-from mre.embedder.attributes import estimate_key, extract_attributes
+from mre.embedder.audio.attributes import estimate_key, extract_attributes
 
 SAMPLE_RATE = 16000
 TEMPO_TOLERANCE = 0.04  # MIREX audio tempo extraction

@@ -29,12 +29,12 @@ from pathlib import Path
 
 import numpy as np
 
-from mre.benchmarks.metrics import tag_retrieval_auc
+from mre.training.metrics import tag_retrieval_auc
 from mre.benchmarks.quality_run import _with_attributes
-from mre.embedder.attributes import extract_attributes
-from mre.embedder.corpus_model import CorpusZeroShotModel
+from mre.embedder.audio.attributes import extract_attributes
+from mre.embedder.models.corpus_model import CorpusZeroShotModel
 from mre.embedder.runner import embed_files
-from mre.embedder.zeroshot import ZeroShotTaggerModel
+from mre.embedder.models.zeroshot import ZeroShotTaggerModel
 
 HELD_OUT_SOUNDFONT = Path("/usr/share/sounds/sf3/MuseScore_General_Full.sf3")
 HELD_OUT_SEED = 20190        # the training corpus is seed 0; clips depend on (seed, index) only
@@ -160,7 +160,7 @@ def held_out_figures(folder: Path, model: CorpusZeroShotModel, old: ZeroShotTagg
 def demo_figures(model: CorpusZeroShotModel, old: ZeroShotTaggerModel, workers: int | None) -> dict:
     import immich_memories_music
 
-    from mre.embedder.audio import audio_files_under
+    from mre.embedder.audio.decode import audio_files_under
 
     root = Path(immich_memories_music.__file__).parent / "tracks"
     paths = [str(p) for p in audio_files_under(root)]
@@ -183,7 +183,7 @@ def indexing_speed(model: CorpusZeroShotModel, old: ZeroShotTaggerModel, rounds:
     attributes, mel, model), the two models alternating so that a busy shared CPU slows both alike."""
     import immich_memories_music
 
-    from mre.embedder.audio import audio_files_under
+    from mre.embedder.audio.decode import audio_files_under
 
     paths = [str(p) for p in audio_files_under(Path(immich_memories_music.__file__).parent / "tracks")]
     totals = {"old": [0.0, 0.0], "new": [0.0, 0.0]}

@@ -24,7 +24,7 @@ import numpy as np
 
 
 def _library_files(library: str | None) -> list[str]:
-    from mre.embedder.audio import audio_files_under
+    from mre.embedder.audio.decode import audio_files_under
 
     if library is None:
         import immich_memories_music
@@ -38,7 +38,7 @@ def _keys(files):
 
 
 def fingerprint_vs_decode(files: list[str]) -> dict:
-    from mre.embedder.audio import load_audio
+    from mre.embedder.audio.decode import load_audio
     from mre.indexer.fingerprints import fingerprint, fpcalc_path
 
     tool = fpcalc_path()

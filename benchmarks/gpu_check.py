@@ -81,7 +81,7 @@ def section(name: str, out: Path | None, deadline: float | None = None, needs: f
 
 
 def track_paths(folder: Path) -> list[str]:
-    from mre.embedder.audio import audio_files_under
+    from mre.embedder.audio.decode import audio_files_under
 
     return [str(p) for p in audio_files_under(folder)]
 
@@ -91,7 +91,7 @@ def track_vectors(paths: list[str], device: str, dtype: str = "float32", batch: 
     """(mean patch probabilities [n, 100], track vectors [n, 100], patches per track, seconds) as
     `mre index` computes them (embed_files + model.track_vector)."""
     from mre.benchmarks.tagging_speed import _CastModel
-    from mre.embedder.models import load_model
+    from mre.embedder.models.factory import load_model
     from mre.embedder.runner import choose_device, embed_files
 
     torch_device = choose_device(device)
@@ -248,7 +248,7 @@ def main() -> None:
 
     # ---------------------------------------------------------------- model alone
     def model_alone():
-        from mre.embedder.models import load_model
+        from mre.embedder.models.factory import load_model
         from mre.embedder.runner import choose_device
 
         torch_device = choose_device(device)
@@ -335,10 +335,10 @@ def main() -> None:
 
     # ---------------------------------------------------------------- training
     def training(library: Path, label: str):
-        from mre.benchmarks.train_run import DataOptions, format_report, run_training
-        from mre.embedder.paper_model import ModelConfig
+        from mre.training.run import DataOptions, format_report, run_training
+        from mre.embedder.models.paper import ModelConfig
         from mre.embedder.runner import choose_device
-        from mre.embedder.training import TrainSettings
+        from mre.training.loop import TrainSettings
 
         lines = []
 

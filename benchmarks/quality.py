@@ -20,9 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .datasets import Dataset, DatasetError
-from .quality_predictions import Predictions, write_predictions
-from .metrics import PerTagResult, annotation_auc, confusion_matrix, seen_unseen_breakdown, tag_retrieval_auc, top1_accuracy
+from mre.training.datasets import Dataset, DatasetError
+from mre.benchmarks.quality_predictions import Predictions, write_predictions
+from mre.training.metrics import PerTagResult, annotation_auc, confusion_matrix, seen_unseen_breakdown, tag_retrieval_auc, top1_accuracy
 
 PAPER_TABLE_PATH = Path(__file__).parent / "data" / "paper_table1.json"
 
@@ -323,7 +323,7 @@ def write_report(report: QualityReport, out_dir: str | Path) -> list[Path]:
     if report.predictions is not None:
         written.append(write_predictions(report.predictions, out_dir / "predictions.csv"))
 
-    from .quality_figures import write_figures  # matplotlib only when figures are drawn
+    from mre.benchmarks.quality_figures import write_figures  # matplotlib only when figures are drawn
 
     figures, figure_notes = write_figures(report, out_dir)
     written += figures

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .metrics import roc_curve
+from mre.training.metrics import NO_MATPLOTLIB, roc_curve
 
 # Past this many tags a bar per tag is unreadable (MSD has 1,126 in GloVe): show the
 # best and worst halves of this many instead.
@@ -19,8 +19,6 @@ MAX_BARS = 60
 # the spread without a tangle of lines.
 N_ROC_TAGS = 4
 GROUP_COLOURS = {"seen": "tab:blue", "unseen": "tab:orange", "": "tab:gray"}
-# One line for every place that draws figures, when matplotlib (a requirement) is missing anyway.
-NO_MATPLOTLIB = "figures skipped: matplotlib is not installed (pip install 'matplotlib>=3.6' to get the PNGs)"
 
 
 def write_figures(report, out_dir: Path) -> tuple[list[Path], list[str]]:

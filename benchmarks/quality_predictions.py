@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mre.embedder.tag_space import best_tags
+from mre.embedder.models.tag_space import best_tags
 
 # The default of `mre bench quality --threshold`, on the 0–1 scores of mre-zs-musicnn and the
 # taggers: where `mre train`'s teacher takes a tagger label as a track's tag. The taggers learnt

@@ -4,7 +4,7 @@ Zero-shot models (mre-zs-musicnn, a trained model) are scored as `mre query` ran
 model's tag vector (a tag used as a query) against each track's vector, plus, for a tag
 related to the attribute poles (calm, energetic, fast...) of a model that has them, its
 weights on the tracks' musical attributes standardised over the evaluated tracks
-(mre.embedder.scoring), measured in the same decoding pass. The report's notes give the
+(mre.embedder.models.scoring), measured in the same decoding pass. The report's notes give the
 macro ROC-AUC without the attributes beside it.
 
 A tagger (musicnn-msd, musicnn-mtt, the vgg ones) is the paper's supervised row: it scores
@@ -20,14 +20,14 @@ from pathlib import Path
 
 import numpy as np
 
-from mre.benchmarks.datasets import Dataset, DatasetError, read_folders, read_gtzan, read_mtat, read_table
+from mre.training.datasets import Dataset, DatasetError, read_folders, read_gtzan, read_mtat, read_table
 from mre.benchmarks.quality import QualityReport, evaluate, write_report
 from mre.benchmarks.quality_predictions import DEFAULT_THRESHOLD, Predictions
-from mre.embedder.attributes import extract_attributes
-from mre.embedder.models import TaggerModel, load_model, shown_scores
-from mre.embedder.scoring import query_scores_with_attributes, standardised_columns
+from mre.embedder.audio.attributes import extract_attributes
+from mre.embedder.models.factory import TaggerModel, load_model, shown_scores
+from mre.embedder.models.scoring import query_scores_with_attributes, standardised_columns
 from mre.embedder.runner import embed_files
-from mre.embedder.tag_space import tagger_space, vocabulary_space
+from mre.embedder.models.tag_space import tagger_space, vocabulary_space
 
 
 def read_dataset(kind: str, root: str | Path, *, tracks: str = "tracks.csv", split_dir=None, word_space=None) -> Dataset:
@@ -90,7 +90,7 @@ def run_quality(kind: str, root: str | Path, *, tracks: str = "tracks.csv", spli
 
     threshold: per-track predictions keep the tags whose score (as users see it) reaches it."""
     from mre.embedder.runner import choose_device
-    from mre.embedder.words import WordSpace, load_word_vectors
+    from mre.embedder.words.space import WordSpace, load_word_vectors
 
     model = load_model(model_name, device=choose_device(device), word_vectors=word_vectors)
     supervised = isinstance(model, TaggerModel)

@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"no store at {args.store} (run `make demo` first); skipping the store figures")
     if args.synthetic:
         from mre.benchmarks import search_speed
-        from mre.embedder.zeroshot import ZeroShotTaggerModel
+        from mre.embedder.models.zeroshot import ZeroShotTaggerModel
 
         dim = ZeroShotTaggerModel().dim
         print()

@@ -72,7 +72,7 @@ def commit_store(store_root: Path, library: Path, dim: int, meta: dict | None = 
 
 
 def time_unchanged_reindex(store, library: Path) -> dict:
-    from mre.embedder.audio import AUDIO_EXTENSIONS
+    from mre.embedder.audio.decode import AUDIO_EXTENSIONS
     from mre.indexer.diff import diff_library
     from mre.indexer.scan import scan_library
     from mre.indexer.store import Store
@@ -105,7 +105,7 @@ def time_index_command(store, library: Path) -> float:
 
 
 def run(n_files: int = 10_000, dim: int | None = None, repeats: int = 3, echo=print) -> dict:
-    from mre.embedder.zeroshot import ZeroShotTaggerModel
+    from mre.embedder.models.zeroshot import ZeroShotTaggerModel
 
     model = ZeroShotTaggerModel()  # the store looks made by the default model, so `mre index` sees no change
     dim = dim or model.dim

@@ -69,7 +69,7 @@ class _CastModel:
 
 
 def _musicnn_taggers(model) -> list:
-    from mre.embedder.musicnn import MusicnnTagger
+    from mre.embedder.models.musicnn import MusicnnTagger
 
     taggers = getattr(model, "taggers", None) or [getattr(model, "tagger", None)]
     return [tagger for tagger in taggers if isinstance(tagger, MusicnnTagger)]
@@ -128,7 +128,7 @@ def max_deviation_from_float32(model, run_model, patches: torch.Tensor) -> float
 
 def measure(paths: list[str], model_name: str, batch_size: int, workers: int, device: str, dtype: str,
             model_threads: int | None = None, rounds: int = 1) -> dict:
-    from mre.embedder.models import load_model
+    from mre.embedder.models.factory import load_model
     from mre.embedder.runner import choose_device
 
     torch_device = choose_device(device)
@@ -186,8 +186,8 @@ def measure(paths: list[str], model_name: str, batch_size: int, workers: int, de
 
 
 def _sample_patches(path: str, model, device: torch.device, count: int = 8) -> torch.Tensor:
-    from mre.embedder.audio import load_audio
-    from mre.embedder.frontend import MelFrontend, make_patches
+    from mre.embedder.audio.decode import load_audio
+    from mre.embedder.audio.frontend import MelFrontend, make_patches
 
     config = model.frontend
     samples, _ = load_audio(path, config.sample_rate, max_seconds=count * config.patch_seconds)
@@ -217,7 +217,7 @@ def main(argv: list[str] | None = None) -> None:
     workers = default_workers() if args.workers is None else args.workers
     with tempfile.TemporaryDirectory() as scratch:
         if args.folder:
-            from mre.embedder.audio import audio_files_under
+            from mre.embedder.audio.decode import audio_files_under
 
             paths = [str(p) for p in audio_files_under(args.folder)]
         else:

@@ -20,10 +20,10 @@ import numpy as np
 from gensim.models import KeyedVectors
 
 from mre.benchmarks.synth_scenes import SOURCE_WORDS, UNSEEN_WORDS, write_scene_library
-from mre.benchmarks.train_run import DataOptions, run_training
-from mre.embedder.paper_model import ModelConfig
-from mre.embedder.training import TrainSettings
-from mre.embedder.words import WordSpace
+from mre.training.run import DataOptions, run_training
+from mre.embedder.models.paper import ModelConfig
+from mre.training.loop import TrainSettings
+from mre.embedder.words.space import WordSpace
 
 
 def random_word_space(words: list[str], dim: int, seed: int = 1) -> WordSpace:

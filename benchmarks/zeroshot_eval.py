@@ -29,12 +29,12 @@ from pathlib import Path
 
 import numpy as np
 
-from mre.benchmarks.metrics import roc_auc
+from mre.training.metrics import roc_auc
 from mre.benchmarks.synth import evaluation_set, render, write_wav
 from mre.embedder.runner import embed_files
-from mre.embedder.attributes import extract_attributes
-from mre.embedder.zeroshot import ATTRIBUTE_COLUMNS, ZeroShotTaggerModel
-from mre.embedder.scoring import query_scores_with_attributes, standardised_columns
+from mre.embedder.audio.attributes import extract_attributes
+from mre.embedder.models.zeroshot import ATTRIBUTE_COLUMNS, ZeroShotTaggerModel
+from mre.embedder.models.scoring import query_scores_with_attributes, standardised_columns
 
 # Query words that equal a tagger label, each with the ground-truth tag it should find.
 LABEL_QUERIES = {"piano": "piano", "guitar": "guitar", "strings": "strings", "violin": "violin",

@@ -106,8 +106,8 @@ def speed(library, sizes, reindex_files, model, device, out, as_json):
     import tempfile
 
     from mre.benchmarks import reindex_speed, search_speed, tagging_speed
-    from mre.embedder.audio import audio_files_under
-    from mre.embedder.models import load_model
+    from mre.embedder.audio.decode import audio_files_under
+    from mre.embedder.models.factory import load_model
     from mre.embedder.runner import default_workers
 
     sizes = [int(s) for s in sizes.replace("_", "").split(",") if s.strip()]

@@ -37,8 +37,8 @@ def index(path, store, model, workers, device, batch_size, index_spec, vocab, wo
 
     from tqdm import tqdm
 
-    from mre.embedder.models import DEFAULT_MODEL
-    from mre.embedder.registry import MODELS
+    from mre.embedder.models.factory import DEFAULT_MODEL
+    from mre.embedder.models.registry import MODELS
     from mre.indexer.paths import printable_path
     from mre.indexer.pipeline import index_library
     from mre.indexer.store import Store

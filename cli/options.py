@@ -48,8 +48,8 @@ def emit_json(value) -> None:
 def _user_error_types() -> tuple[type[BaseException], ...]:
     """The errors a user can cause. Imported when one is raised, not when a command is defined:
     decoding (soundfile, soxr) must not load for `mre --help` or a query."""
-    from mre.embedder.audio import AudioError
-    from mre.embedder.words import WordVectorError
+    from mre.embedder.audio.decode import AudioError
+    from mre.embedder.words.space import WordVectorError
     from mre.indexer.store import StoreError
     from mre.retrieval.library import LibraryError
 

@@ -85,7 +85,7 @@ def tags(targets, store, model, k, threshold, as_json, vocab, word_vectors, devi
         mre tags song.mp3 --threshold 0.3 --json
         mre tags song.mp3 --vocab my-tags.txt -k 20
     """
-    from mre.embedder.registry import MODELS
+    from mre.embedder.models.registry import MODELS
     from mre.retrieval.library import Library, TagResult, default_store_path
     from mre.retrieval.tagging import tag_files
 

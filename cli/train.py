@@ -62,11 +62,11 @@ def train(tracks_table, teacher, library, teacher_threshold, out, audio_branch, 
         mre train --teacher musicnn --library ~/Music --out my-music.mre
         mre index ~/Music --model my-music.mre && mre query "dreamy synth"
     """
-    from mre.benchmarks.train_run import DataOptions, format_report, run_training
-    from mre.embedder.paper_model import ModelConfig
+    from mre.training.run import DataOptions, format_report, run_training
+    from mre.embedder.models.paper import ModelConfig
     from mre.embedder.runner import choose_device, default_workers
-    from mre.embedder.training import TrainSettings
-    from mre.embedder.training_data import TrainingDataError
+    from mre.training.loop import TrainSettings
+    from mre.training.inputs import TrainingDataError
 
     data = DataOptions(tracks_table=tracks_table, library=library, teacher=teacher,
                        teacher_threshold=teacher_threshold, unseen_tags_file=unseen_tags_file,

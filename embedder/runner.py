@@ -19,8 +19,9 @@ from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 
 import numpy as np
 
-from mre.embedder.audio import AudioError, AudioInfo, load_audio
-from mre.embedder.frontend_config import FrontendConfig
+from mre.embedder.audio.decode import AudioError, AudioInfo, load_audio
+from mre.embedder.audio.frontend_config import FrontendConfig
+from mre.embedder.models.device import choose_device  # noqa: F401  (re-exported: the runner's callers pick a device)
 from mre.embedder import lifetime  # imported by the decode server too: it then dies with mre
 
 # torch is imported where audio is embedded: decode workers, and callers that only read
@@ -28,7 +29,7 @@ from mre.embedder import lifetime  # imported by the decode server too: it then 
 if TYPE_CHECKING:
     import torch
 
-    from mre.embedder.frontend import MelFrontend
+    from mre.embedder.audio.frontend import MelFrontend
 
 # Longer tracks are analysed on their first 15 minutes: beyond that the mean over patches
 # barely moves, and a 2-hour DJ mix would otherwise hold ~1 GB of samples in one worker.
@@ -82,17 +83,6 @@ def _float32_convolutions(device):
         yield
     finally:
         torch.backends.cudnn.allow_tf32 = before
-
-
-def choose_device(device: str = "auto") -> torch.device:
-    """`auto` takes CUDA when torch sees a GPU, else the CPU; `cuda` without a GPU is an error."""
-    import torch
-
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError("--device cuda was asked for, but torch sees no CUDA device")
-    return torch.device(device)
 
 
 def _usable_cores() -> int:
@@ -292,7 +282,7 @@ def embed_files(
         return  # nothing to embed: torch is not even imported
     import torch
 
-    from mre.embedder.frontend import MelFrontend, make_patches
+    from mre.embedder.audio.frontend import MelFrontend, make_patches
 
     torch_device = device if isinstance(device, torch.device) else choose_device(device)
     config = model.frontend

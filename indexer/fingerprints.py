@@ -27,7 +27,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mre.indexer.atomic import write_parquet_atomic
+from mre.util.atomic import write_parquet_atomic
 from mre.indexer.diskspace import disk_full_errors
 from mre.indexer.paths import PATH_BYTES, path_columns, table_paths
 

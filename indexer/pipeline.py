@@ -16,12 +16,12 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from mre.embedder.attributes import ATTRIBUTE_NAMES, TrackAttributes, extract_attributes
-from mre.embedder.audio import AUDIO_EXTENSIONS
-from mre.embedder.models import DEFAULT_MODEL, load_model
+from mre.embedder.audio.attributes import ATTRIBUTE_NAMES, TrackAttributes, extract_attributes
+from mre.embedder.audio.decode import AUDIO_EXTENSIONS
+from mre.embedder.models.factory import DEFAULT_MODEL, load_model
 from mre.embedder.runner import DEFAULT_MAX_SECONDS, embed_files
-from mre.embedder.word_vectors import word_vectors_reference
-from mre.embedder.words import load_tag_vocabulary
+from mre.embedder.words.vectors import word_vectors_reference
+from mre.embedder.words.space import load_tag_vocabulary
 from mre.indexer.diff import diff_library
 from mre.indexer.paths import PATH_BYTES, printable_path, stored_path, table_paths, with_path_bytes
 from mre.indexer.scan import FileEntry, is_under, scan_library

@@ -14,7 +14,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mre.indexer.atomic import TMP_SUFFIX, write_parquet_atomic
+from mre.util.atomic import TMP_SUFFIX, write_parquet_atomic
 from mre.indexer.diskspace import disk_full_errors
 from mre.indexer.paths import PATH_BYTES, table_paths
 

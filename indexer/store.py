@@ -30,7 +30,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mre.indexer import index_spec as specs
-from mre.indexer.atomic import fsync_dir, fsync_file, write_bytes_atomic, write_parquet_atomic
+from mre.util.atomic import fsync_dir, fsync_file, write_bytes_atomic, write_parquet_atomic
 from mre.indexer.diskspace import DiskFullError, disk_full_errors  # noqa: F401  (DiskFullError: API)
 from mre.indexer.staging import KEY_PATTERN, Staging, StagingError
 from mre.indexer.tables import (  # noqa: F401  (re-exported: the store's public API)

@@ -12,14 +12,15 @@ from pathlib import Path
 
 import numpy as np
 
-from mre.embedder.attributes import ATTRIBUTE_NAMES, TrackAttributes, extract_attributes
-from mre.embedder.models import load_model, shown_scores
-from mre.embedder.scoring import attribute_scores, standardised
-from mre.embedder.tag_space import TagSpace, best_tags, named_tags_space, vocabulary_space
+from mre.embedder.audio.attributes import ATTRIBUTE_NAMES, TrackAttributes, extract_attributes
+from mre.embedder.models.factory import load_model, shown_scores
+from mre.embedder.models.scoring import attribute_scores, standardised
+from mre.embedder.models.tag_space import TagSpace, best_tags, named_tags_space, vocabulary_space
 from mre.indexer.index_spec import use_single_query_threads
 from mre.indexer.paths import PATH_BYTES, printable_path, readable_path, table_paths
 from mre.indexer.store import Store, StoreError
 from mre.retrieval.filters import Filters
+from mre.retrieval.tagging import TagResult, tag_scores, tag_space  # noqa: F401  (TagResult re-exported)
 
 # Below this many tracks, song→song is an exact numpy pass; above, FAISS proposes candidates
 # (this many per result) that are re-ranked exactly.
@@ -76,19 +77,6 @@ class Hit:
 
     def as_dict(self) -> dict:
         return asdict(self)
-
-
-@dataclass
-class TagResult:
-    path: str
-    tags: list[dict]            # [{"tag": ..., "score": ...}], best first
-    track_id: str | None = None
-
-    def as_dict(self) -> dict:
-        out = {"path": self.path, "tags": self.tags}
-        if self.track_id is not None:
-            out["track_id"] = self.track_id
-        return out
 
 
 @dataclass
@@ -449,8 +437,6 @@ class Library:
 def file_cards(paths: list[str], device: str = "cpu", k: int = 5) -> list[dict]:
     """`Library.info`'s card for audio files when there is no store: duration, format, the
     musical attributes and the default model's top tags from the built-in vocabulary."""
-    from mre.retrieval.tagging import tag_scores, tag_space  # tagging builds on this module
-
     model = load_model(None, device=device)
     space = tag_space(model)
     cards = []

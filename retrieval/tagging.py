@@ -7,14 +7,26 @@ store, `Library.tag_many` tags files inside and outside it alike, attributes inc
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 
-from mre.embedder.models import TaggerModel, load_model, shown_scores
-from mre.embedder.runner import embed_files
-from mre.retrieval.library import TagResult
-from mre.embedder.tag_space import TagSpace, best_tags, tagger_space, vocabulary_space
+from mre.embedder.models.factory import TaggerModel, load_model, shown_scores
+from mre.embedder.models.tag_space import TagSpace, best_tags, tagger_space, vocabulary_space
+
+
+@dataclass
+class TagResult:
+    path: str
+    tags: list[dict]            # [{"tag": ..., "score": ...}], best first
+    track_id: str | None = None
+
+    def as_dict(self) -> dict:
+        out = {"path": self.path, "tags": self.tags}
+        if self.track_id is not None:
+            out["track_id"] = self.track_id
+        return out
 
 
 def tag_space(model, vocabulary: str | None = None) -> TagSpace:
@@ -38,6 +50,8 @@ def tag_files(paths: list[str], model_name: str | None = None, *, k: int | None 
     space = tag_space(model, vocabulary)
     if note is not None and space.lacking_note():
         note(space.lacking_note())
+    from mre.embedder.runner import embed_files  # decoding (soundfile, soxr): only when files are tagged
+
     results = []
     for track in embed_files(paths, model, device=device, batch_size=batch_size,
                              workers=workers if len(paths) > 1 else 0):

@@ -148,7 +148,7 @@ def test_tags_weigh_attributes_exactly_as_a_query_does(store, music_library, tmp
 def test_attribute_scores_count_pole_weights_in_label_spreads():
     import numpy as np
 
-    from mre.embedder.scoring import attribute_scores, standardised
+    from mre.embedder.models.scoring import attribute_scores, standardised
 
     label = np.array([0.0, 2.0, 4.0])  # spread 1.633
     z = standardised([60.0, 90.0, 0.0], "bpm")  # bpm 0 is no pulse: the mean, z 0

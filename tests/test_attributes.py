@@ -7,8 +7,8 @@ import pytest
 from mre.benchmarks.attribute_eval import mirex_key_score, tempo_outcome
 from mre.benchmarks.synth import (ClipSpec, _lowpass, _spectral_filter, clip_tags, evaluation_set,
                                   render, write_wav)
-from mre.embedder.attributes import (ATTRIBUTE_NAMES, TrackAttributes, extract_attributes,
-                                     k_weighting_biquads)
+from mre.embedder.audio.attributes import (ATTRIBUTE_NAMES, TrackAttributes, extract_attributes,
+                                           k_weighting_biquads)
 
 SR = 16000
 

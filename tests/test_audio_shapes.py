@@ -13,8 +13,8 @@ import pytest
 import soundfile as sf
 import torch
 
-from mre.embedder.audio import AUDIO_EXTENSIONS, AudioError, AudioInfo, load_audio, probe, to_mono_float
-from mre.embedder.frontend import FrontendConfig, MelFrontend, make_patches
+from mre.embedder.audio.decode import AUDIO_EXTENSIONS, AudioError, AudioInfo, load_audio, probe, to_mono_float
+from mre.embedder.audio.frontend import FrontendConfig, MelFrontend, make_patches
 
 TARGET_SR = 16000
 FRONTEND = MelFrontend(FrontendConfig())
@@ -94,7 +94,7 @@ def test_matches_librosa_load(tmp_path):
 
 
 def test_long_file_is_read_in_blocks_with_the_same_result(tmp_path, monkeypatch):
-    import mre.embedder.audio as audio_module
+    import mre.embedder.audio.decode as audio_module
 
     path = tmp_path / "long.wav"
     sf.write(path, music_like(5.0, 44100, 2), 44100)

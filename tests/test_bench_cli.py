@@ -126,8 +126,8 @@ def test_a_tagger_is_the_supervised_row_on_the_tags_among_its_labels(cli, instru
 
 def test_a_tagger_matches_tags_by_the_word_layers_tokens():
     from mre.benchmarks.quality_run import tagger_columns
-    from mre.embedder.registry import MSD_LABELS
-    from mre.embedder.words import WordSpace, load_word_vectors
+    from mre.embedder.models.registry import MSD_LABELS
+    from mre.embedder.words.space import WordSpace, load_word_vectors
 
     words = WordSpace(load_word_vectors(None))
     columns = tagger_columns(list(MSD_LABELS), ["hip hop", "Hip-Hop", "hiphop", "mellow", "female vocalists", "calm"],

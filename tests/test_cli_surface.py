@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from mre.benchmarks.synth import ClipSpec, render
 from mre.cli.main import main
-from mre.embedder.models import model_names
+from mre.embedder.models.factory import model_names
 
 
 def _commands(group: click.Group, ctx: click.Context, prefix: tuple[str, ...] = ()):

@@ -16,7 +16,7 @@ from click.testing import CliRunner
 pytest.importorskip("tinysoundfont")
 pytest.importorskip("pretty_midi")
 
-from mre.benchmarks.datasets import read_tracks_table  # noqa: E402
+from mre.training.datasets import read_tracks_table  # noqa: E402
 from mre.cli.main import main  # noqa: E402
 from mre.training.corpus import music  # noqa: E402
 from mre.training.corpus.arrangements import FAST_BPM, SLOW_BPM, make_arrangement  # noqa: E402
@@ -110,7 +110,7 @@ def test_musescore_general_is_held_out_of_training_corpora(tmp_path):
 def test_tempo_words_and_the_bpm_column_are_what_is_heard(corpus):
     """The bpm column against the project's tempo estimator on grooves with drums: within 4 %
     or at an octave. Measured on seed 0, clips 0-79 at 8 s: 37 of 37 grooves."""
-    from mre.embedder.attributes import extract_attributes
+    from mre.embedder.audio.attributes import extract_attributes
 
     _, _, rows = corpus
     fast = [float(r["bpm"]) for r in rows if "fast" in r["tags"].split("|")]
@@ -184,9 +184,9 @@ def test_mre_train_learns_from_the_tiny_corpus(corpus, tmp_path):
     """The table trains as it is: splits from the builder, every tag with a word vector kept."""
     from dataclasses import replace
 
-    from mre.benchmarks.train_run import DataOptions, run_training
-    from mre.embedder.paper_model import PAPER_FRONTEND, ModelConfig
-    from mre.embedder.training import TrainSettings
+    from mre.training.run import DataOptions, run_training
+    from mre.embedder.models.paper import PAPER_FRONTEND, ModelConfig
+    from mre.training.loop import TrainSettings
 
     out, _, rows = corpus
     tiny = ModelConfig(conv_channels=(16, 16, 16, 16),
@@ -204,7 +204,7 @@ def test_mre_train_learns_from_the_tiny_corpus(corpus, tmp_path):
 def test_make_model_trains_on_the_tiny_corpus_and_writes_a_loadable_corpus_model(corpus, tmp_path):
     """`make model` end to end on the tiny render: musicnn-feature head, held-out tags unseen,
     deterministic weights file, the paper's control beside it; the file serves as mre-zs-corpus."""
-    from mre.embedder.corpus_model import CorpusZeroShotModel
+    from mre.embedder.models.corpus_model import CorpusZeroShotModel
     from mre.training.corpus.held_out import held_out_tags
     from mre.training.model_build import LABEL_READING_GRID, build
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mre.embedder.corpus_model import CORPUS_MODEL_NAME, CorpusZeroShotModel, weights_file
-from mre.embedder.models import load_model
+from mre.embedder.models.corpus_model import CORPUS_MODEL_NAME, CorpusZeroShotModel, weights_file
+from mre.embedder.models.factory import load_model
 from mre.embedder.runner import embed_files
-from mre.embedder.zeroshot import ZeroShotTaggerModel
+from mre.embedder.models.zeroshot import ZeroShotTaggerModel
 from mre.retrieval.library import Library, LibraryError
 
 
@@ -76,7 +76,7 @@ def test_other_words_get_the_trained_part_and_the_default_models_label_reading(m
 
 def test_a_store_indexed_with_it_answers_and_an_old_default_store_keeps_its_model_or_is_re_embedded(
         music_library, tmp_path, cli):
-    from mre.embedder.models import DEFAULT_MODEL
+    from mre.embedder.models.factory import DEFAULT_MODEL
 
     old_store = tmp_path / "old-store"
     assert cli("index", music_library, "--store", old_store, "--model", "mre-zs-musicnn", "--workers", "1").exit_code == 0

@@ -8,7 +8,7 @@ import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
 
-from mre.benchmarks.datasets import DatasetError, read_gtzan, read_mtat, read_table, read_tracks_table
+from mre.training.datasets import DatasetError, read_gtzan, read_mtat, read_table, read_tracks_table
 
 SAMPLE_RATE = 16000
 

@@ -144,7 +144,7 @@ def test_tags_with_a_tagger_model_needs_no_store(cli, music_library, tmp_path):
     assert result.exit_code == 0, result.output
     objects = json.loads(result.stdout)
     assert len(objects) == 2 and all(len(o["tags"]) == 3 for o in objects)
-    from mre.embedder.registry import get_model_spec
+    from mre.embedder.models.registry import get_model_spec
 
     labels = set(get_model_spec("musicnn-mtt").labels)
     assert all(t["tag"] in labels and 0.0 <= t["score"] <= 1.0 for o in objects for t in o["tags"])

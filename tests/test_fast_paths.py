@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 
 from mre.benchmarks import tagging_speed
-from mre.embedder.models import load_model
-from mre.embedder.registry import load_tagger
+from mre.embedder.models.factory import load_model
+from mre.embedder.models.registry import load_tagger
 from mre.embedder.runner import embed_files
 
 

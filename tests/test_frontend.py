@@ -10,14 +10,14 @@ import torch
 
 librosa = pytest.importorskip("librosa")
 
-from mre.embedder.frontend import (  # noqa: E402
-    FrontendConfig,
-    MelFrontend,
-    make_patches,
-    make_patches_batch,
-    mel_filterbank,
-    patch_counts,
-    periodic_hann,
+from mre.embedder.audio.frontend import (  # noqa: E402
+                                         FrontendConfig,
+                                         MelFrontend,
+                                         make_patches,
+                                         make_patches_batch,
+                                         mel_filterbank,
+                                         patch_counts,
+                                         periodic_hann,
 )
 
 SR = 16000

@@ -6,16 +6,16 @@ import pytest
 
 sklearn_metrics = pytest.importorskip("sklearn.metrics")
 
-from mre.benchmarks.metrics import (  # noqa: E402
-    MetricInputError,
-    annotation_auc,
-    confusion_matrix,
-    pr_auc,
-    roc_auc,
-    roc_curve,
-    seen_unseen_breakdown,
-    tag_retrieval_auc,
-    top1_accuracy,
+from mre.training.metrics import (  # noqa: E402
+                                  MetricInputError,
+                                  annotation_auc,
+                                  confusion_matrix,
+                                  pr_auc,
+                                  roc_auc,
+                                  roc_curve,
+                                  seen_unseen_breakdown,
+                                  tag_retrieval_auc,
+                                  top1_accuracy,
 )
 
 

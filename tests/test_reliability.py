@@ -289,7 +289,7 @@ def test_a_damaged_store_is_said_with_how_to_recover(cli, store, music_library, 
 # ---------------------------------------------------------------------------- smaller things
 
 def test_a_truncated_mp3_is_skipped_with_what_the_decoder_said(tmp_path):
-    from mre.embedder.audio import AudioError, load_audio
+    from mre.embedder.audio.decode import AudioError, load_audio
     from mre.embedder.runner import _decode_one
 
     whole = tmp_path / "whole.mp3"

@@ -15,12 +15,12 @@ import torch
 from gensim.models import KeyedVectors
 
 from mre.benchmarks.synth_scenes import UNSEEN_WORDS, write_scene_library
-from mre.benchmarks.train_run import DataOptions, run_training
-from mre.embedder.models import load_model
-from mre.embedder.paper_model import PAPER_FRONTEND, ModelConfig, TwoBranchModel, hinge_loss
-from mre.embedder.trained import ModelFileError
-from mre.embedder.training import TrainSettings
-from mre.embedder.words import WordSpace
+from mre.training.run import DataOptions, run_training
+from mre.embedder.models.factory import load_model
+from mre.embedder.models.paper import PAPER_FRONTEND, ModelConfig, TwoBranchModel, hinge_loss
+from mre.embedder.models.trained import ModelFileError
+from mre.training.loop import TrainSettings
+from mre.embedder.words.space import WordSpace
 from mre.retrieval.library import Library, LibraryError
 
 # A small network on 1 s, 64-band patches: the test is about what is learnt, not capacity.

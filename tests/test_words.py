@@ -10,9 +10,9 @@ import platformdirs
 import pytest
 from gensim.models import KeyedVectors
 
-from mre.embedder import word_vectors
-from mre.embedder.tag_vocabulary import TagVocabularyError
-from mre.embedder.words import (
+from mre.embedder.words import vectors as word_vectors
+from mre.embedder.words.vocabulary import TagVocabularyError
+from mre.embedder.words.space import (
     QueryError,
     QueryTerm,
     WordSpace,

@@ -29,7 +29,7 @@ def test_negation_is_not_averaged_into_the_word(figures):
 
 
 def test_query_understanding():
-    from mre.embedder.zeroshot import ZeroShotTaggerModel
+    from mre.embedder.models.zeroshot import ZeroShotTaggerModel
 
     model = ZeroShotTaggerModel()
     assert model.query_vector("hip hop").matched_labels == ["hip-hop"]
@@ -51,7 +51,7 @@ def test_attribute_dimensions_help_mood_words_and_leave_label_words_alone(figure
 
 
 def test_pole_words_relate_to_their_attribute():
-    from mre.embedder.zeroshot import ZeroShotTaggerModel
+    from mre.embedder.models.zeroshot import ZeroShotTaggerModel
 
     model = ZeroShotTaggerModel()
     assert model.query_vector("calm").attribute_weights["onset_density"] < 0

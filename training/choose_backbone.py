@@ -20,12 +20,12 @@ VALIDATION_UNSEEN_FRACTION = 0.15
 
 
 def main(argv: list[str] | None = None) -> None:
-    from mre.benchmarks.metrics import tag_retrieval_auc
-    from mre.benchmarks.train_run import _table_tracks
-    from mre.embedder.paper_model import BACKBONE_FEATURES, ModelConfig
-    from mre.embedder.training import TrainSettings, _label_matrix, track_vectors, train
-    from mre.embedder.training_data import assign_splits, prepare_inputs, split_tags, tag_vocabulary
-    from mre.embedder.words import WordSpace
+    from mre.training.metrics import tag_retrieval_auc
+    from mre.training.run import _table_tracks
+    from mre.embedder.models.paper import BACKBONE_FEATURES, ModelConfig
+    from mre.training.loop import TrainSettings, _label_matrix, track_vectors, train
+    from mre.training.inputs import assign_splits, prepare_inputs, split_tags, tag_vocabulary
+    from mre.embedder.words.space import WordSpace
     from mre.training.corpus.held_out import HELD_OUT_FILE
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

@@ -65,7 +65,7 @@ def random_word_space(tags: list[str], dim: int, seed: int = CONTROL_SEED):
     """The paper's control: a random vector for every token of the tags (so no word relates to another)."""
     from gensim.models import KeyedVectors
 
-    from mre.embedder.words import WordSpace
+    from mre.embedder.words.space import WordSpace
 
     tokens = sorted({token for tag in tags for token in tag.split()})
     vectors = KeyedVectors(dim)
@@ -77,8 +77,8 @@ def corpus_scale(network, prepared, words, seen_tags: list[str], device="cpu") -
     """Median label log-odds spread over the validation clips / median seen-tag cosine spread."""
     import torch
 
-    from mre.embedder.training import track_vectors
-    from mre.embedder.zeroshot import logit
+    from mre.training.loop import track_vectors
+    from mre.embedder.models.zeroshot import logit
 
     valid = np.flatnonzero(np.array([t.split for t in prepared.tracks]) == "valid")
     if len(valid) < 2:  # a spread needs two clips (a tiny corpus): the train clips then
@@ -94,8 +94,8 @@ def corpus_scale(network, prepared, words, seen_tags: list[str], device="cpu") -
 def validation_vectors(network, prepared, scale: float) -> tuple[np.ndarray, np.ndarray]:
     """(rows, track vectors) of the validation clips as the corpus model indexes them:
     [label log-odds | scale · unit embedding | 1]; a tiny corpus without two validation clips uses its train clips."""
-    from mre.embedder.training import track_vectors
-    from mre.embedder.zeroshot import logit
+    from mre.training.loop import track_vectors
+    from mre.embedder.models.zeroshot import logit
 
     valid = np.flatnonzero(np.array([t.split for t in prepared.tracks]) == "valid")
     if len(valid) < 2:
@@ -119,7 +119,7 @@ def corpus_offset(model, vectors: np.ndarray) -> float:
 def export_weights(network, prepared, words, seen_tags, unseen_tags, out: Path, provenance: dict,
                    label_reading: tuple[float, float] = (0.0, 0.0), offset: float = 0.0) -> dict:
     """The corpus model's weights file; returns what it wrote besides the arrays."""
-    from mre.embedder.paper_model import FeatureHead
+    from mre.embedder.models.paper import FeatureHead
 
     assert isinstance(network.audio, FeatureHead), "the corpus model's head is the musicnn branch"
     scale = corpus_scale(network, prepared, words, seen_tags)
@@ -149,9 +149,9 @@ def choose_label_reading(prepared, words, seen: list[str], unseen: list[str], co
     taggers' probabilities, the trained part as indexing makes it; no musical attributes: they
     are added alike whatever the weight). Returns the weights and the table it chose from.
     """
-    from mre.benchmarks.metrics import tag_retrieval_auc
-    from mre.embedder.corpus_model import CorpusZeroShotModel
-    from mre.embedder.training import _label_matrix, train
+    from mre.training.metrics import tag_retrieval_auc
+    from mre.embedder.models.corpus_model import CorpusZeroShotModel
+    from mre.training.loop import _label_matrix, train
 
     rng = np.random.default_rng(seed + 1)
     validation_unseen = sorted(str(t) for t in rng.choice(seen, size=round(VALIDATION_UNSEEN_FRACTION * len(seen)),
@@ -205,12 +205,12 @@ def _figure(value: float | None) -> str:
 
 def build(corpus: Path, work: Path, ship: Path, *, backbone: str = "msd+mtt", seed: int = 0, epochs: int = 40,
           device: str = "cpu", workers: int = 1, control: bool = True, log=print) -> dict:
-    from mre.benchmarks.train_run import DataOptions, _table_tracks, run_training
-    from mre.embedder.paper_model import ModelConfig
-    from mre.embedder.trained import load_trained_model
-    from mre.embedder.training import TrainSettings, train
-    from mre.embedder.training_data import assign_splits, prepare_inputs, split_tags, tag_vocabulary
-    from mre.embedder.words import WordSpace
+    from mre.training.run import DataOptions, _table_tracks, run_training
+    from mre.embedder.models.paper import ModelConfig
+    from mre.embedder.models.trained import load_trained_model
+    from mre.training.loop import TrainSettings, train
+    from mre.training.inputs import assign_splits, prepare_inputs, split_tags, tag_vocabulary
+    from mre.embedder.words.space import WordSpace
 
     table = corpus / "tracks.csv"
     words = WordSpace.load()
@@ -236,7 +236,7 @@ def build(corpus: Path, work: Path, ship: Path, *, backbone: str = "msd+mtt", se
                                   settings, work, seed, log=log)
     export_weights(trained.network, prepared, words, trained.seen_tags, trained.unseen_tags, ship, provenance,
                    label_reading=choice["label_reading"])
-    from mre.embedder.corpus_model import CorpusZeroShotModel
+    from mre.embedder.models.corpus_model import CorpusZeroShotModel
 
     unplaced = CorpusZeroShotModel(path=ship, word_space=words)
     offset = corpus_offset(unplaced, validation_vectors(trained.network, prepared, unplaced.scale)[1])

@@ -33,7 +33,7 @@ HELD_OUT_FILE = Path(__file__).resolve().parents[1] / "data" / "held_out_tags.tx
 
 
 def tagger_labels() -> set[str]:
-    from mre.embedder.registry import MSD_LABELS, MTT_LABELS
+    from mre.embedder.words.labels import MSD_LABELS, MTT_LABELS
 
     return {label.lower().replace("-", " ") for label in MSD_LABELS + MTT_LABELS}
 

@@ -20,11 +20,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mre.embedder.frontend import FrontendConfig
-from mre.embedder.paper_model import BACKBONE_TAGGER, ModelConfig, TwoBranchModel
-from mre.embedder.word_vectors import is_minilm, word_vectors_reference
-from mre.embedder.words import WordSpace, parse_query
-from mre.embedder.zeroshot import QueryVector
+from mre.embedder.audio.frontend import FrontendConfig
+from mre.embedder.models.paper import BACKBONE_TAGGER, ModelConfig, TwoBranchModel
+from mre.embedder.words.vectors import is_minilm, word_vectors_reference
+from mre.embedder.words.space import WordSpace, parse_query
+from mre.embedder.models.zeroshot import QueryVector
 
 FILE_FORMAT = "mre-trained-model"
 FILE_VERSION = 1
@@ -65,7 +65,7 @@ def read_model_file(path: str | Path) -> tuple[dict, str]:
 
 
 class TrainedModel:
-    """The engine's view of a trained two-branch model (see `mre.embedder.models`).
+    """The engine's view of a trained two-branch model (see `mre.embedder.models.factory`).
 
     network: the TwoBranchModel (weights loaded). words: the WordSpace it was trained with.
     """
@@ -86,7 +86,7 @@ class TrainedModel:
         self.device = torch.device(device)
         self._backbone = None
         if self.config.audio_branch == "musicnn":
-            from mre.embedder.registry import get_model_spec
+            from mre.embedder.models.registry import get_model_spec
 
             self.frontend: FrontendConfig = get_model_spec(BACKBONE_TAGGER).frontend
         else:
@@ -130,7 +130,7 @@ class TrainedModel:
     def backbone(self) -> list:
         """The frozen taggers whose penultimate features the head reads, in the config's order."""
         if self._backbone is None:
-            from mre.embedder.registry import load_tagger
+            from mre.embedder.models.registry import load_tagger
 
             self._backbone = [load_tagger(name, device=self.device) for name in self.config.backbone_taggers]
         return self._backbone

@@ -29,7 +29,7 @@ class DatasetError(ValueError):
 
 
 class WordLookup(Protocol):
-    """What the readers need of a word space (``mre.embedder.words.WordSpace`` fits;
+    """What the readers need of a word space (``mre.embedder.words.space.WordSpace`` fits;
     a gensim ``KeyedVectors`` also works through ``in``)."""
 
     def has(self, word: str) -> bool: ...
@@ -392,7 +392,7 @@ def read_folders(root: str | Path, word_space: WordLookup | None = None) -> Data
     with the names of the folders between the root and it. Files directly in the root have no tag
     (they count as negatives for every tag). Unsplit: every track is evaluated.
     """
-    from mre.embedder.audio import audio_files_under
+    from mre.embedder.audio.decode import audio_files_under
 
     root = _require_dir(root, "folder dataset")
     audio = audio_files_under(root)

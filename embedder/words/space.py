@@ -13,9 +13,9 @@ from typing import Sequence
 
 import numpy as np
 
-from .spelling import SpellingIndex
-from .tag_vocabulary import VocabularyTag, load_tag_vocabulary
-from .word_vectors import (
+from mre.embedder.words.spelling import SpellingIndex
+from mre.embedder.words.vocabulary import VocabularyTag, load_tag_vocabulary
+from mre.embedder.words.vectors import (
     DEFAULT_WORD_VECTORS_ID,
     WordVectorError,
     WordVectors,

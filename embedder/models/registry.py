@@ -4,7 +4,7 @@ Kept apart from the architecture code (``musicnn.py``) the way open_clip keeps
 ``pretrained.py`` beside ``factory.py``: an entry is data, and a new model is a new entry.
 Weights ship inside the package (``weights/``) with their sha256 recorded here, because
 ``musicnn`` itself cannot be installed by pip next to us (its metadata pins numpy<1.17 and
-TensorFlow); ``python -m mre.embedder.musicnn convert`` regenerates them byte for byte.
+TensorFlow); ``python -m mre.embedder.models.convert convert`` regenerates them byte for byte.
 """
 from __future__ import annotations
 
@@ -15,12 +15,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .frontend_config import FrontendConfig
+from mre.embedder.audio.frontend_config import FrontendConfig
+from mre.embedder.words.labels import MSD_LABELS, MTT_LABELS  # noqa: F401  (re-exported)
 
 if TYPE_CHECKING:
     import torch
 
-    from .musicnn import MusicnnTagger, VggTagger
+    from mre.embedder.models.musicnn import MusicnnTagger, VggTagger
 
 __all__ = [
     "ModelSpec",
@@ -34,29 +35,10 @@ __all__ = [
     "weights_path",
 ]
 
-# Label lists copied from musicnn/configuration.py (musicnn 0.1.0), order = output index.
-# MSD labels keep their Last.fm spelling ('Mellow', 'Hip-Hop', 'House', 'Progressive rock').
-MTT_LABELS = (
-    "guitar", "classical", "slow", "techno", "strings", "drums", "electronic", "rock", "fast",
-    "piano", "ambient", "beat", "violin", "vocal", "synth", "female", "indian", "opera", "male",
-    "singing", "vocals", "no vocals", "harpsichord", "loud", "quiet", "flute", "woman",
-    "male vocal", "no vocal", "pop", "soft", "sitar", "solo", "man", "classic", "choir", "voice",
-    "new age", "dance", "male voice", "female vocal", "beats", "harp", "cello", "no voice",
-    "weird", "country", "metal", "female voice", "choral",
-)
-MSD_LABELS = (
-    "rock", "pop", "alternative", "indie", "electronic", "female vocalists", "dance", "00s",
-    "alternative rock", "jazz", "beautiful", "metal", "chillout", "male vocalists",
-    "classic rock", "soul", "indie rock", "Mellow", "electronica", "80s", "folk", "90s", "chill",
-    "instrumental", "punk", "oldies", "blues", "hard rock", "ambient", "acoustic", "experimental",
-    "female vocalist", "guitar", "Hip-Hop", "70s", "party", "country", "easy listening", "sexy",
-    "catchy", "funk", "electro", "heavy metal", "Progressive rock", "60s", "rnb", "indie pop",
-    "sad", "House", "happy",
-)
-
 # The registry is data: naming a model, its labels or its id must not import torch (a query
 # reads no audio), so the architecture (musicnn.py) is imported only where weights load.
-WEIGHTS_DIR = Path(__file__).with_name("weights")
+# The weights stay in embedder/weights/ (package data of mre.embedder), beside no module.
+WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 
 MUSICNN_LICENCE = (
     "ISC — musicnn 0.1.0, Copyright (c) Music Technology Group, Universitat Pompeu Fabra 2019, "
@@ -166,7 +148,7 @@ def _verify_sha256(path: Path, expected: str) -> None:
     except OSError as error:
         raise WeightsIntegrityError(
             f"weights file {path} is missing ({error.strerror}); reinstall music-retrieval-engine "
-            "or run `python -m mre.embedder.musicnn convert`"
+            "or run `python -m mre.embedder.models.convert convert`"
         ) from error
     key = (str(path), stat.st_size, stat.st_mtime_ns)
     if key in _verified_files:
@@ -183,9 +165,9 @@ def load_tagger(name: str, device: str | torch.device = "cpu", weights_dir: str 
     """Load the named tagger in eval mode on ``device`` after checking its weights' sha256.
 
     ``weights_dir`` overrides the packaged ``weights/`` folder (for tests, or weights a user
-    converted themselves with ``python -m mre.embedder.musicnn convert --output-dir``).
+    converted themselves with ``python -m mre.embedder.models.convert convert --output-dir``).
     """
-    from .musicnn import tagger_from_tf_tensors
+    from mre.embedder.models.musicnn import tagger_from_tf_tensors
 
     spec = get_model_spec(name)
     path = weights_path(spec, weights_dir)

@@ -14,16 +14,16 @@ from typing import Callable
 
 import numpy as np
 
-from mre.benchmarks.datasets import DatasetError, read_tracks_table
-from mre.benchmarks.metrics import annotation_auc, tag_retrieval_auc
-from mre.benchmarks.quality import write_text_atomically
-from mre.embedder.audio import AUDIO_EXTENSIONS, audio_files_under
-from mre.embedder.paper_model import ModelConfig
-from mre.embedder.training import TrainResult, TrainSettings, train
-from mre.embedder.training_data import (TRAIN_MAX_PATCHES, TRAIN_MAX_SECONDS, LabelledTrack, TrainingDataError,
-                                        assign_splits, fingerprint, prepare_inputs, split_tags,
-                                        tag_vocabulary, teacher_tags)
-from mre.embedder.words import WordSpace
+from mre.training.datasets import DatasetError, read_tracks_table
+from mre.training.metrics import NO_MATPLOTLIB, annotation_auc, tag_retrieval_auc
+from mre.util.atomic import write_text_atomic
+from mre.embedder.audio.decode import AUDIO_EXTENSIONS, audio_files_under
+from mre.embedder.models.paper import ModelConfig
+from mre.training.loop import TrainResult, TrainSettings, train
+from mre.training.inputs import (TRAIN_MAX_PATCHES, TRAIN_MAX_SECONDS, LabelledTrack, TrainingDataError,
+                                 assign_splits, fingerprint, prepare_inputs, split_tags,
+                                 tag_vocabulary, teacher_tags)
+from mre.embedder.words.space import WordSpace
 
 TEACHERS = ("musicnn",)
 # Both taggers learnt from sparse tags (MTT clips carry ~3 of their 50 tags), so their
@@ -121,7 +121,7 @@ def write_report(report: TrainingReport, out: str | Path) -> list[Path]:
     """OUT.eval.json and OUT.eval.png (training curve; per-tag AUC, seen and unseen)."""
     out = Path(out)
     json_path = out.with_name(out.name + ".eval.json")
-    write_text_atomically(json_path, json.dumps(report.to_json(), indent=2) + "\n")
+    write_text_atomic(json_path, json.dumps(report.to_json(), indent=2) + "\n")
     written = [json_path]
     try:
         import matplotlib
@@ -129,8 +129,6 @@ def write_report(report: TrainingReport, out: str | Path) -> list[Path]:
         matplotlib.use("Agg")
         from matplotlib import pyplot as plt
     except ImportError:
-        from mre.benchmarks.quality_figures import NO_MATPLOTLIB
-
         report.notes.append(NO_MATPLOTLIB)
         return written
     figure, (curve, bars) = plt.subplots(1, 2, figsize=(12, 4.5))

@@ -1,6 +1,6 @@
 """Training the paper's model: hinge loss over seen tags, early stopping, atomic checkpoints, resume.
 
-`train(...)` takes prepared inputs (see `training_data`) and the tag split, trains, writes
+`train(...)` takes prepared inputs (see `mre.training.inputs`) and the tag split, trains, writes
 the model file, and returns the test split's track vectors and labels for the evaluation.
 Each epoch ends with a checkpoint written atomically beside the model file (`OUT.ckpt`); a
 run started again with `resume=True` continues from it when the data and settings match.
@@ -17,10 +17,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from mre.embedder.paper_model import ModelConfig, TwoBranchModel, hinge_loss
-from mre.embedder.trained import TrainedModel, load_trained_model, model_payload, write_atomically
-from mre.embedder.training_data import PreparedInputs, TrainingDataError
-from mre.embedder.words import WordSpace
+from mre.embedder.models.paper import ModelConfig, TwoBranchModel, hinge_loss
+from mre.embedder.models.trained import TrainedModel, load_trained_model, model_payload, write_atomically
+from mre.training.inputs import PreparedInputs, TrainingDataError
+from mre.embedder.words.space import WordSpace
 
 CHECKPOINT_FORMAT = "mre-training-checkpoint"
 OPTIMIZERS = ("sgd", "adam")

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .tag_vocabulary import load_tag_vocabulary
+from mre.embedder.words.vocabulary import load_tag_vocabulary
 
 # Scores are printed and written with this many decimals: enough for any ranking a user can see.
 SCORE_DECIMALS = 6

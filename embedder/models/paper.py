@@ -26,7 +26,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from mre.embedder.frontend import FrontendConfig
+from mre.embedder.audio.frontend import FrontendConfig
 
 AUDIO_BRANCHES = ("paper", "musicnn")
 # The pretrained branch's backbone: trained on MSD, as the paper's model was.

@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from mre.embedder.registry import MODELS, get_model_spec, load_tagger
-from mre.embedder.corpus_model import CORPUS_MODEL_NAME, CorpusZeroShotModel
-from mre.embedder.zeroshot import MODEL_NAME as TAGGER_ZEROSHOT_MODEL, ZeroShotTaggerModel, torch_device
+from mre.embedder.models.registry import MODELS, get_model_spec, load_tagger
+from mre.embedder.models.corpus_model import CORPUS_MODEL_NAME, CorpusZeroShotModel
+from mre.embedder.models.zeroshot import MODEL_NAME as TAGGER_ZEROSHOT_MODEL, ZeroShotTaggerModel, torch_device
 
 if TYPE_CHECKING:
     import torch
@@ -85,7 +85,7 @@ def load_model(name: str | None = None, device: str | torch.device = "cpu", word
     if name in MODELS:
         return TaggerModel(name, device=device)
     if Path(name).is_file():
-        from mre.embedder.trained import load_trained_model  # the paper's model (mre train)
+        from mre.embedder.models.trained import load_trained_model  # the paper's model (mre train)
 
         return load_trained_model(name, device=torch_device(device), word_vectors=word_vectors)
     if Path(name).suffix or "/" in name:

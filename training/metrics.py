@@ -19,6 +19,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+# One line for every place that draws figures of these metrics (mre bench quality, mre train),
+# when matplotlib (a requirement) is missing anyway.
+NO_MATPLOTLIB = "figures skipped: matplotlib is not installed (pip install 'matplotlib>=3.6' to get the PNGs)"
 
 class MetricInputError(ValueError):
     """Labels and scores that cannot be scored together (shape, NaN, wrong dtype)."""

@@ -12,7 +12,7 @@ every later load is a memory map that needs no gensim (whose import, scipy inclu
 longer than a whole query).
 
 The name ``"minilm"`` (opt-in, extra ``[sentence]``) gives all-MiniLM-L6-v2 sentence vectors
-(384-d, :mod:`mre.embedder.minilm`) of a fixed vocabulary: the 50k most frequent GloVe words,
+(384-d, :mod:`mre.embedder.words.minilm`) of a fixed vocabulary: the 50k most frequent GloVe words,
 then every tagger label and shipped vocabulary tag with their words; multi-word ones are keyed
 by their hyphenated form ("female-vocalists"), which :class:`WordSpace` looks adjacent words
 up as, so a label phrase gets the encoder's vector of the whole phrase.
@@ -39,6 +39,8 @@ from pathlib import Path
 import numpy as np
 import platformdirs
 
+from mre.embedder.words.errors import WordVectorError  # noqa: F401  (re-exported)
+
 log = logging.getLogger(__name__)
 
 DEFAULT_WORD_VECTORS_ID = "glove-6b-50d"
@@ -62,10 +64,6 @@ _HEADER_RE = re.compile(rb"^\s*(\d+)\s+(\d+)\s*$")
 _PICKLE_MAGIC = b"\x80"  # pickle protocol >= 2, which gensim's SaveLoad always uses
 _GZIP_MAGIC = b"\x1f\x8b"
 _FASTTEXT_BIN_MAGIC = (793712314).to_bytes(4, "little")  # fastText's FASTTEXT_FILEFORMAT_MAGIC_INT32
-
-
-class WordVectorError(Exception):
-    """Word vectors could not be loaded or looked up; the message is one line for the user."""
 
 
 def _key_hash(key: str) -> int:
@@ -118,7 +116,7 @@ class WordVectors:
     Keys are unique and keep the source's order, which is frequency order for GloVe, word2vec
     and fastText files. Reads like the part of gensim's KeyedVectors that the word space uses
     (``vectors``, ``index_to_key``, ``key_to_index``, ``vector_size``, ``[key]``), so either
-    can back a :class:`~mre.embedder.words.WordSpace`. key_to_index: a mapping key → row
+    can back a :class:`~mre.embedder.words.space.WordSpace`. key_to_index: a mapping key → row
     (default: a dict built from keys).
     """
 
@@ -371,8 +369,8 @@ def word_vectors_reference(path: str | Path | None) -> str | None:
 
 def _minilm_vocabulary(frequent_words: list[str]) -> tuple[list[str], list[str]]:
     """(keys, texts to encode): frequent words first, then label and tag words and phrases."""
-    from .registry import MSD_LABELS, MTT_LABELS
-    from .tag_vocabulary import load_tag_vocabulary
+    from mre.embedder.words.labels import MSD_LABELS, MTT_LABELS
+    from mre.embedder.words.vocabulary import load_tag_vocabulary
 
     texts = {word: word for word in frequent_words}
     for phrase in [*MSD_LABELS, *MTT_LABELS, *(tag.tag for tag in load_tag_vocabulary())]:
@@ -385,7 +383,7 @@ def _minilm_vocabulary(frequent_words: list[str]) -> tuple[list[str], list[str]]
 
 
 def _load_minilm(cache_dir: Path) -> WordVectors:
-    from .minilm import load_minilm, model_directory
+    from mre.embedder.words.minilm import load_minilm, model_directory
 
     model_files = model_directory()
     glove = load_word_vectors(None)

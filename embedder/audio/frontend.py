@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 # FrontendConfig lives apart so that code reading the settings need not import torch.
-from mre.embedder.frontend_config import LOG_COMPRESSIONS, PAD_MODES, FrontendConfig  # noqa: F401  (re-exported)
+from mre.embedder.audio.frontend_config import LOG_COMPRESSIONS, PAD_MODES, FrontendConfig  # noqa: F401  (re-exported)
 
 # Largest finite float16: musicnn's float16 cast would turn anything above it into inf.
 FLOAT16_MAX = 65504.0

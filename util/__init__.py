@@ -1,0 +1,1 @@
+"""mre-wide helpers below every layer (README, "Layout"): what any module may import."""
