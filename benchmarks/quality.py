@@ -13,7 +13,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from mre.training.datasets import Dataset, DatasetError
+from mre.util.atomic import atomic_file, write_text_atomic
 from mre.benchmarks.quality_predictions import Predictions, write_predictions
 from mre.training.metrics import PerTagResult, annotation_auc, confusion_matrix, seen_unseen_breakdown, tag_retrieval_auc, top1_accuracy
 
@@ -296,13 +296,6 @@ def format_comparison(reports: list[QualityReport], names: list[str]) -> str:
 # ---------------------------------------------------------------------------- the files
 
 
-def write_text_atomically(path: Path, text: str) -> None:
-    """Write beside, then rename: a reader never sees half a report."""
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(text, encoding="utf-8")
-    os.replace(partial, path)
-
-
 def write_report(report: QualityReport, out_dir: str | Path) -> list[Path]:
     """Write ``quality.json``, ``per_tag.csv``, ``predictions.csv`` (when the report has
     per-track predictions) and PNG figures into ``out_dir``; return
@@ -313,7 +306,7 @@ def write_report(report: QualityReport, out_dir: str | Path) -> list[Path]:
 
     per_tag_csv = out_dir / "per_tag.csv"
     positives = report.labels.sum(axis=0)
-    with open(per_tag_csv, "w", newline="", encoding="utf-8") as handle:
+    with atomic_file(per_tag_csv, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(["tag", "roc_auc", "pr_auc", "n_positive", "group"])
         for j, tag in enumerate(report.tags):
@@ -331,7 +324,7 @@ def write_report(report: QualityReport, out_dir: str | Path) -> list[Path]:
     document = report.to_json()
     document["files"] = [p.name for p in written]
     quality_json = out_dir / "quality.json"
-    write_text_atomically(quality_json, json.dumps(document, indent=2, ensure_ascii=False) + "\n")
+    write_text_atomic(quality_json, json.dumps(document, indent=2, ensure_ascii=False) + "\n")
     return [quality_json] + written
 
 

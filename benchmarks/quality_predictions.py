@@ -5,13 +5,13 @@ the full tag vocabulary, written to a CSV, with a few tracks printed.
 from __future__ import annotations
 
 import csv
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from mre.embedder.models.tag_space import best_tags
+from mre.util.atomic import atomic_file
 
 # The default of `mre bench quality --threshold`, on the 0–1 scores of mre-zs-musicnn and the
 # taggers: where `mre train`'s teacher takes a tagger label as a track's tag. The taggers learnt
@@ -51,15 +51,13 @@ class Predictions:
 
 def write_predictions(predictions: Predictions, path: Path) -> Path:
     """predictions.csv: path, source (dataset|vocabulary), tag, score; per track best first."""
-    partial = path.with_name(path.name + ".partial")
-    with open(partial, "w", newline="", encoding="utf-8") as handle:
+    with atomic_file(path, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(["path", "source", "tag", "score"])
         for i, track in enumerate(predictions.paths):
             for source in predictions.by_source:
                 for entry in predictions.predicted(source, i):
                     writer.writerow([track, source, entry["tag"], f"{entry['score']:.6f}"])
-    os.replace(partial, path)
     return path
 
 

@@ -23,10 +23,9 @@ import numpy as np
 from mre.training.datasets import Dataset, DatasetError, read_folders, read_gtzan, read_mtat, read_table
 from mre.benchmarks.quality import QualityReport, evaluate, write_report
 from mre.benchmarks.quality_predictions import DEFAULT_THRESHOLD, Predictions
-from mre.embedder.audio.attributes import extract_attributes
 from mre.embedder.models.factory import TaggerModel, load_model, shown_scores
 from mre.embedder.models.scoring import query_scores_with_attributes, standardised_columns
-from mre.embedder.runner import embed_files
+from mre.embedder.runner import embed_tracks
 from mre.embedder.models.tag_space import tagger_space, vocabulary_space
 
 
@@ -116,19 +115,18 @@ def run_quality(kind: str, root: str | Path, *, tracks: str = "tracks.csv", spli
             raise DatasetError(f"{dataset.name}: no tag has a word vector; nothing to evaluate")
         vocabulary = vocabulary_space(model)
 
-    weigh = getattr(model, "attribute_weights", None)  # models without attribute poles: none
-    tag_weights = [weigh(tag) if weigh else {} for tag in dataset.tags]
-    vocabulary_weights = [weigh(tag) if weigh else {} for tag in vocabulary.names] if vocabulary.matrix is not None else []
+    tag_weights = [model.attribute_weights(tag) for tag in dataset.tags]  # {} for models without attribute poles
+    vocabulary_weights = [model.attribute_weights(tag) for tag in vocabulary.names] if vocabulary.matrix is not None else []
     vectors, attributes, ok_rows, failed = [], [], [], []
     paths = [str(t.path) for t in dataset.tracks]
-    for row, track in enumerate(embed_files(paths, model, device=choose_device(device), workers=workers,
-                                            analyse=extract_attributes if any(tag_weights + vocabulary_weights) else None)):
-        if track.error is None and track.patch_mean is not None:
-            vectors.append(model.track_vector(track.patch_mean))
-            attributes.append(track.extras.as_dict() if hasattr(track.extras, "as_dict") else {})
-            ok_rows.append(row)
+    for track in embed_tracks(paths, model, device=choose_device(device), workers=workers,
+                              attributes=any(tag_weights + vocabulary_weights)):
+        if track.error is None:
+            vectors.append(track.vector)
+            attributes.append(track.attributes)
+            ok_rows.append(track.index)
         else:
-            failed.append((track.path, track.error or "no audio"))
+            failed.append((track.path, track.error))
     if not ok_rows:
         raise DatasetError(f"{dataset.name}: no track could be decoded (first: {failed[0][0]}: {failed[0][1]})")
     dataset = _keep_rows(dataset, np.asarray(ok_rows))
@@ -138,8 +136,7 @@ def run_quality(kind: str, root: str | Path, *, tracks: str = "tracks.csv", spli
     else:
         label_scores = track_vectors @ tag_matrix.T
     scores = _with_attributes(label_scores, tag_weights, attributes)
-    seen = getattr(model, "seen_tags", None)
-    unseen = getattr(model, "unseen_tags", None)
+    seen, unseen = model.seen_tags, model.unseen_tags
     report = evaluate(dataset, scores, seen_tags=seen, unseen_tags=unseen, split=eval_split, model=model.model_id)
     report.supervised = supervised
     if supervised:

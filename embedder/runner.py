@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 
 import numpy as np
 
+from mre.embedder.audio.attributes import ATTRIBUTE_NAMES, TrackAttributes, extract_attributes
 from mre.embedder.audio.decode import AudioError, AudioInfo, load_audio
 from mre.embedder.audio.frontend_config import FrontendConfig
 from mre.embedder.models.device import choose_device  # noqa: F401  (re-exported: the runner's callers pick a device)
@@ -359,6 +360,60 @@ def embed_files(
     if patch_threads is not None:
         patch_threads.close()  # (an abandoned generator's pool ends when it is collected)
     yield from ready()
+
+
+# Why a decoded track has no vector: the words every caller records (the store's skipped table,
+# `mre tags`, `mre info`, the quality benchmark).
+NO_AUDIO = "no audio to analyse"
+NON_FINITE = "the model produced non-finite values"
+
+
+@dataclass
+class FinishedTrack:
+    """One track as every caller uses it: its vector in the model's space and its musical
+    attributes, or the reason it has no vector.
+
+    index: the track's position in the input. vector: float32 ``[model.dim]`` (None with an
+    error). attributes: ``ATTRIBUTE_NAMES`` → value, every value None where they were not
+    measured (not asked for, or the analysis failed: the track still counts).
+    """
+
+    index: int
+    path: str
+    info: AudioInfo | None
+    vector: np.ndarray | None
+    attributes: dict
+    error: str | None = None
+    analysed_seconds: float = 0.0
+    decoder_messages: str | None = None
+
+
+def finish_track(index: int, track: EmbeddedTrack, model) -> FinishedTrack:
+    """The model's track vector from the runner's patch mean, checked, and the attributes by name."""
+    vector, error = None, track.error
+    if error is None:
+        if track.patch_mean is None:
+            error = NO_AUDIO
+        else:
+            vector = np.asarray(model.track_vector(track.patch_mean), dtype=np.float32)
+            if not np.all(np.isfinite(vector)):
+                vector, error = None, NON_FINITE
+    extras = track.extras
+    attributes = extras.as_dict() if isinstance(extras, TrackAttributes) else dict.fromkeys(ATTRIBUTE_NAMES)
+    return FinishedTrack(index, track.path, track.info, vector, attributes, error, track.analysed_seconds,
+                         track.decoder_messages)
+
+
+def embed_tracks(paths: Iterable[str], model, *, attributes: bool = True, **options) -> Iterator[FinishedTrack]:
+    """`embed_files` finished: one FinishedTrack per input path, in input order.
+
+    model: a model with ``track_vector`` (every model ``load_model`` returns). attributes: measure
+    the musical attributes in the decode workers (no second read of the file). options: as
+    `embed_files` (device, batch_size, workers, max_seconds, progress, model_threads).
+    """
+    analyse = extract_attributes if attributes else None
+    for index, track in enumerate(embed_files(paths, model, analyse=analyse, **options)):
+        yield finish_track(index, track, model)
 
 
 def seconds_of_audio(tracks: Iterable[EmbeddedTrack]) -> float:

@@ -16,16 +16,18 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from mre.embedder.audio.attributes import ATTRIBUTE_NAMES, TrackAttributes, extract_attributes
+from mre.embedder.audio.attributes import ATTRIBUTE_NAMES
 from mre.embedder.audio.decode import AUDIO_EXTENSIONS
 from mre.embedder.models.factory import DEFAULT_MODEL, load_model
-from mre.embedder.runner import DEFAULT_MAX_SECONDS, embed_files
+from mre.embedder.runner import DEFAULT_MAX_SECONDS, embed_tracks
 from mre.embedder.words.vectors import word_vectors_reference
+from mre.embedder.models.tag_space import ranked, vocabulary_space
 from mre.embedder.words.space import load_tag_vocabulary
 from mre.indexer.diff import diff_library
 from mre.indexer.paths import PATH_BYTES, printable_path, stored_path, table_paths, with_path_bytes
 from mre.indexer.scan import FileEntry, is_under, scan_library
 from mre.indexer.store import Store, track_id_for, tracks_schema, vectors_from_column
+from mre.indexer.tables import optional_vectors_column
 
 # staged parts are flushed this often so an interruption loses at most this much work
 FLUSH_SECONDS = 10.0
@@ -65,8 +67,8 @@ class IndexSummary:
                 f"({self.seconds:.1f} s{speed})")
         out = [head]
         if self.kept_model:
-            out.append(f"kept the store's model {self.kept_model}; the default model is now {DEFAULT_MODEL}: "
-                       f"`mre index PATH --model {DEFAULT_MODEL}` embeds every track in the store again with it")
+            out.append(f"kept the store's model {self.kept_model} (the default is {DEFAULT_MODEL}: "
+                       f"`mre index PATH --model {DEFAULT_MODEL}` embeds every track in the store again with it)")
         if self.model_change:
             out.append(f"model changed ({self.model_change}): every track in the store was embedded again")
         if self.reembedded_elsewhere:
@@ -124,13 +126,6 @@ def _staged_schema(dim: int) -> pa.Schema:
         ("format", pa.string()), ("vector", pa.list_(pa.float32(), dim)), ("error", pa.string()),
         *ATTRIBUTE_FIELDS,
     ])
-
-
-def _attribute_values(extras) -> dict:
-    """Attribute columns of one track; nulls when the analysis failed (the track still counts)."""
-    if isinstance(extras, TrackAttributes):
-        return extras.as_dict()
-    return {name: None for name in ATTRIBUTE_NAMES}
 
 
 def index_library(root: str | Path, store: Store, **options) -> IndexSummary:
@@ -245,31 +240,24 @@ def _index(
     def flush() -> None:
         nonlocal last_flush
         if buffer:
-            staging.append(pa.Table.from_pylist(buffer, schema=schema))
+            at = schema.get_field_index("vector")
+            vectors = optional_vectors_column([row.pop("vector") for row in buffer], model.dim)
+            staging.append(pa.Table.from_pylist(buffer, schema=schema.remove(at)).add_column(at, schema.field(at), vectors))
             buffer.clear()
         last_flush = time.monotonic()
 
-    entries = {e.path: e for e in remaining}
     done = 0
     try:
-        for track in embed_files([e.path for e in remaining], model, device=device, batch_size=batch_size,
-                                 workers=workers, max_seconds=max_seconds, analyse=extract_attributes):
-            entry = entries[track.path]
+        for track in embed_tracks([e.path for e in remaining], model, device=device, batch_size=batch_size,
+                                  workers=workers, max_seconds=max_seconds):
+            entry = remaining[track.index]
             info = track.info
             path_text, path_raw = stored_path(entry.path)
             row = {"path": path_text, PATH_BYTES: path_raw, "size": entry.size, "mtime_ns": entry.mtime_ns,
                    "duration": info.duration if info else None, "sample_rate": info.sample_rate if info else None,
                    "channels": info.channels if info else None, "format": info.format if info else None,
-                   "vector": None, "error": track.error, **_attribute_values(track.extras)}
-            if track.error is None:
-                if track.patch_mean is None:
-                    row["error"] = "no audio to analyse"
-                else:
-                    vector = model.track_vector(track.patch_mean)
-                    if not np.all(np.isfinite(vector)):
-                        row["error"] = "the model produced non-finite values"
-                    else:
-                        row["vector"] = vector.tolist()
+                   "vector": track.vector, "error": track.error,
+                   **track.attributes}
             if track.decoder_messages and row["error"] is None:
                 summary.decoder_warnings.append((entry.path, track.decoder_messages))
             buffer.append(row)
@@ -371,30 +359,32 @@ def _assemble_tracks(model, live_tracks, diff, ok: pa.Table, outside) -> pa.Tabl
         # unchanged rows index into the in-root live table passed to diff_library: vectors reused
         parts.append(with_path_bytes(diff.live.take(pa.array(diff.unchanged_rows))).select(schema.names).cast(schema))
     if ok.num_rows:
-        rows = ok.to_pylist()
-        for row, path in zip(rows, table_paths(ok)):
-            row["track_id"] = track_id_for(path)
-            row["model_id"] = model.model_id
-            row["top_tags"] = []
-        parts.append(pa.Table.from_pylist(rows, schema=schema))
+        # column by column: the vectors stay one Arrow array from the staging files to the store
+        n = ok.num_rows
+        added = {"track_id": pa.array([track_id_for(path) for path in table_paths(ok)], pa.string()),
+                 "model_id": pa.array([model.model_id] * n, pa.string()),
+                 "top_tags": pa.array([[]] * n, pa.list_(pa.string()))}
+        parts.append(pa.table([added[f.name] if f.name in added else ok.column(f.name).cast(f.type)
+                               if f.name in ok.column_names else pa.nulls(n, f.type) for f in schema], schema=schema))
     if not parts:
         return schema.empty_table()
     return pa.concat_tables(parts).combine_chunks()
 
 
 def _tag_table(model, vocabulary: str | None) -> tuple[pa.Table, np.ndarray]:
-    vocab = load_tag_vocabulary(vocabulary)
-    category = {v.tag: v.category for v in vocab}
-    matrix, kept = model.tag_matrix([v.tag for v in vocab])
-    table = pa.table({"tag": pa.array(kept, pa.string()), "category": pa.array([category[t] for t in kept], pa.string())})
-    return table, matrix
+    """The store's tags: the vocabulary's rows in the model's space, as `mre tags` makes them
+    without a store (models.tag_space), with each tag's category."""
+    category = {v.tag: v.category for v in load_tag_vocabulary(vocabulary)}
+    space = vocabulary_space(model, vocabulary)
+    table = pa.table({"tag": pa.array(space.names, pa.string()),
+                      "category": pa.array([category[t] for t in space.names], pa.string())})
+    return table, space.matrix
 
 
 def _with_top_tags(tracks: pa.Table, track_vectors: np.ndarray, tags: pa.Table, tag_vectors: np.ndarray) -> pa.Table:
     if not tracks.num_rows or not tags.num_rows:
         return tracks
     names = np.array(tags.column("tag").to_pylist(), dtype=object)
-    scores = track_vectors @ tag_vectors.T
-    top = np.argsort(-scores, axis=1)[:, :TOP_TAGS_PER_TRACK]
+    top = ranked(track_vectors @ tag_vectors.T, TOP_TAGS_PER_TRACK)
     column = pa.array([list(names[row]) for row in top], pa.list_(pa.string()))
     return tracks.set_column(tracks.schema.get_field_index("top_tags"), "top_tags", column)

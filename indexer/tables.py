@@ -55,6 +55,18 @@ def vectors_column(vectors: np.ndarray) -> pa.FixedSizeListArray:
     return pa.FixedSizeListArray.from_arrays(flat, vectors.shape[1])
 
 
+def optional_vectors_column(vectors: list[np.ndarray | None], dim: int) -> pa.FixedSizeListArray:
+    """float32 vectors, None for a row without one → fixed_size_list<float32, dim>, those rows null.
+    One numpy matrix becomes the child array: no vector passes through a Python list."""
+    present = np.array([vector is not None for vector in vectors], dtype=bool)
+    matrix = np.zeros((len(vectors), dim), dtype=np.float32)
+    if present.any():
+        matrix[present] = np.stack([vector for vector in vectors if vector is not None])
+    flat = pa.array(matrix.reshape(-1), type=pa.float32())
+    validity = pa.array(present).buffers()[1]  # a boolean array's values bitmap is a validity bitmap
+    return pa.Array.from_buffers(vector_type(dim), len(vectors), [validity], children=[flat])
+
+
 def vectors_from_column(column: pa.ChunkedArray | pa.Array, what: str) -> np.ndarray:
     """The ``vector`` column (fixed-size or plain list of float) as float32 [n, d]."""
     if isinstance(column, pa.ChunkedArray):

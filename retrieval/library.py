@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mre.embedder.audio.attributes import ATTRIBUTE_NAMES, TrackAttributes, extract_attributes
+from mre.embedder.audio.attributes import ATTRIBUTE_NAMES
 from mre.embedder.models.factory import load_model, shown_scores
 from mre.embedder.models.scoring import attribute_scores, standardised
 from mre.embedder.models.tag_space import TagSpace, best_tags, named_tags_space, vocabulary_space
@@ -29,6 +29,8 @@ SIMILAR_CANDIDATES_PER_RESULT = 20
 # The spread of a query's label evidence over the store is estimated on at most this many
 # evenly spaced tracks: a standard deviation from 10k samples is within ~1 % of the whole's.
 LABEL_SPREAD_SAMPLE = 10_000
+# Tags on a track's card (`mre info`), as many as the index stores per track.
+TOP_TAGS = 5
 
 
 class LibraryError(Exception):
@@ -130,8 +132,9 @@ class Library:
         self._ids = self._tracks.column("track_id").to_pylist()
         self._row_of_path = {p: i for i, p in enumerate(self._paths)}
         self._row_of_id = {t: i for i, t in enumerate(self._ids)}
-        self._vectors = None
+        self._vectors: np.ndarray | None = None  # loaded on first use: a query of a big store may not need them
         self._tag_space: TagSpace | None = None
+        self._tag_attribute_cache: tuple[list[str], np.ndarray, np.ndarray] | None = None  # see _tag_attributes
         self._custom_words = word_vectors is not None and word_vectors != stored_words
         self._custom_vocabulary = vocabulary
 
@@ -298,11 +301,10 @@ class Library:
     def _tag_attributes(self) -> tuple[list[str], np.ndarray, np.ndarray]:
         """(columns, weights [tags, columns], label spread [tags]) of the vocabulary tags that
         relate to attribute poles, computed once: a tag is scored as the same query would be."""
-        if getattr(self, "_tag_attribute_cache", None) is None:
+        if self._tag_attribute_cache is None:
             space = self.tag_space()
             names, matrix = space.names, space.matrix
-            weigh = getattr(self.model, "attribute_weights", None)  # models without attribute poles: none
-            per_tag = [weigh(name) if weigh else {} for name in names]
+            per_tag = [self.model.attribute_weights(name) for name in names]  # {} without attribute poles
             columns = list(dict.fromkeys(column for weights in per_tag for column in weights))
             weights = np.array([[w.get(c, 0.0) for c in columns] for w in per_tag]).reshape(len(names), len(columns))
             spread = np.ones(len(names))
@@ -340,8 +342,6 @@ class Library:
         one that is not in the store and cannot be read. Files outside the store are embedded
         together in one batched run, their attributes measured in the same decoding pass and
         standardised against the store, so a file scores as its copy in the store would."""
-        columns = self._tag_attributes()[0]
-        names = self.tag_space().names
         results: list = []
         outside: list[str] = []
         for target in targets:
@@ -354,26 +354,36 @@ class Library:
                 results.append(path)
                 outside.append(path)
                 continue
-            z = np.array([self.attribute_z(c)[row] for c in columns]) if columns else None
-            results.append(TagResult(path=path, tags=best_tags(names, self._tag_scores(self.track_vectors[row], z),
-                                                               k, threshold), track_id=self._ids[row]))
+            results.append(TagResult(path=path, tags=self._row_tags(row, k, threshold), track_id=self._ids[row]))
         if not outside:
             return results
-        from mre.embedder.runner import embed_files  # decoding and torch: only for files outside the store
+        from mre.embedder.runner import embed_tracks  # decoding and torch: only for files outside the store
 
-        embedded = list(embed_files(outside, self.model, device=self.device, workers=None if len(outside) > 1 else 0,
-                                    analyse=extract_attributes if columns else None))
-        read = [t for t in embedded if t.error is None and t.patch_mean is not None]
-        z_of_read = self._z_of([_attributes_of(t) for t in read], columns) if columns and read else None
-        scored: dict[str, TagResult | tuple[str, str]] = {}
-        for track in embedded:
-            if track.error is not None or track.patch_mean is None:
-                scored[track.path] = (track.path, track.error or "no audio")
-        for i, track in enumerate(read):
-            z = z_of_read[i] if z_of_read is not None else None
-            vector = self.model.track_vector(track.patch_mean)
-            scored[track.path] = TagResult(path=track.path, tags=best_tags(names, self._tag_scores(vector, z), k, threshold))
+        embedded = list(embed_tracks(outside, self.model, device=self.device, workers=None if len(outside) > 1 else 0,
+                                     attributes=bool(self._tag_attributes()[0])))
+        read = [t for t in embedded if t.error is None]
+        scored: dict[str, TagResult | tuple[str, str]] = {
+            t.path: (t.path, t.error) for t in embedded if t.error is not None}
+        for track, tags in zip(read, self._outside_tags([t.vector for t in read], [t.attributes for t in read],
+                                                         k, threshold)):
+            scored[track.path] = TagResult(path=track.path, tags=tags)
         return [scored[r] if isinstance(r, str) else r for r in results]
+
+    def _row_tags(self, row: int, k: int | None, threshold: float | None) -> list[dict]:
+        """A stored track's best tags, its attributes standardised over the store."""
+        columns = self._tag_attributes()[0]
+        z = np.array([self.attribute_z(c)[row] for c in columns]) if columns else None
+        return best_tags(self.tag_space().names, self._tag_scores(self.track_vectors[row], z), k, threshold)
+
+    def _outside_tags(self, vectors: list[np.ndarray], attributes: list[dict], k: int | None,
+                      threshold: float | None) -> list[list[dict]]:
+        """Best tags of tracks outside the store, their attributes standardised against the store:
+        a file scores as its copy in the store would."""
+        columns = self._tag_attributes()[0]
+        z = self._z_of(attributes, columns) if columns and vectors else None
+        names = self.tag_space().names
+        return [best_tags(names, self._tag_scores(vector, None if z is None else z[i]), k, threshold)
+                for i, vector in enumerate(vectors)]
 
     # -- song → song --------------------------------------------------------------------------
     def similar(self, target: str, k: int = 10, filters: Filters | None = None, compatible: bool = False) -> list[Hit]:
@@ -410,7 +420,10 @@ class Library:
 
     # -- a track's card ---------------------------------------------------------------------------
     def info(self, targets: list[str]) -> list[dict]:
-        """Per track: path, duration, format, the musical attributes, top tags (files outside the store are analysed)."""
+        """Per track: path, duration, format, the musical attributes, top tags (files outside the store are analysed).
+
+        The top tags are `tags`' best TOP_TAGS, attribute term included, whether the file is in
+        the store or not: a card lists what `mre tags` says of the track."""
         cards, outside = [], []
         for target in targets:
             row, path = self.resolve(target)
@@ -418,19 +431,18 @@ class Library:
                 record = {k: v for k, v in self._tracks.slice(row, 1).to_pylist()[0].items()
                           if k not in ("vector", PATH_BYTES)}
                 record["path"] = path
+                record["top_tags"] = [entry["tag"] for entry in self._row_tags(row, TOP_TAGS, None)]
                 cards.append(record)
             else:
                 cards.append(path)
                 outside.append(path)
         if outside:
-            analysed = iter(embed_paths(self.model, outside, device=self.device, with_attributes=True))
-            space = self.tag_space()
-            names, matrix = space.names, space.matrix
-            for i, card in enumerate(cards):
-                if isinstance(card, str):
-                    vector, extra = next(analysed)
-                    top = np.argsort(-(matrix @ vector), kind="stable")[:5]
-                    cards[i] = {"path": card, "track_id": None, **extra, "top_tags": [names[j] for j in top]}
+            analysed = embed_paths(self.model, outside, device=self.device, with_attributes=True)
+            tops = iter(self._outside_tags([vector for vector, _ in analysed], [facts for _, facts in analysed],
+                                           TOP_TAGS, None))
+            facts = iter(facts for _, facts in analysed)
+            cards = [{"path": card, "track_id": None, **next(facts), "top_tags": [e["tag"] for e in next(tops)]}
+                     if isinstance(card, str) else card for card in cards]
         return cards
 
 
@@ -451,22 +463,16 @@ def embed_paths(model, paths: list[str], device: str = "cpu", with_attributes: b
 
     facts: duration, format, sample rate, channels, and (with_attributes) the musical attributes.
     """
-    from mre.embedder.runner import embed_files  # decoding (soundfile, soxr) and torch: only for files outside the store
+    from mre.embedder.runner import embed_tracks  # decoding (soundfile, soxr) and torch: only for files outside the store
 
     out = []
-    for track in embed_files(paths, model, device=device, workers=0,
-                             analyse=extract_attributes if with_attributes else None):
-        if track.error is not None or track.patch_mean is None:
-            raise LibraryError(f"cannot read {printable_path(track.path)}: {track.error or 'no audio'}")
+    for track in embed_tracks(paths, model, device=device, workers=0, attributes=with_attributes):
+        if track.error is not None:
+            raise LibraryError(f"cannot read {printable_path(track.path)}: {track.error}")
         info = track.info
         facts = {"duration": info.duration, "format": info.format, "sample_rate": info.sample_rate,
                  "channels": info.channels}
         if with_attributes:
-            facts.update(_attributes_of(track))
-        out.append((model.track_vector(track.patch_mean), facts))
+            facts.update(track.attributes)
+        out.append((track.vector, facts))
     return out
-
-
-def _attributes_of(track) -> dict:
-    """An embedded track's musical attributes by name (all None when they could not be measured)."""
-    return track.extras.as_dict() if isinstance(track.extras, TrackAttributes) else {name: None for name in ATTRIBUTE_NAMES}

@@ -50,14 +50,14 @@ def tag_files(paths: list[str], model_name: str | None = None, *, k: int | None 
     space = tag_space(model, vocabulary)
     if note is not None and space.lacking_note():
         note(space.lacking_note())
-    from mre.embedder.runner import embed_files  # decoding (soundfile, soxr): only when files are tagged
+    from mre.embedder.runner import embed_tracks  # decoding (soundfile, soxr): only when files are tagged
 
     results = []
-    for track in embed_files(paths, model, device=device, batch_size=batch_size,
-                             workers=workers if len(paths) > 1 else 0):
-        if track.error is not None or track.patch_mean is None:
-            results.append((track.path, track.error or "no audio"))
+    for track in embed_tracks(paths, model, device=device, batch_size=batch_size,
+                              workers=workers if len(paths) > 1 else 0, attributes=False):
+        if track.error is not None:
+            results.append((track.path, track.error))
             continue
-        scores = tag_scores(model, model.track_vector(track.patch_mean), space)
+        scores = tag_scores(model, track.vector, space)
         results.append(TagResult(path=track.path, tags=best_tags(space.names, scores, k, threshold)))
     return results

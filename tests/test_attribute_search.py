@@ -40,6 +40,22 @@ def test_info_json(cli, store, music_library, tmp_path):
     assert "BPM" in text.stdout and "LUFS" in text.stdout
 
 
+def test_a_file_has_the_same_tags_in_the_store_and_as_an_outside_path(cli, store, music_library, tmp_path):
+    """`mre tags` and `mre info` score a file outside the store exactly as its copy in the store:
+    the same tags, in the same order, attribute term included (tags like "calm" weigh the
+    track's attributes, standardised against the store either way)."""
+    outside = tmp_path / "copy of techno_a.wav"
+    outside.write_bytes((music_library / "techno_a.wav").read_bytes())
+    [inside_tags] = json.loads(cli("tags", music_library / "techno_a.wav", "--store", store, "-k", "12",
+                                   "--json").stdout)
+    [outside_tags] = json.loads(cli("tags", outside, "--store", store, "-k", "12", "--json").stdout)
+    assert [e["tag"] for e in outside_tags["tags"]] == [e["tag"] for e in inside_tags["tags"]]
+    assert [e["score"] for e in outside_tags["tags"]] == [e["score"] for e in inside_tags["tags"]]
+    inside_card, outside_card = json.loads(cli("info", music_library / "techno_a.wav", outside, "--store", store,
+                                               "--json").stdout)
+    assert outside_card["top_tags"] == inside_card["top_tags"] == [e["tag"] for e in inside_tags["tags"][:5]]
+
+
 def test_info_needs_no_store_for_files(cli, store, music_library, tmp_path):
     # a DJ checking one file: tempo, key and mode without indexing anything first
     no_store = tmp_path / "no-store"

@@ -90,15 +90,15 @@ import mre.indexer.pipeline as pipeline
 
 marker = pathlib.Path(sys.argv.pop())
 pipeline.FLUSH_SECONDS = 1e9
-embed_files = pipeline.embed_files
+embed_tracks = pipeline.embed_tracks
 
 def marked(*args, **kwargs):
-    for number, track in enumerate(embed_files(*args, **kwargs), 1):
+    for number, track in enumerate(embed_tracks(*args, **kwargs), 1):
         yield track
         if number == 2:
             marker.touch()
 
-pipeline.embed_files = marked
+pipeline.embed_tracks = marked
 from mre.cli.main import main
 sys.argv[0] = "mre"
 main()

@@ -21,6 +21,7 @@ from mre.embedder.audio.frontend import MelFrontend, make_patches
 from mre.embedder.models.paper import ModelConfig
 from mre.embedder.runner import CpuPatchThreads, decode_stream, default_model_threads
 from mre.embedder.words.space import WordSpace
+from mre.util.atomic import write_text_atomic
 
 SPLITS = ("train", "valid", "test")
 # Decoded per file for training: enough for a track's character, bounded for long mixes.
@@ -192,9 +193,7 @@ def prepare_inputs(tracks: Sequence[LabelledTrack], config: ModelConfig, *, teac
         # the .json last: it is what says the cache is complete
         meta = {"key": key, "n_patches": filled, "tracks": [t.path for t in kept],
                 "skipped": [list(s) for s in skipped], "teacher_labels": labels}
-        temporary = cache.with_name(cache.name + ".json.tmp")
-        temporary.write_text(json.dumps(meta))
-        os.replace(temporary, cache.with_name(cache.name + ".json"))
+        write_text_atomic(cache.with_name(cache.name + ".json"), json.dumps(meta))
         inputs = np.load(cache.with_name(cache.name + ".npy"), mmap_mode="r")[:filled]
     else:
         inputs = store[:filled]

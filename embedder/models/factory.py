@@ -58,6 +58,13 @@ class TaggerModel:
     def track_vector(self, mean_probabilities: np.ndarray) -> np.ndarray:
         return np.asarray(mean_probabilities, dtype=np.float32)
 
+    # a tagger learnt its labels elsewhere, and has no words to relate to attribute poles
+    seen_tags: list[str] | None = None
+    unseen_tags: list[str] | None = None
+
+    def attribute_weights(self, text: str) -> dict[str, float]:
+        return {}
+
 
 def shown_scores(model, raw: np.ndarray) -> np.ndarray:
     """Scores as users see them: the zero-shot model's log-odds as 0–1 (their sigmoid); a

@@ -54,12 +54,19 @@ def named_tags_space(model, tags: list[str], source: str = "the tag vocabulary")
     return TagSpace(kept, matrix, [tag for tag in tags if tag not in kept_set])
 
 
+def ranked(scores: np.ndarray, k: int | None = None) -> np.ndarray:
+    """Column indices of the best scores first (ties keep their order), per row of a 2-d
+    array, the best ``k`` (None: all): the one ranking of tags for `best_tags` and the index."""
+    order = np.argsort(-np.asarray(scores, dtype=np.float64), axis=-1, kind="stable")
+    return order if k is None else order[..., :k]
+
+
 def best_tags(names: list[str], scores: np.ndarray, k: int | None = 10, threshold: float | None = None) -> list[dict]:
     """Tags best first as [{"tag", "score"}]: those whose score reaches `threshold` (None: all),
     at most `k` of them (None: no limit). Scores are given, and held to the threshold, at
     SCORE_DECIMALS: a tag shown with the threshold's own value is in."""
     shown = np.round(np.asarray(scores, dtype=np.float64), SCORE_DECIMALS)
-    order = np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")
+    order = ranked(scores)
     if threshold is not None:
         order = order[shown[order] >= threshold]
     if k is not None:

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +22,8 @@ from mre.embedder.audio.frontend import FrontendConfig
 from mre.embedder.models.paper import BACKBONE_TAGGER, ModelConfig, TwoBranchModel
 from mre.embedder.words.vectors import is_minilm, word_vectors_reference
 from mre.embedder.words.space import WordSpace, parse_query
-from mre.embedder.models.zeroshot import QueryVector
+from mre.embedder.models.base import QueryVector
+from mre.util.atomic import atomic_file
 
 FILE_FORMAT = "mre-trained-model"
 FILE_VERSION = 1
@@ -36,17 +35,11 @@ class ModelFileError(ValueError):
 
 
 def write_atomically(path: str | Path, payload: dict) -> None:
-    """torch.save to a temporary file beside `path`, then rename: a crash leaves the old file whole."""
+    """torch.save through mre.util.atomic: a crash leaves the old file whole."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(handle)
-    try:
-        torch.save(payload, temporary)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    with atomic_file(path, "wb") as handle:
+        torch.save(payload, handle)
 
 
 def read_model_file(path: str | Path) -> tuple[dict, str]:
@@ -172,6 +165,10 @@ class TrainedModel:
             matrix, kept = self.tag_matrix(self.seen_tags + self.unseen_tags)
             self._tag_cache = (kept, matrix)
         return self._tag_cache
+
+    def attribute_weights(self, text: str) -> dict[str, float]:
+        """The paper's model has no attribute poles: a query weighs no attribute."""
+        return {}
 
     def query_vector(self, text: str) -> QueryVector:
         """A query's unit vector: the mean of its positive terms minus the mean of its negated ones."""

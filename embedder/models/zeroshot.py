@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from mre.embedder.audio.frontend_config import FrontendConfig
+from mre.embedder.models.base import QueryVector  # noqa: F401  (re-exported)
 from mre.embedder.models.registry import get_model_spec, load_tagger
 from mre.embedder.words.space import (NEGATION_WORDS, STOP_WORDS, WordSpace, load_word_vectors, parse_query, shorten,
                                       word_vectors_id)
@@ -83,32 +84,6 @@ MODEL_NAME = "mre-zs-musicnn"
 ALGORITHM_VERSION = 2
 
 
-@dataclass
-class QueryVector:
-    """A query mapped onto the label space, with what was used to get there."""
-
-    text: str
-    vector: np.ndarray                 # [n_labels] weights; score = vector · track_vector
-    matched_labels: list[str] = field(default_factory=list)   # exact label matches (negated with '-')
-    related_labels: list[tuple[str, float]] = field(default_factory=list)  # top weights
-    ignored: list[str] = field(default_factory=list)          # words with no vector
-    messages: list[str] = field(default_factory=list)         # one line each, for the CLI
-    attribute_weights: dict[str, float] = field(default_factory=dict)  # column → weight on its z-score
-
-    def note_ignored(self, phrase) -> None:
-        """Record the words of a phrase the word vectors lack, with one message line each."""
-        self.ignored.extend(phrase.ignored)
-        for word in phrase.ignored:
-            if len(self.messages) > 5:
-                continue
-            if len(self.messages) == 5:  # a pasted wall of text: five lines say enough
-                self.messages.append("ignored more words that are not in the word vectors")
-                continue
-            hint = phrase.suggestions.get(word) or []
-            more = f"; did you mean: {', '.join(hint)}?" if hint else ""
-            self.messages.append(f'ignored "{shorten(word, 40)}": not in the word vectors{more}')
-
-
 def torch_device(device: str | torch.device) -> torch.device:
     """A model's device as torch takes it ("auto": CUDA when torch sees a GPU). Models call it
     when their weights load, not when they are made: mapping words needs no torch."""
@@ -151,6 +126,13 @@ class ZeroShotTaggerModel:
         self._words: WordSpace | None = None
         self._label_matrix: np.ndarray | None = None
         self._label_tokens: list[tuple[str, ...]] | None = None
+        self._label_hubness: np.ndarray | None = None          # with _label_matrix
+        self._frequent: np.ndarray | None = None               # unit vectors of the frequent words (CSLS)
+        self._poles: list | None = None                        # attribute pole directions and their cues
+
+    # tags a trained model learnt from; the taggers' zero-shot models learnt none here
+    seen_tags: list[str] | None = None
+    unseen_tags: list[str] | None = None
 
     # -- identity ---------------------------------------------------------------------
     @property
@@ -235,7 +217,7 @@ class ZeroShotTaggerModel:
 
     def _frequent_words(self) -> np.ndarray:
         """Unit vectors of the most frequent words: the neighbourhoods CSLS measures hubness in."""
-        if getattr(self, "_frequent", None) is None:
+        if self._frequent is None:
             vectors = np.asarray(self.words.keyed_vectors.vectors[:CSLS_VOCABULARY], dtype=np.float32)
             self._frequent = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
         return self._frequent
@@ -255,7 +237,7 @@ class ZeroShotTaggerModel:
         loudness... leave the attributes alone. A kept relation is shared over the pair's
         cue columns (unit-length cue vector).
         """
-        if getattr(self, "_poles", None) is None:
+        if self._poles is None:
             directions = []
             for low, high, cues in ATTRIBUTE_POLES:
                 low_vec, high_vec = self.words.phrase_vector(low).vector, self.words.phrase_vector(high).vector
@@ -279,13 +261,17 @@ class ZeroShotTaggerModel:
         """Weights of a query's terms on the attribute z-scores (column → weight), as
         `query_vector(text).attribute_weights`, without the label side's cost (for a whole
         tag vocabulary). A query that is exactly a label has none: labels stay exact."""
+        return self._attribute_weights(tuple(self.words.tokens(text)), parse_query(text))
+
+    def _attribute_weights(self, whole: tuple[str, ...], terms: list) -> dict[str, float]:
+        """`attribute_weights` of a query already parsed: its tokens and its terms."""
         _, label_tokens = self._labels_in_word_space()
         known_sequences = set(label_tokens)
-        if tuple(self.words.tokens(text)) in known_sequences:
+        if whole in known_sequences:
             return {}
         sums: dict[str, float] = {}
         known_terms = 0
-        for term in parse_query(text):
+        for term in terms:
             sign = -1.0 if term.negated else 1.0
             known = term.negated and tuple(self.words.tokens("no " + term.text)) in known_sequences
             for kind, seq in self._segments(self.words.tokens(term.text)):
@@ -407,7 +393,7 @@ class ZeroShotTaggerModel:
                              (f" ({shorten('; '.join(query.messages), 200)})" if query.messages else ""))
         query.vector = np.mean(contributions, axis=0).astype(np.float32)
         query.related_labels = self._explain(query.vector)
-        query.attribute_weights = self.attribute_weights(text)
+        query.attribute_weights = self._attribute_weights(whole, terms)  # the query is parsed once
         return query
 
     def _explain(self, vector: np.ndarray, top: int = 5) -> list[tuple[str, float]]:

@@ -40,6 +40,7 @@ import numpy as np
 import platformdirs
 
 from mre.embedder.words.errors import WordVectorError  # noqa: F401  (re-exported)
+from mre.util.atomic import publish_directory
 
 log = logging.getLogger(__name__)
 
@@ -269,7 +270,7 @@ def _load_text_or_binary(path: Path, file_format: str) -> WordVectors:
 def _write_cache_entry(entry_dir: Path, word_vectors) -> None:
     """Save word_vectors (anything with ``index_to_key`` and ``vectors``, gensim's KeyedVectors
     too) as entry_dir/vectors.npy, key-index.npy and keys.json, atomically (temporary
-    directory + rename)."""
+    directory, fsynced, renamed: mre.util.atomic.publish_directory)."""
     entry_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{entry_dir.name}.", dir=entry_dir.parent))
     try:
@@ -284,7 +285,7 @@ def _write_cache_entry(entry_dir: Path, word_vectors) -> None:
         # a JSON list of strings parses faster than a pickle of them; escaped, so any key round-trips
         (staging / _KEYS_FILE_NAME).write_text(json.dumps(keys), encoding="utf-8")
         try:
-            os.rename(staging, entry_dir)
+            publish_directory(staging, entry_dir)
         except OSError:
             if not (entry_dir / _KEYS_FILE_NAME).exists():
                 raise

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import sys
 import time
 from collections import Counter
@@ -28,6 +27,7 @@ import numpy as np
 
 from mre.training.corpus.arrangements import catalogue, make_arrangement
 from mre.training.corpus.render import Renderer, check_soundfont, draw_variation, is_held_out, sha256
+from mre.util.atomic import write_text_atomic
 
 FORMATS = {"flac": ("FLAC", "PCM_16"), "ogg": ("OGG", "VORBIS")}
 COLUMNS = ("path", "tags", "split", "style", "bpm", "key", "mode", "seconds", "soundfont")
@@ -178,7 +178,5 @@ def build_corpus(options: CorpusOptions, workers: int = 1, progress: bool = Fals
         "catalogue": catalogue(),
         "clips": [r["entry"] for r in results],
     }
-    temporary = out / "manifest.json.tmp"
-    temporary.write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
-    os.replace(temporary, out / "manifest.json")
+    write_text_atomic(out / "manifest.json", json.dumps(manifest, indent=1) + "\n")
     return manifest
