@@ -7,7 +7,7 @@ MRE := $(VENV)/bin/mre
 STAMP := $(VENV)/.installed
 DEMO_STORE ?= demo-store
 
-.PHONY: install fpcalc demo test train-demo model eval-model clean
+.PHONY: install fpcalc demo test train-demo model eval-model attribute-model clean
 
 install: $(STAMP) fpcalc
 
@@ -65,6 +65,15 @@ model: install
 	test -f corpus/train/manifest.json || $(MRE) corpus build --out corpus/train --clips 4000 --seed 0 --workers 2 \
 		--quiet --soundfont $(FLUIDR3) --soundfont timgm6mb
 	$(PY) -m mre.training.model_build --corpus corpus/train --work models --ship embedder/weights/mre-zs-corpus.npz
+
+# mre info's learned key profiles and tempo-octave decision (README, "Tempo and key from the
+# corpus"): a 1,500-clip FluidR3_GM + TimGM6mb corpus (seed 0: the first 1,500 clips of
+# corpus/train) and embedder/audio/data/attribute_model.json; then the held-out figures.
+attribute-model: install
+	test -f corpus/attributes/manifest.json || $(MRE) corpus build --out corpus/attributes --clips 1500 --seed 0 \
+		--workers 2 --quiet --soundfont $(FLUIDR3) --soundfont timgm6mb
+	$(MRE) corpus attributes --corpus corpus/attributes --quiet
+	$(PY) -m mre.benchmarks.corpus_attributes --held-out corpus/heldout
 
 # The model card's figures: the held-out MuseScore General set (rendered on first use) and the
 # demo library, mre-zs-musicnn and mre-zs-corpus side by side.

@@ -180,7 +180,7 @@ def test_corrupted_weights_are_rejected(tmp_path):
 
 
 def test_missing_weights_say_how_to_get_them(tmp_path):
-    with pytest.raises(WeightsIntegrityError, match="missing.*musicnn convert"):
+    with pytest.raises(WeightsIntegrityError, match="missing.*models.convert convert"):
         load_tagger("musicnn-mtt", weights_dir=tmp_path)
 
 
