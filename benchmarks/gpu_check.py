@@ -90,17 +90,16 @@ def track_vectors(paths: list[str], device: str, dtype: str = "float32", batch: 
                   model_threads: int | None = None) -> tuple[np.ndarray, np.ndarray, list[int], float]:
     """(mean patch probabilities [n, 100], track vectors [n, 100], patches per track, seconds) as
     `mre index` computes them (embed_files + model.track_vector)."""
-    from mre.benchmarks.tagging_speed import _CastModel
     from mre.embedder.models.factory import load_model
     from mre.embedder.runner import choose_device, embed_files
 
     torch_device = choose_device(device)
     model = load_model(MODEL, device=torch_device)
     model.to(torch_device)
-    run_model = model if dtype == "float32" else _CastModel(model, getattr(torch, dtype), torch_device)
     begun = time.perf_counter()
-    tracks = list(embed_files(paths, run_model, device=torch_device, batch_size=batch, workers=workers,
-                              model_threads=model_threads))
+    # the product's path: `mre index --precision` passes the same option to the runner
+    tracks = list(embed_files(paths, model, device=torch_device, batch_size=batch, workers=workers,
+                              model_threads=model_threads, precision=dtype))
     seconds = time.perf_counter() - begun
     bad = [t for t in tracks if t.error or t.patch_mean is None]
     if bad:

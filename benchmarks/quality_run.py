@@ -6,6 +6,9 @@ related to the attribute poles (calm, energetic, fast...) of a model that has th
 weights on the tracks' musical attributes standardised over the evaluated tracks
 (mre.embedder.models.scoring), measured in the same decoding pass. The report's notes give the
 macro ROC-AUC without the attributes beside it.
+Their tag rows come from models.tag_space, as `mre tags` and the store's: a dataset tag with
+a word the word vectors lack is left out, named in the notes and in drop_reasons, rather than
+scored on its other words under its own name.
 
 A tagger (musicnn-msd, musicnn-mtt, the vgg ones) is the paper's supervised row: it scores
 only the dataset tags that are among its own labels (the same tokens: "hip hop" = "Hip-Hop"),
@@ -26,7 +29,7 @@ from mre.benchmarks.quality_predictions import DEFAULT_THRESHOLD, Predictions
 from mre.embedder.models.factory import TaggerModel, load_model, shown_scores
 from mre.embedder.models.scoring import query_scores_with_attributes, standardised_columns
 from mre.embedder.runner import embed_tracks
-from mre.embedder.models.tag_space import tagger_space, vocabulary_space
+from mre.embedder.models.tag_space import named_tags_space, tagger_space, vocabulary_space
 
 
 def read_dataset(kind: str, root: str | Path, *, tracks: str = "tracks.csv", split_dir=None, word_space=None) -> Dataset:
@@ -101,6 +104,7 @@ def run_quality(kind: str, root: str | Path, *, tracks: str = "tracks.csv", spli
     else:
         eval_split = split  # evaluate() says what it did (no split at all) or refuses (split missing)
     all_tags, all_labels = list(dataset.tags), dataset.labels  # the true tags of the predictions, any model
+    unclassed_tracks = 0
     if supervised:
         label_column = tagger_columns(model.labels, dataset.tags, words)
         dataset = _keep_tags(dataset, [t for t in dataset.tags if t in label_column], f"not among {model.name}'s labels")
@@ -109,10 +113,20 @@ def run_quality(kind: str, root: str | Path, *, tracks: str = "tracks.csv", spli
                                f"{', ...' if len(all_tags) > 8 else ''}) is among {model.name}'s labels")
         vocabulary = tagger_space(model)
     else:
-        tag_matrix, kept = model.tag_matrix(dataset.tags)
-        dataset = _keep_tags(dataset, kept, "no word of the tag is in the word vectors")
-        if not dataset.tags:
-            raise DatasetError(f"{dataset.name}: no tag has a word vector; nothing to evaluate")
+        # the dataset's tags as mre tags and the store score them (models.tag_space): a tag with a
+        # word the word vectors lack is left out and named, not scored on its other words
+        try:
+            dataset_space = named_tags_space(model, dataset.tags, f"{dataset.name}'s tags")
+        except ValueError as error:
+            raise DatasetError(f"{dataset.name}: {error}; nothing to evaluate") from None
+        tag_matrix = dataset_space.matrix
+        dataset = _keep_tags(dataset, dataset_space.names, "a word of the tag is not in the word vectors")
+        if dataset.single_label and dataset_space.lacking:
+            # a track whose one class was skipped has no class left to be right or wrong about
+            classed = np.flatnonzero(dataset.labels.any(axis=1))
+            if len(classed) < len(dataset.tracks):
+                unclassed_tracks = len(dataset.tracks) - len(classed)
+                dataset, all_labels = _keep_rows(dataset, classed), all_labels[classed]
         vocabulary = vocabulary_space(model)
 
     tag_weights = [model.attribute_weights(tag) for tag in dataset.tags]  # {} for models without attribute poles
@@ -152,6 +166,9 @@ def run_quality(kind: str, root: str | Path, *, tracks: str = "tracks.csv", spli
         report.notes.append(
             f"{len(weighted)} of {len(dataset.tags)} tags also weigh musical attributes ({', '.join(weighted[:8])}"
             f"{', ...' if len(weighted) > 8 else ''}); macro ROC-AUC without them: {plain.tag_retrieval_auc:.3f}")
+    if not supervised and dataset_space.lacking_note():
+        report.notes.append(dataset_space.lacking_note()
+                            + (f"; their {unclassed_tracks} track(s) are left out" if unclassed_tracks else ""))
     if eval_split is None:
         report.split = split  # the subset embedded above is that split, not "all tracks"
     if failed:

@@ -86,7 +86,11 @@ def quality(dataset, root, tracks, split_dir, split, models, out, as_json, devic
 @bench.command()
 @click.option("--library", type=click.Path(exists=True, file_okay=False), default=None,
               help="Audio for the embedding figures (default: the demo library, else generated clips).")
-@click.option("--sizes", default="10000,100000,1000000", show_default=True, help="Search benchmark sizes.")
+@click.option("--sizes", default="10000,100000,1000000", show_default=True,
+              help="Search benchmark sizes (e.g. 1000000,10000000: 10M store-like vectors take ~4 GiB per copy).")
+@click.option("--search-vectors", type=click.Choice(["store", "random"]), default="store", show_default=True,
+              help="Search on vectors drawn from a mixture fitted to the model's embeddings of real audio (--library, "
+                   "else the demo library and generated clips; queries: its vocabulary tags), or random unit vectors.")
 @click.option("--reindex-files", type=click.IntRange(min=0), default=10_000, show_default=True,
               help="Files in the generated library for the unchanged re-index figure (0: skip).")
 @model_option
@@ -94,12 +98,16 @@ def quality(dataset, root, tracks, split_dir, split, models, out, as_json, devic
 @click.option("--out", type=click.Path(file_okay=False), default="bench-out", show_default=True)
 @json_option
 @one_line_errors
-def speed(library, sizes, reindex_files, model, device, out, as_json):
+def speed(library, sizes, search_vectors, reindex_files, model, device, out, as_json):
     """Embedding throughput vs decode-only, search latency/recall vs numpy, unchanged re-index time.
+
+    The search figures use the index the engine chooses at each size (build time, memory,
+    single-query p50 on one thread, recall@10, ratio to numpy) and plot latency against size.
 
     \b
     Example:
         mre bench speed --sizes 10000,100000 --out bench-out
+        mre bench speed --sizes 1000000,10000000 --reindex-files 0
     """
     import contextlib
     import io
@@ -126,8 +134,11 @@ def speed(library, sizes, reindex_files, model, device, out, as_json):
                    f"realtime, decode only {figures['decode_only_x_realtime']}× — ratio "
                    f"{figures['ratio_end_to_end_vs_decode']}")
         dim = load_model(model_name).dim
-        report["search"] = search_speed.run(sizes, dim=dim)
-        png = search_speed.plot_latency_vs_recall(report["search"], out_dir / "search_latency_recall.png")
+        report["search"] = search_speed.run(sizes, dim=dim, vectors=search_vectors, model_name=model_name,
+                                            cache_dir=out_dir, echo=click.echo,
+                                            reference_paths=paths if library else None)
+        png = search_speed.plot_latency_vs_size(report["search"], out_dir / "search_latency_size.png")
+        search_speed.plot_latency_vs_recall(report["search"], out_dir / "search_latency_recall.png")
         if reindex_files:
             report["reindex"] = reindex_speed.run(n_files=reindex_files, dim=dim)
     (out_dir / "speed.json").write_text(json.dumps(report, indent=2, default=str))

@@ -22,8 +22,11 @@ from mre.cli.options import device_option, model_option, one_line_errors, store_
 @word_vectors_option
 @click.option("--max-seconds", type=click.FloatRange(min=3), default=900, show_default=True,
               help="Analyse at most this much of each track.")
+@click.option("--precision", type=click.Choice(["float32", "float16", "bfloat16"]), default=None,
+              help="The model's arithmetic (default: the store's, float32 for a new store). Half precision is "
+                   "for GPUs and moves vectors by ~1e-2; another precision than the store's re-embeds it.")
 @one_line_errors
-def index(path, store, model, workers, device, batch_size, index_spec, vocab, word_vectors, max_seconds):
+def index(path, store, model, workers, device, batch_size, index_spec, vocab, word_vectors, max_seconds, precision):
     """Embed every audio file under PATH and build the store's indexes.
 
     Re-running it embeds only new and changed files and drops removed ones; an interrupted
@@ -75,7 +78,8 @@ def index(path, store, model, workers, device, batch_size, index_spec, vocab, wo
     try:
         summary = index_library(path, Store(store_path), model_name=model, device=device, workers=workers,
                                 batch_size=batch_size, index_spec=index_spec, vocabulary=vocab,
-                                word_vectors=word_vectors, max_seconds=max_seconds, progress=progress)
+                                word_vectors=word_vectors, max_seconds=max_seconds, precision=precision,
+                                progress=progress)
     except KeyboardInterrupt:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one must not cut the exit short
         bar.close()

@@ -15,7 +15,7 @@ import sys
 import tempfile
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -84,6 +84,27 @@ def _float32_convolutions(device):
         yield
     finally:
         torch.backends.cudnn.allow_tf32 = before
+
+
+# The model's arithmetic, `mre index --precision`, with what each cost in drift when measured on
+# an NVIDIA H200 (mre.benchmarks.gpu_check, the 28 demo tracks; the 92 label log-odds against the
+# CPU's float32): float32 4.1e-5, none of the 92 label rankings of the tracks changed; float16
+# 1.3e-2, 14 changed; bfloat16 6.4e-2, 48 changed. Neither half precision was faster there
+# (decoding limits throughput), so float32 is the default; the store records which one made it.
+PRECISIONS = ("float32", "float16", "bfloat16")
+
+
+@contextlib.contextmanager
+def _model_precision(device, precision: str):
+    """The model's batch in float32 proper (no TF32), or under autocast to a half precision."""
+    import torch
+
+    if precision == "float32":
+        with _float32_convolutions(device):
+            yield
+        return
+    with torch.autocast(device_type=device.type, dtype=getattr(torch, precision)):
+        yield
 
 
 def _usable_cores() -> int:
@@ -247,6 +268,55 @@ def decode_stream(
         pool.shutdown(wait=True, cancel_futures=True)
 
 
+@dataclass
+class PatchedTrack:
+    """A decoded track cut into model inputs: per front-end asked for, its mel patches
+    ``[P, patch_frames, n_mels]`` on the device; None where it did not decode (``decoded.error``).
+    ``decoded.samples`` is already freed."""
+
+    decoded: DecodedTrack
+    patches: tuple[torch.Tensor, ...] | None
+
+
+def patch_stream(
+    paths: list[str],
+    frontends: Sequence[FrontendConfig],
+    device: torch.device,
+    *,
+    workers: int,
+    max_seconds: float | None = DEFAULT_MAX_SECONDS,
+    analyse: Callable | None = None,
+    mel_threads: _CpuPatchThreads | None = None,
+) -> Iterator[PatchedTrack]:
+    """The one decode → mel → patches path: each file decoded once (`decode_stream`), then every
+    front-end's mel of the same samples cut into patches, in input order.
+
+    frontends: one or more front-ends at one sample rate (training's student and the musicnn
+    teacher read the same decode). mel_threads: on CPU, run the mel on the runner's
+    single-threaded threads (None: torch's own threading on this thread).
+    """
+    import torch
+
+    from mre.embedder.audio.frontend import MelFrontend, make_patches
+
+    rates = {config.sample_rate for config in frontends}
+    if len(rates) != 1:
+        raise ValueError(f"front-ends of one decode need one sample rate, got {sorted(rates)} Hz")
+    mels = [(MelFrontend(config).to(device), config.patch_frames) for config in frontends]
+    for decoded in decode_stream(paths, rates.pop(), workers, max_seconds, analyse):
+        if decoded.error is not None or decoded.samples is None:
+            yield PatchedTrack(decoded, None)
+            continue
+        with torch.inference_mode():
+            waveform = torch.from_numpy(np.ascontiguousarray(decoded.samples)).to(device)
+            patches = []
+            for frontend, patch_frames in mels:
+                mel = mel_threads.mel(frontend, waveform) if mel_threads is not None else frontend(waveform[None])[0]
+                patches.append(make_patches(mel, patch_frames))
+        decoded.samples = None  # the samples are no longer needed: free them early
+        yield PatchedTrack(decoded, tuple(patches))
+
+
 class PatchModel:
     """What the runner needs of a model: its front-end and a per-patch output function."""
 
@@ -268,6 +338,7 @@ def embed_files(
     analyse: Callable | None = None,
     progress: Callable[[EmbeddedTrack], None] | None = None,
     model_threads: int | None = None,
+    precision: str = "float32",
 ) -> Iterator[EmbeddedTrack]:
     """Embed audio files; yields one EmbeddedTrack per input path, in input order.
 
@@ -277,22 +348,25 @@ def embed_files(
     `f(samples, sample_rate) -> dict` run in the worker on the decoded samples (no second read).
     progress: called once per finished track. model_threads: on CPU, threads that run slices
     of each batch with one torch thread each (None: one per core; 0: torch's own threading).
+    precision: "float32" (the default), or "float16" / "bfloat16" to run the model under torch's
+    autocast (meant for GPUs; on CPU it runs too, on torch's own threading; PRECISIONS says what
+    each one costs in drift).
     """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
     paths = [str(p) for p in paths]
     if not paths:
         return  # nothing to embed: torch is not even imported
     import torch
 
-    from mre.embedder.audio.frontend import MelFrontend, make_patches
-
     torch_device = device if isinstance(device, torch.device) else choose_device(device)
-    config = model.frontend
-    frontend = MelFrontend(config).to(torch_device)
     if workers is None:
         workers = default_workers()
     if model_threads is None:
         model_threads = default_model_threads()
-    patch_threads = _CpuPatchThreads(model_threads) if torch_device.type == "cpu" and model_threads > 0 else None
+    # autocast is per thread, so a reduced precision runs the batch whole, on torch's own threads
+    patch_threads = (_CpuPatchThreads(model_threads)
+                     if torch_device.type == "cpu" and model_threads > 0 and precision == "float32" else None)
     if patch_threads is not None:
         batch_size = cpu_batch_size(batch_size, model_threads)
 
@@ -308,7 +382,7 @@ def embed_files(
         if patch_threads is not None:
             outputs = patch_threads(model, patches).float().numpy()
         else:
-            with torch.inference_mode(), _float32_convolutions(torch_device):
+            with torch.inference_mode(), _model_precision(torch_device, precision):
                 outputs = model.patch_outputs(patches).float().cpu().numpy()
         owners = np.concatenate([np.full(len(p), o) for p, o in zip(batch_patches, batch_owner)])
         for owner in np.unique(owners):
@@ -336,16 +410,14 @@ def embed_files(
             yield track
 
     queued = 0
-    for index, decoded in enumerate(decode_stream(paths, config.sample_rate, workers, max_seconds, analyse)):
-        if decoded.error is not None or decoded.samples is None:
-            pending[index] = {"track": decoded, "n_patches": 0, "sum": None, "done": 0}
+    stream = patch_stream(paths, (model.frontend,), torch_device, workers=workers, max_seconds=max_seconds,
+                          analyse=analyse, mel_threads=patch_threads)
+    for index, patched in enumerate(stream):
+        if patched.patches is None:
+            pending[index] = {"track": patched.decoded, "n_patches": 0, "sum": None, "done": 0}
         else:
-            with torch.inference_mode():
-                waveform = torch.from_numpy(np.ascontiguousarray(decoded.samples)).to(torch_device)
-                mel = patch_threads.mel(frontend, waveform) if patch_threads is not None else frontend(waveform[None])[0]
-                patches = make_patches(mel, config.patch_frames)
-            decoded.samples = None  # the samples are no longer needed: free them early
-            pending[index] = {"track": decoded, "n_patches": len(patches), "sum": None, "done": 0}
+            patches = patched.patches[0]
+            pending[index] = {"track": patched.decoded, "n_patches": len(patches), "sum": None, "done": 0}
             # split a long track's patches so no model call exceeds batch_size
             for start in range(0, len(patches), batch_size):
                 chunk = patches[start:start + batch_size]

@@ -13,13 +13,23 @@ project's shared 2-core AMD EPYC with AVX-512, faiss-cpu 1.15.1; benchmarks/sear
   while the matrix is at most ``FLAT_MAX_BYTES`` (16 MiB: ~42k vectors at d=100).
 - random unit vectors are the worst case for partitioning and graph indexes: at 100k,
   ``IVF1024,Flat`` nprobe=128 reached recall@10 0.58 (0.30 ms) and ``HNSW32`` efSearch=256
-  0.81 (1.1 ms, 18 s to build). Scanning *all* codes with 4-bit PQ fast-scan (2 dims per
-  sub-quantizer) and re-ranking the best ``k * k_factor_rf`` exactly (``RFlat``) wins:
-  at 100k 0.19 ms / recall 0.994; at 1M ``PQ50x4fs,RFlat`` k_factor_rf=50 gave p50 1.6 ms /
-  recall 0.981 (numpy brute force 25-45 ms), built in ~3 s. At 1M an IVF layer in front
-  did not pay: ``IVF256,...`` nprobe=192 1.9 ms / 0.960, nprobe=224 2.1 ms / 0.976.
-- above ``PQ_SCAN_MAX_VECTORS`` a full scan grows past ~6 ms, so inverted lists cut it,
-  probing 7/8 of them (extrapolated from the 1M figures above; not measured at that size).
+  0.81 (1.1 ms, 18 s to build). Scanning *all* codes with 4-bit PQ fast-scan and re-ranking
+  the best ``k * k_factor_rf`` exactly (``RFlat``) won there (at 1M ``PQ50x4fs,RFlat``
+  p50 1.6 ms / recall 0.981).
+- store-like vectors (a zero-shot model's label log-odds: benchmarks/store_vectors.py) with
+  the vocabulary's tag queries behave differently. Two dimensions per k-means sub-quantizer
+  gave recall@10 0.27 at 300k (the query's top tracks tie with thousands of others in one
+  top level); one dimension per sub-quantizer with 16 *even* levels gave 0.997
+  (``_use_uniform_levels``). A full scan of those codes costs ~2 ns per vector, so above
+  ``IVF_MIN_VECTORS`` an inverted file (``IVF<lists>,PQ<d>x4fs,RFlat``, about sqrt(n) lists)
+  picks the lists to scan. How many lists a query must probe depends on the data, so it is
+  measured when the index is built (:func:`tune_search_params`): the smallest nprobe whose
+  recall@10 against exact search reaches ``TUNE_TARGET_RECALL`` on a query sample (the
+  store's tag query vectors, else a sample of its own vectors). On store-like vectors that
+  was a quarter to a third of the lists at 300k-1M, whatever the list count (256 or 2048 at
+  300k: the tracks that score highest for a tag lie at the edge of the distribution, spread
+  over many lists); on random unit vectors nearly all. The chosen nprobe, its measured
+  recall and the training sample are recorded in meta.json.
 """
 
 from __future__ import annotations
@@ -32,12 +42,31 @@ import numpy as np
 
 # Exact search while the float32 matrix fits in ~16 MiB of cache (see module docstring).
 FLAT_MAX_BYTES = 16 * 1024 * 1024
-# Candidates re-ranked exactly per requested neighbour: at 1M, 30 gave recall@10 0.956, 50 0.981.
-REFINE_K_FACTOR = 50
-# A full PQ fast-scan costs ~1.5 ms per million codes: inverted lists only above 4M vectors.
-PQ_SCAN_MAX_VECTORS = 4_000_000
-# Fraction of inverted lists probed: at 1M, 3/4 gave recall@10 0.960 and 7/8 0.976.
+# Candidates re-ranked exactly per requested neighbour (store-like vectors at 300k, uniform
+# 4-bit levels: 10 gave recall@10 0.927, 20 0.997, 50 0.998).
+REFINE_K_FACTOR = 32
+# Uniform levels span each dimension's range in the training sample widened by this share of
+# it on both sides: a store holds more extreme vectors than its sample (at 1M store-like
+# vectors, recall@10 0.94 with the sample's 0.01-99.99 % quantiles, 0.996 widened by 10 %).
+LEVEL_MARGIN = 0.1
+# A full PQ fast-scan costs ~1.5 ms per million codes: inverted lists in front above this.
+IVF_MIN_VECTORS = 250_000
+# Inverted lists: about sqrt(n), a power of two, within these bounds (training and adding
+# cost n * lists * d: 2048 lists keep a 10M build to minutes on one core).
+IVF_MIN_LISTS, IVF_MAX_LISTS = 64, 2048
+# Default fraction of lists probed when nothing was measured (a user's spec given without
+# tuning data): at 1M uniform random vectors, 3/4 gave recall@10 0.960 and 7/8 0.976.
 PROBE_FRACTION = 0.875
+# A filtered search scans the rows that pass exactly while they are at most this many (a
+# numpy pass over 200k rows of 92-d is a few ms); above, the inverted lists are searched for
+# rows that pass only, probing lists until they hold nprobe lists' worth of such rows.
+FILTER_EXACT_MAX = 200_000
+# Build-time tuning: the smallest nprobe whose recall@10 on the query sample reaches this,
+# from at most this many queries: the 0.95 goal plus 2.5 standard errors of a recall measured
+# on 256 x 10 hits (the sample is not the user's queries).
+TUNE_TARGET_RECALL = 0.96
+TUNE_QUERIES = 256
+TUNE_K = 10
 # k-means needs >= 39 points per list (FAISS warns below); 65536 keeps training ~0.3 s.
 TRAIN_SAMPLE_MIN = 65536
 TRAIN_POINTS_PER_LIST = 64
@@ -55,25 +84,28 @@ def flat_max_vectors(dim: int) -> int:
     return FLAT_MAX_BYTES // (4 * max(1, dim))
 
 
-def _ivf_list_count(n_vectors: int) -> int:
-    # sqrt(n)/4 rounded to a power of two: 512 lists at 4M, 1024 at 10M, 4096 at most.
-    target = math.sqrt(max(1, n_vectors)) / 4
-    return int(min(4096, max(16, 2 ** round(math.log2(max(1.0, target))))))
+def ivf_list_count(n_vectors: int) -> int:
+    """Inverted lists for ``n_vectors``: sqrt(n) rounded to a power of two (512 at 250k,
+    1024 at 1M, 2048 from 2.9M on)."""
+    target = math.sqrt(max(1, n_vectors))
+    return int(min(IVF_MAX_LISTS, max(IVF_MIN_LISTS, 2 ** round(math.log2(max(1.0, target))))))
 
 
 def _pq_subquantizers(dim: int) -> int:
-    # Two dimensions per 4-bit sub-quantizer keeps PQ error low enough for the re-ranking
-    # to recover the true top 10; an odd dimension gets one sub-quantizer per dimension.
-    return dim // 2 if dim % 2 == 0 else dim
+    # One dimension per 4-bit sub-quantizer, trained as uniform levels (see
+    # _use_uniform_levels): two dimensions per sub-quantizer left a store's top tracks
+    # indistinguishable from thousands of others (recall@10 0.27 at 300k store-like vectors).
+    return dim
 
 
-def choose_index_spec(n_vectors: int, dim: int, flat_max: int | None = None) -> str:
+def choose_index_spec(n_vectors: int, dim: int, flat_max: int | None = None, ivf_min: int | None = None) -> str:
     """The FAISS factory string the engine uses for ``n_vectors`` vectors of ``dim``.
 
     Args:
         n_vectors: how many vectors the index will hold.
         dim: their dimension.
         flat_max: exact-search threshold override (tests); default ``flat_max_vectors(dim)``.
+        ivf_min: inverted-list threshold override (tests); default ``IVF_MIN_VECTORS``.
     """
     if n_vectors < 0 or dim <= 0:
         raise IndexSpecError(f"cannot choose an index for {n_vectors} vectors of dimension {dim}")
@@ -81,12 +113,13 @@ def choose_index_spec(n_vectors: int, dim: int, flat_max: int | None = None) -> 
     if n_vectors <= limit:
         return "Flat"
     codes = f"PQ{_pq_subquantizers(dim)}x4fs,RFlat"
-    if n_vectors <= PQ_SCAN_MAX_VECTORS:
+    if n_vectors < (IVF_MIN_VECTORS if ivf_min is None else ivf_min):
         return codes
-    return f"IVF{_ivf_list_count(n_vectors)},{codes}"
+    return f"IVF{ivf_list_count(n_vectors)},{codes}"
 
 
-def _parse_ivf_lists(spec: str) -> int | None:
+def parse_ivf_lists(spec: str) -> int | None:
+    """The number of inverted lists of a factory string, or None when it has none."""
     match = re.match(r"^(?:[^,]*,)*?IVF(\d+)", spec)
     return int(match.group(1)) if match else None
 
@@ -98,7 +131,7 @@ def search_params(spec: str, n_vectors: int) -> dict[str, float]:
     """
     del n_vectors  # the list count in the spec already scales with size
     params: dict[str, float] = {}
-    nlist = _parse_ivf_lists(spec)
+    nlist = parse_ivf_lists(spec)
     if nlist is not None:
         params["nprobe"] = max(1, int(math.ceil(nlist * PROBE_FRACTION)))
     if "HNSW" in spec:
@@ -152,27 +185,245 @@ def build_index(vectors: np.ndarray, spec: str) -> Any:
     if vectors.ndim != 2 or vectors.shape[1] == 0:
         raise IndexSpecError(f"vectors must be a 2-d [n, d] array, got shape {vectors.shape}")
     n_vectors, dim = vectors.shape
-    if not np.isfinite(vectors).all():
+    if not all(np.isfinite(vectors[start:start + 65536]).all() for start in range(0, n_vectors, 65536)):
         raise IndexSpecError("vectors contain NaN or infinite values; cannot index them")
     validate_index_spec(spec, dim)
     index = faiss.index_factory(dim, spec, faiss.METRIC_INNER_PRODUCT)
     if not index.is_trained:
-        nlist = _parse_ivf_lists(spec) or 1
+        nlist = parse_ivf_lists(spec) or 1
         if n_vectors < nlist:
             raise IndexSpecError(
                 f"index spec {spec!r} needs at least {nlist} vectors to train, got {n_vectors}"
             )
-        sample_size = min(n_vectors, max(TRAIN_SAMPLE_MIN, TRAIN_POINTS_PER_LIST * nlist))
+        sample_size = train_sample_size(n_vectors, spec)
         rng = np.random.default_rng(TRAIN_SEED)
         sample = vectors if sample_size == n_vectors else vectors[np.sort(rng.choice(n_vectors, sample_size, replace=False))]
+        scalar = scalar_pq(index)
+        if scalar is not None:
+            scalar.cp.niter = 1  # its k-means levels are replaced by even ones below: one pass is enough
         try:
             index.train(sample)
         except RuntimeError as error:
             raise IndexSpecError(f"cannot train index {spec!r}: {_first_line(error)}") from None
+        _use_uniform_levels(index, sample)
     if n_vectors:
         index.add(vectors)
     apply_search_params(index, search_params(spec, n_vectors))
     return index
+
+
+def scalar_pq(index: Any) -> Any | None:
+    """The product quantizer of ``index`` when it has one dimension per 4-bit sub-quantizer
+    (a 4-bit scalar quantizer searched by PQ fast-scan), else None."""
+    import faiss
+
+    inner = index
+    while True:
+        base = getattr(inner, "base_index", None)
+        if base is None:
+            break
+        inner = faiss.downcast_index(base)
+    try:
+        inner = faiss.downcast_index(faiss.extract_index_ivf(inner))
+    except RuntimeError:
+        pass
+    pq = getattr(inner, "pq", None)
+    return pq if pq is not None and pq.dsub == 1 and pq.nbits == 4 else None
+
+
+def _use_uniform_levels(index: Any, sample: np.ndarray) -> None:
+    """Replace the k-means levels of a one-dimension-per-sub-quantizer PQ with 16 evenly spaced
+    levels over each dimension's range in ``sample`` (before any vector is added).
+
+    A search wants the *extremes* of a direction (the tracks scoring highest for a query);
+    k-means puts its levels where the bulk is and maps the whole upper tail to one level, so
+    the exact re-ranking gets a random handful of thousands of tied candidates. Even levels
+    keep the tail ordered: store-like vectors at 300k, PQ92x4fs,RFlat k_factor_rf 20: recall@10
+    0.27 (k-means levels) against 0.997 (even levels), at the same speed.
+    """
+    import faiss
+
+    pq = scalar_pq(index)
+    if pq is None:
+        return
+    low, high = sample.min(axis=0), sample.max(axis=0)
+    low, high = low - LEVEL_MARGIN * (high - low), high + LEVEL_MARGIN * (high - low)
+    levels = np.linspace(low, high, pq.ksub, axis=1)  # [dim, 16]
+    faiss.copy_array_to_vector(np.ascontiguousarray(levels, dtype=np.float32).ravel(), pq.centroids)
+    refresh = getattr(pq, "compute_sdc_table", None)
+    if pq.sdc_table.size() and refresh is not None:
+        refresh()
+
+
+def train_sample_size(n_vectors: int, spec: str) -> int:
+    """How many of ``n_vectors`` train an index of ``spec`` (a seeded sample; all when fewer)."""
+    nlist = parse_ivf_lists(spec) or 1
+    return min(n_vectors, max(TRAIN_SAMPLE_MIN, TRAIN_POINTS_PER_LIST * nlist))
+
+
+def exact_top_k(vectors: np.ndarray, queries: np.ndarray, k: int, block: int = 65536) -> np.ndarray:
+    """Row numbers [queries, k] of the ``k`` largest inner products, best first, by a blocked
+    pass over ``vectors`` (no [queries, n] score matrix at once)."""
+    queries = np.ascontiguousarray(queries, dtype=np.float32)
+    k = min(k, len(vectors))
+    best_scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
+    best_rows = np.zeros((len(queries), k), dtype=np.int64)
+    for start in range(0, len(vectors), block):
+        scores = queries @ vectors[start:start + block].T
+        kk = min(k, scores.shape[1])
+        top = np.argpartition(-scores, kk - 1, axis=1)[:, :kk]
+        merged_scores = np.concatenate([best_scores, np.take_along_axis(scores, top, axis=1)], axis=1)
+        merged_rows = np.concatenate([best_rows, top + start], axis=1)
+        keep = np.argsort(-merged_scores, axis=1, kind="stable")[:, :k]
+        best_scores = np.take_along_axis(merged_scores, keep, axis=1)
+        best_rows = np.take_along_axis(merged_rows, keep, axis=1)
+    return best_rows
+
+
+def recall_at_k(found: np.ndarray, exact: np.ndarray) -> float:
+    """Mean share of each query's exact top-k that ``found`` holds."""
+    return float(np.mean([len(set(f.tolist()) & set(e.tolist())) / exact.shape[1] for f, e in zip(found, exact)]))
+
+
+def _probe_ladder(nlist: int) -> list[int]:
+    """nprobe values tried at build time: 1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 14, 16, 20, ...
+    (quarter steps between powers of two), then all lists."""
+    values = [1, 2, 3]
+    power = 4
+    while power < nlist:
+        values += [v for v in (power, power * 5 // 4, power * 3 // 2, power * 7 // 4) if v < nlist]
+        power *= 2
+    return sorted({v for v in values if v < nlist} | {max(1, nlist)})
+
+
+def tuning_queries(vectors: np.ndarray, queries: np.ndarray | None, count: int = TUNE_QUERIES,
+                   seed: int = TRAIN_SEED) -> tuple[np.ndarray, str]:
+    """The query sample that tunes an index: ``queries`` (non-zero rows, at most ``count``,
+    seeded) when there are some, else ``count`` of the indexed vectors; and which it was."""
+    rng = np.random.default_rng(seed)
+    if queries is not None and len(queries):
+        queries = np.asarray(queries, dtype=np.float32)
+        queries = queries[np.flatnonzero(np.abs(queries).sum(axis=1) > 0)]
+    if queries is not None and len(queries):
+        chosen = queries if len(queries) <= count else queries[np.sort(rng.choice(len(queries), count, replace=False))]
+        return np.ascontiguousarray(chosen), "queries"
+    rows = np.sort(rng.choice(len(vectors), min(count, len(vectors)), replace=False))
+    return np.ascontiguousarray(vectors[rows], dtype=np.float32), "vectors"
+
+
+def tune_search_params(index: Any, vectors: np.ndarray, spec: str, queries: np.ndarray | None = None,
+                       target: float = TUNE_TARGET_RECALL) -> tuple[dict[str, float], dict[str, Any] | None]:
+    """Measure the search-time parameters of an index built from ``spec`` over ``vectors``.
+
+    For an inverted-file index: the smallest nprobe on :func:`_probe_ladder` (by bisection) whose recall@10
+    against exact search, on :func:`tuning_queries` (``queries``: the searches to expect,
+    e.g. the store's tag query vectors), reaches ``target``; all lists when none does. Other
+    indexes keep :func:`search_params`. Applies the parameters to ``index`` and returns
+    them with a record of the measurement (None when nothing was measured), for meta.json.
+    """
+    params = search_params(spec, len(vectors))
+    nlist = parse_ivf_lists(spec)
+    if nlist is None or "nprobe" not in params or index.ntotal == 0:
+        apply_search_params(index, params)
+        return params, None
+    sample, source = tuning_queries(vectors, queries)
+    k = min(TUNE_K, index.ntotal)
+    exact = exact_top_k(vectors, sample, k)
+    ladder = _probe_ladder(nlist)
+    measured: dict[int, float] = {}
+
+    def recall_at(position: int) -> float:
+        if position not in measured:
+            apply_search_params(index, {**params, "nprobe": ladder[position]})
+            measured[position] = recall_at_k(index.search(sample, k)[1], exact)
+        return measured[position]
+
+    # bisection on the ladder (recall grows with nprobe): ~log2(len(ladder)) measurements
+    low, high = 0, len(ladder) - 1
+    if recall_at(high) >= target:
+        while low < high:
+            middle = (low + high) // 2
+            if recall_at(middle) >= target:
+                high = middle
+            else:
+                low = middle + 1
+    params["nprobe"] = ladder[high]
+    recall = recall_at(high)
+    apply_search_params(index, params)
+    record = {"target_recall_at_10": target, "recall_at_10": round(recall, 4), "queries": len(sample),
+              "query_source": source, "train_sample": train_sample_size(len(vectors), spec), "lists": nlist}
+    return params, record
+
+
+def exact_top_k_of_rows(vectors: np.ndarray, query: np.ndarray, rows: np.ndarray, k: int,
+                        block: int = 262144) -> tuple[np.ndarray, np.ndarray]:
+    """(scores, rows) of the ``k`` rows among ``rows`` with the largest inner product with
+    ``query``, best first; scored in blocks (no copy of the whole subset at once)."""
+    query = np.asarray(query, dtype=np.float32)
+    scores = np.empty(len(rows), dtype=np.float32)
+    for start in range(0, len(rows), block):
+        scores[start:start + block] = vectors[rows[start:start + block]] @ query
+    k = min(k, len(rows))
+    if k <= 0:
+        return np.zeros(0, np.float32), np.zeros(0, np.int64)
+    top = np.argpartition(-scores, k - 1)[:k] if k < len(rows) else np.arange(len(rows))
+    top = top[np.argsort(-scores[top], kind="stable")]
+    return scores[top], np.asarray(rows)[top].astype(np.int64)
+
+
+def row_lists(index: Any) -> np.ndarray:
+    """The inverted list holding each row of an inverted-file index (int32 [ntotal])."""
+    import faiss
+
+    ivf = faiss.extract_index_ivf(index)
+    lists = np.empty(index.ntotal, dtype=np.int32)
+    invlists = ivf.invlists
+    for number in range(ivf.nlist):
+        size = invlists.list_size(number)
+        if size:
+            ids = faiss.rev_swig_ptr(invlists.get_ids(number), size).copy()
+            lists[ids] = number
+    return lists
+
+
+def search_allowed(index: Any, vectors: np.ndarray, query: np.ndarray, k: int, rows: np.ndarray,
+                   params: dict[str, float], lists_of_rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k (scores, rows) of ``query`` among ``rows`` (sorted row numbers that pass a filter).
+
+    An inverted-file index loses recall when most vectors of the probed lists are filtered
+    out, and more so when the filter follows the lists (a tempo range, say, that the tracks
+    nearest the query mostly miss). So: the rows are scanned exactly while they are at most
+    ``FILTER_EXACT_MAX`` (or the index has no lists); above, the index searches only them,
+    probing lists in the query's order until they hold as many passing rows as the unfiltered
+    search would scan (nprobe lists' worth), then re-ranking as it would unfiltered.
+    ``lists_of_rows``: :func:`row_lists` of the index, when the caller keeps it.
+    """
+    import faiss
+
+    n_total = len(vectors)
+    if len(rows) <= FILTER_EXACT_MAX or "nprobe" not in params or _is_gpu_index(index) or len(rows) == 0:
+        return exact_top_k_of_rows(vectors, query, rows, k)
+    query = np.asarray(query, dtype=np.float32)[None]
+    ivf = faiss.extract_index_ivf(index)
+    nlist = ivf.nlist
+    lists_of_rows = row_lists(index) if lists_of_rows is None else lists_of_rows
+    passing = np.bincount(lists_of_rows[rows], minlength=nlist)
+    _, order = ivf.quantizer.search(query, nlist)
+    wanted = min(len(rows), params["nprobe"] * n_total / nlist)
+    covered = np.cumsum(passing[order[0][order[0] >= 0]])
+    nprobe = int(min(nlist, np.searchsorted(covered, wanted) + 1))
+    mask = np.zeros(n_total, dtype=bool)
+    mask[rows] = True
+    bitmap = np.packbits(mask, bitorder="little")
+    selector = faiss.IDSelectorBitmap(n_total, faiss.swig_ptr(bitmap))
+    ivf_search = faiss.SearchParametersIVF(sel=selector, nprobe=nprobe)
+    search = ivf_search  # (each parameter object referenced until the search is done: FAISS keeps raw pointers)
+    if "k_factor_rf" in params:
+        search = faiss.IndexRefineSearchParameters(k_factor=float(params["k_factor_rf"]), base_index_params=ivf_search)
+    scores, found = index.search(query, min(k, len(rows)), params=search)
+    del search, ivf_search, selector, bitmap
+    keep = found[0] >= 0
+    return scores[0][keep], found[0][keep]
 
 
 def use_single_query_threads(threads: int = 1) -> None:

@@ -150,9 +150,13 @@ def _index(
     vocabulary: str | None = None,
     word_vectors: str | None = None,
     max_seconds: float | None = DEFAULT_MAX_SECONDS,
+    precision: str | None = None,
     progress=None,
 ) -> IndexSummary:
-    """progress: a callable `(done, total, path)` called per finished track (the CLI draws a bar)."""
+    """progress: a callable `(done, total, path)` called per finished track (the CLI draws a bar).
+    precision: the model's arithmetic (runner.PRECISIONS); None keeps the store's (float32 for a new
+    store). A store holds vectors of one precision, so asking for another re-embeds it, as a
+    model change does."""
     started = time.monotonic()
     root_path = str(Path(root).expanduser().resolve())
     if not os.path.exists(root_path):
@@ -171,11 +175,15 @@ def _index(
     if damage is not None and damage.split()[0] in ("tracks.parquet", "skipped.parquet"):
         live = None  # its tables cannot be trusted: every file under root is embedded again
     live_tracks = live.tracks() if live is not None else None
-    model_changed = live is not None and (live.meta.get("model_id") != model.model_id
+    live_precision = live.meta.get("precision", "float32") if live is not None else None
+    precision = precision or live_precision or "float32"
+    model_changed = live is not None and (live.meta.get("model_id") != model.model_id or live_precision != precision
                                           or not set(ATTRIBUTE_NAMES) <= set(live_tracks.column_names))
     if model_changed:
         if live.meta.get("model_id") != model.model_id:
             summary_model_change = f"{live.meta.get('model_id')} → {model.model_id}"
+        elif live_precision != precision:
+            summary_model_change = f"{live_precision} → {precision} arithmetic"
         else:
             summary_model_change = "the tracks table predates the attribute columns"
         # A different model: every vector must be made again, the other roots' tracks too, so a
@@ -224,7 +232,7 @@ def _index(
             to_embed.append(entry)
 
     # staging key: one area per model, so an interrupted run with another model is not mixed in
-    staging = store.staging(model.model_id.replace("@", "-"))
+    staging = store.staging(model.model_id.replace("@", "-") + ("" if precision == "float32" else f"-{precision}"))
     done_keys = staging.done_keys()
     resumed = sum(1 for e in to_embed if (e.path, e.size, e.mtime_ns) in done_keys)
     remaining = [e for e in to_embed if (e.path, e.size, e.mtime_ns) not in done_keys]
@@ -249,7 +257,7 @@ def _index(
     done = 0
     try:
         for track in embed_tracks([e.path for e in remaining], model, device=device, batch_size=batch_size,
-                                  workers=workers, max_seconds=max_seconds):
+                                  workers=workers, max_seconds=max_seconds, precision=precision):
             entry = remaining[track.index]
             info = track.info
             path_text, path_raw = stored_path(entry.path)
@@ -313,6 +321,7 @@ def _index(
         "word_vectors_path": word_vectors_reference(word_vectors),
         "vocabulary": vocabulary or "builtin",
         "max_seconds": max_seconds,
+        "precision": precision,
     }
     generation = store.commit(tracks, track_vectors, tags_table, tag_vectors, skipped_table, meta, index_spec=index_spec)
     staging.clear()

@@ -390,6 +390,11 @@ class Store:
         tag_spec = specs.choose_index_spec(*tag_vectors.shape)
         audio_index = specs.build_index(track_vectors, audio_spec)
         tag_index = specs.build_index(tag_vectors, tag_spec)
+        # nprobe of an inverted-file index is measured on this generation's vectors, with the
+        # vocabulary's tag query vectors as the searches to expect (every generation is
+        # trained and tuned afresh: a grown store never searches with stale lists)
+        audio_tuning = specs.tune_search_params(audio_index, track_vectors, audio_spec, queries=tag_vectors)
+        tag_tuning = specs.tune_search_params(tag_index, tag_vectors, tag_spec)
 
         what = "the new index generation"
         # an upper estimate for the message: the tables as in memory, and a flat index's vectors
@@ -402,7 +407,8 @@ class Store:
             try:
                 staging_dir.mkdir()
                 self._write_generation_files(staging_dir, gen_id, tracks, tags, skipped, audio_index, tag_index,
-                                             audio_spec, tag_spec, track_vectors, tag_vectors, meta)
+                                             (audio_spec, *audio_tuning), (tag_spec, *tag_tuning),
+                                             track_vectors, tag_vectors, meta)
                 final = self.generations_dir / gen_id
                 os.replace(staging_dir, final)
             except BaseException:
@@ -413,7 +419,7 @@ class Store:
         return final
 
     def _write_generation_files(self, staging_dir, gen_id, tracks, tags, skipped, audio_index, tag_index,
-                                audio_spec, tag_spec, track_vectors, tag_vectors, meta) -> None:
+                                audio_choice, tag_choice, track_vectors, tag_vectors, meta) -> None:
         import faiss
 
         write_parquet_atomic(staging_dir / "tracks.parquet", tracks)
@@ -433,8 +439,8 @@ class Store:
             "generation": gen_id,
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "counts": {"tracks": tracks.num_rows, "tags": tags.num_rows, "skipped": skipped.num_rows},
-            "audio_index": _index_meta(audio_spec, track_vectors),
-            "tag_index": _index_meta(tag_spec, tag_vectors),
+            "audio_index": _index_meta(*audio_choice, track_vectors),
+            "tag_index": _index_meta(*tag_choice, tag_vectors),
             "files": self._file_records(staging_dir),
         }
         try:
@@ -463,13 +469,18 @@ class Store:
                 shutil.rmtree(path, ignore_errors=True)
 
 
-def _index_meta(spec: str, vectors: np.ndarray) -> dict[str, Any]:
-    return {
+def _index_meta(spec: str, params: dict, tuning: dict | None, vectors: np.ndarray) -> dict[str, Any]:
+    """An index's record: its factory string, the search parameters a reader re-applies,
+    and (inverted-file indexes) how they were measured."""
+    record = {
         "spec": spec,
-        "search_params": specs.search_params(spec, vectors.shape[0]),
+        "search_params": params,
         "count": int(vectors.shape[0]),
         "dim": int(vectors.shape[1]),
     }
+    if tuning is not None:
+        record["tuning"] = tuning
+    return record
 
 
 def _has_reader(generation_path: Path) -> bool:

@@ -16,7 +16,7 @@ from mre.embedder.audio.attributes import ATTRIBUTE_NAMES
 from mre.embedder.models.factory import load_model, shown_scores
 from mre.embedder.models.scoring import attribute_scores, standardised
 from mre.embedder.models.tag_space import TagSpace, best_tags, named_tags_space, vocabulary_space
-from mre.indexer.index_spec import use_single_query_threads
+from mre.indexer.index_spec import FILTER_EXACT_MAX, row_lists, search_allowed, use_single_query_threads
 from mre.indexer.paths import PATH_BYTES, printable_path, readable_path, table_paths
 from mre.indexer.store import Store, StoreError
 from mre.retrieval.filters import Filters
@@ -229,11 +229,20 @@ class Library:
 
     def _ranked(self, vector: np.ndarray, k: int, filters: Filters | None,
                 attribute_weights: dict[str, float] | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k (scores, rows) by inner product, through FAISS; with filters or attribute
-        weights, an exact pass (over the rows that pass) scored by `attribute_scores`."""
+        """Top-k (scores, rows) by inner product, through FAISS; with filters, among the rows
+        that pass (index_spec.search_allowed: exactly while they are few, else through the
+        index's lists with more of them probed); with attribute weights, an exact pass (over
+        the rows that pass) scored by `attribute_scores`."""
         rows = self._allowed_rows(filters)
         if rows is None and not attribute_weights:
             return self._search(vector, k)
+        if not attribute_weights:
+            use_single_query_threads()
+            params = self.meta.get("audio_index", {}).get("search_params", {})
+            index = self.generation.audio_index()
+            if len(rows) > FILTER_EXACT_MAX and "nprobe" in params and "_row_lists" not in self.__dict__:
+                self._row_lists = row_lists(index)  # once per opened store: which list holds each track
+            return search_allowed(index, self.track_vectors, vector, k, rows, params, self.__dict__.get("_row_lists"))
         if rows is None:
             rows = np.arange(len(self))
         scores = self._exact_scores(vector, rows, attribute_weights)
@@ -243,7 +252,10 @@ class Library:
     def _exact_scores(self, vector: np.ndarray, rows: np.ndarray,
                       attribute_weights: dict[str, float] | None) -> np.ndarray:
         """Raw scores of `rows` (label evidence, plus the attributes' share when weighted)."""
-        scores = self.track_vectors[rows] @ np.asarray(vector, dtype=np.float32)
+        scores = np.empty(len(rows), dtype=np.float32)
+        query = np.asarray(vector, dtype=np.float32)
+        for start in range(0, len(rows), 262144):  # in blocks: no copy of a 10M-row matrix
+            scores[start:start + 262144] = self.track_vectors[rows[start:start + 262144]] @ query
         if attribute_weights:
             columns = list(attribute_weights)
             z = np.stack([self.attribute_z(column)[rows] for column in columns], axis=1)

@@ -170,3 +170,20 @@ def test_per_track_predictions_from_the_dataset_tags_and_the_vocabulary(cli, ins
         "--workers", "0", "--threshold", "0")
     with open(tmp_path / "all" / "predictions.csv", newline="") as handle:
         assert sum(r["source"] == "dataset" for r in csv.DictReader(handle)) == 6 * 3
+
+
+def test_a_tag_with_a_word_the_word_vectors_lack_is_skipped_and_named(cli, tmp_path):
+    """Tags are scored as `mre tags` scores them (models.tag_space): "qzxvj metal" is not scored
+    as "metal" under another name, it is left out and the report says so."""
+    root = tmp_path / "gtzan"
+    for genre, make in (("classical", _piano), ("metal", _band), ("qzxvj metal", _band)):
+        (root / "genres" / genre).mkdir(parents=True)
+        for i in range(2):
+            sf.write(root / "genres" / genre / f"{genre}.{i:05d}.wav", make(i), 16000)
+    result = cli("bench", "quality", "--dataset", "gtzan", "--root", root, "--json", "--workers", "0")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert set(report["per_tag"]) == {"classical", "metal"}
+    assert report["dropped_tags"] == ["qzxvj metal"] and "word vectors" in report["drop_reasons"]["qzxvj metal"]
+    assert any('"qzxvj metal"' in note and "2 track(s) are left out" in note for note in report["notes"])
+    assert report["n_tracks"] == 4  # a track of a skipped class counts neither as right nor as wrong

@@ -4,14 +4,23 @@ import faiss
 import numpy as np
 import pytest
 
+from mre.indexer import index_spec
 from mre.indexer.index_spec import (
+    IVF_MIN_VECTORS,
+    REFINE_K_FACTOR,
+    TUNE_TARGET_RECALL,
     IndexSpecError,
     apply_search_params,
     build_index,
     choose_index_spec,
+    exact_top_k,
+    exact_top_k_of_rows,
     flat_max_vectors,
     maybe_to_gpu,
+    recall_at_k,
+    search_allowed,
     search_params,
+    tune_search_params,
     validate_index_spec,
 )
 
@@ -40,14 +49,97 @@ def test_small_stores_are_searched_exactly():
 
 
 def test_large_stores_get_an_approximate_index():
-    assert choose_index_spec(flat_max_vectors(100) + 1, 100) == "PQ50x4fs,RFlat"
-    assert choose_index_spec(1_000_000, 100) == "PQ50x4fs,RFlat"
-    assert search_params("PQ50x4fs,RFlat", 1_000_000) == {"k_factor_rf": 50}
-    assert choose_index_spec(5000, 51, flat_max=1000) == "PQ51x4fs,RFlat"  # odd dimension
-    assert choose_index_spec(10_000_000, 100) == "IVF1024,PQ50x4fs,RFlat"  # inverted lists past 4M
-    assert search_params("IVF1024,PQ50x4fs,RFlat", 10_000_000) == {"nprobe": 896, "k_factor_rf": 50}
+    assert choose_index_spec(flat_max_vectors(100) + 1, 100) == "PQ100x4fs,RFlat"
+    assert choose_index_spec(IVF_MIN_VECTORS - 1, 100) == "PQ100x4fs,RFlat"
+    assert search_params("PQ100x4fs,RFlat", 100_000) == {"k_factor_rf": REFINE_K_FACTOR}
+    assert choose_index_spec(5000, 51, flat_max=1000) == "PQ51x4fs,RFlat"  # odd dimension: one per sub-quantizer
+    assert choose_index_spec(1_000_000, 100) == "IVF1024,PQ100x4fs,RFlat"  # inverted lists from IVF_MIN_VECTORS
+    assert choose_index_spec(10_000_000, 192) == "IVF2048,PQ192x4fs,RFlat"
+    assert choose_index_spec(5000, 16, flat_max=1000, ivf_min=2000) == "IVF64,PQ16x4fs,RFlat"
+    # without a measurement (a user's spec, no tuning data), 7/8 of the lists are probed
+    assert search_params("IVF1024,PQ100x4fs,RFlat", 10_000_000) == {"nprobe": 896, "k_factor_rf": REFINE_K_FACTOR}
     with pytest.raises(IndexSpecError):
         choose_index_spec(10, 0)
+
+
+def clustered_vectors(n, dim, seed, clusters=64, spread=0.35):
+    """Unit vectors around `clusters` random centres: structure an inverted file can use."""
+    rng = np.random.default_rng(seed)
+    centres = unit_vectors(clusters, dim, seed + 1000)
+    vectors = centres[rng.integers(0, clusters, n)] + spread / np.sqrt(dim) * rng.standard_normal((n, dim)).astype(np.float32)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def test_inverted_file_is_chosen_trained_on_a_sample_and_tuned_by_measurement(monkeypatch):
+    monkeypatch.setattr(index_spec, "TRAIN_SAMPLE_MIN", 2048)
+    database = clustered_vectors(30_000, 24, seed=0)
+    queries = clustered_vectors(400, 24, seed=1)
+    spec = choose_index_spec(len(database), 24, flat_max=1000, ivf_min=10_000)
+    assert spec == "IVF128,PQ24x4fs,RFlat"
+    index = build_index(database, spec)
+    params, tuning = tune_search_params(index, database, spec, queries=queries[:200])
+    assert tuning["train_sample"] == 64 * 128 < len(database)  # trained on a sample, not the whole store
+    assert tuning["queries"] == 200 and tuning["query_source"] == "queries" and tuning["lists"] == 128
+    # the measured setting reaches the target, and on clustered data far fewer lists than all
+    assert tuning["recall_at_10"] >= TUNE_TARGET_RECALL and params["nprobe"] < 128 // 2
+    assert faiss.extract_index_ivf(index).nprobe == params["nprobe"]
+    # one step down the ladder would not have reached the target: the smallest such setting
+    exact = exact_top_k(database, queries[:200], 10)
+    if params["nprobe"] > 1:
+        lower = max(v for v in index_spec._probe_ladder(128) if v < params["nprobe"])
+        faiss.extract_index_ivf(index).nprobe = lower
+        assert recall_at_k(index.search(queries[:200], 10)[1], exact) < TUNE_TARGET_RECALL
+        faiss.extract_index_ivf(index).nprobe = params["nprobe"]
+    # queries it was not tuned on: the target, less three standard errors of a recall from 200 x 10 hits
+    held_out = recall_at_k(index.search(queries[200:], 10)[1], exact_top_k(database, queries[200:], 10))
+    target = TUNE_TARGET_RECALL
+    assert held_out >= target - 3 * np.sqrt(target * (1 - target) / (200 * 10))
+
+
+def test_tuning_without_queries_uses_the_indexed_vectors():
+    database = clustered_vectors(5000, 16, seed=2)
+    index = build_index(database, "IVF32,Flat")
+    params, tuning = tune_search_params(index, database, "IVF32,Flat")
+    assert tuning["query_source"] == "vectors" and tuning["recall_at_10"] >= TUNE_TARGET_RECALL
+    assert tune_search_params(build_index(database, "Flat"), database, "Flat") == ({}, None)
+
+
+def test_uniform_levels_keep_the_top_of_a_direction_in_order():
+    # a one-dimension-per-sub-quantizer PQ gets even levels over the sample's range (widened):
+    # the tracks scoring highest for a query are told apart, not tied in one top level
+    database = clustered_vectors(20_000, 16, seed=3)
+    index = build_index(database, "PQ16x4fs,RFlat")
+    levels = faiss.vector_to_array(index_spec.scalar_pq(index).centroids).reshape(16, 16)
+    spans = database.max(axis=0) - database.min(axis=0)
+    np.testing.assert_allclose(np.diff(levels, axis=1), np.repeat(spans[:, None] * 1.2 / 15, 15, axis=1), rtol=1e-4)
+    assert index_spec.scalar_pq(build_index(database, "PQ8x4fs,RFlat")) is None  # two dims each: k-means as asked
+    queries = np.eye(16, dtype=np.float32)  # one label each: the extremes of one dimension
+    assert recall_at_10(index, database, queries) >= TUNE_TARGET_RECALL
+
+
+def test_filtered_search_keeps_recall_exact_and_through_the_lists(monkeypatch):
+    database = clustered_vectors(30_000, 24, seed=4)
+    queries = clustered_vectors(100, 24, seed=5)
+    spec = choose_index_spec(len(database), 24, flat_max=1000, ivf_min=10_000)
+    index = build_index(database, spec)
+    params, _ = tune_search_params(index, database, spec, queries=queries)
+    rng = np.random.default_rng(6)
+    filters = {"a random 20%": np.flatnonzero(rng.random(len(database)) < 0.2),
+               "one side of a direction": np.flatnonzero(database[:, 0] > np.median(database[:, 0])),
+               "three tracks": np.array([5, 500, 29_999])}
+    for exact_max in (index_spec.FILTER_EXACT_MAX, 100):  # the exact pass, then the lists with a selector
+        monkeypatch.setattr(index_spec, "FILTER_EXACT_MAX", exact_max)
+        for name, rows in filters.items():
+            hits = []
+            for query in queries:
+                scores, found = search_allowed(index, database, query, 10, rows, params)
+                assert np.isin(found, rows).all(), name  # only rows that pass
+                exact_scores, exact_rows = exact_top_k_of_rows(database, query, rows, 10)
+                assert len(found) == len(exact_rows) == min(10, len(rows))
+                hits.append(len(set(found.tolist()) & set(exact_rows.tolist())) / len(exact_rows))
+            target = TUNE_TARGET_RECALL
+            assert np.mean(hits) >= target - 3 * np.sqrt(target * (1 - target) / (len(queries) * 10)), (name, exact_max)
+    assert search_allowed(index, database, queries[0], 10, np.zeros(0, np.int64), params)[1].size == 0
 
 
 def test_approximate_index_keeps_recall_on_random_vectors():
@@ -84,7 +176,7 @@ def test_benchmark_reports_engine_against_numpy():
 
     report = run(sizes=[3000], dim=16, n_queries=20, flat_max=1000, threads=None, echo=None)
     result = report["sizes"][0]
-    assert result["engine"]["spec"] == "PQ8x4fs,RFlat" and result["numpy"]["recall_at_10"] == 1.0
+    assert result["engine"]["spec"] == "PQ16x4fs,RFlat" and result["numpy"]["recall_at_10"] == 1.0
     assert result["engine"]["recall_at_10"] >= 0.9 and result["sweep"]
 
 
@@ -106,3 +198,38 @@ def test_index_that_cannot_be_trained_says_why():
         build_index(np.full((4, 16), np.nan, np.float32), "Flat")
     with pytest.raises(IndexSpecError, match="unknown search parameter"):
         apply_search_params(build_index(unit_vectors(4, 16, seed=5), "Flat"), {"bogus": 1})
+
+
+def test_benchmark_measures_the_tuned_inverted_file_and_plots_latency_against_size(tmp_path):
+    from mre.benchmarks.search_speed import format_rows, plot_latency_vs_size, run
+
+    report = run(sizes=[2000, 6000], dim=16, n_queries=20, flat_max=1000, ivf_min=3000, threads=None, echo=None)
+    small, large = report["sizes"]
+    assert small["engine"]["spec"] == "PQ16x4fs,RFlat" and large["engine"]["spec"] == "IVF64,PQ16x4fs,RFlat"
+    engine = large["engine"]
+    chosen = f"nprobe={engine['search_params']['nprobe']}"
+    assert chosen in [point["setting"] for point in large["sweep"]] and engine["tuning"]["query_source"] == "vectors"
+    assert engine["build_s"] >= engine["train_add_s"] > 0 and engine["index_bytes"] > 0 and large["peak_rss_bytes"] > 0
+    assert "measured at build" in format_rows([large])
+    png = plot_latency_vs_size(report, tmp_path / "size.png")
+    assert png is None or png.stat().st_size > 0  # None: matplotlib is not installed
+
+
+def test_store_like_vectors_follow_their_reference():
+    from mre.benchmarks.store_vectors import StoreVectorModel
+
+    rng = np.random.default_rng(7)
+    centres = rng.normal(-4.0, 2.0, (6, 12))
+    reference = (centres[rng.integers(0, 6, 120)] + 0.3 * rng.standard_normal((120, 12))).astype(np.float32)
+    model = StoreVectorModel.fit(reference)
+    # clustered references get a narrow kernel (leave-one-out likelihood), not one blob
+    assert 0.05 <= model.bandwidth < 0.5
+    vectors = model.sample(5000, seed=1)
+    assert vectors.shape == (5000, 12) and vectors.dtype == np.float32
+    np.testing.assert_array_equal(vectors, model.sample(5000, seed=1))
+    # each drawn vector lies near a reference vector: nearer than the references are to other clusters
+    nearest = np.sqrt(((vectors[:500, None, :] - reference[None]) ** 2).sum(-1)).min(axis=1)
+    between = np.sqrt(((centres[:, None] - centres[None]) ** 2).sum(-1))[np.triu_indices(6, 1)].min()
+    assert np.median(nearest) < between / 2
+    with pytest.raises(ValueError, match="at least 3 reference vectors"):
+        StoreVectorModel.fit(reference[:2])

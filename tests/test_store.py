@@ -101,9 +101,12 @@ def test_index_spec_override_is_recorded_and_reapplied(tmp_path):
     store = Store(tmp_path / "store")
     commit(store, 400, index_spec="IVF4,Flat")
     generation = store.open_live()
-    assert generation.meta["audio_index"]["spec"] == "IVF4,Flat"
-    assert generation.meta["audio_index"]["search_params"] == {"nprobe": 4}
-    assert generation.audio_index().nprobe == 4
+    record = generation.meta["audio_index"]
+    assert record["spec"] == "IVF4,Flat"
+    # nprobe was measured at commit (the tag vectors as queries) and is re-applied on reading
+    assert set(record["search_params"]) == {"nprobe"} and 1 <= record["search_params"]["nprobe"] <= 4
+    assert generation.audio_index().nprobe == record["search_params"]["nprobe"]
+    assert record["tuning"]["query_source"] == "queries" and record["tuning"]["queries"] == 5
     with pytest.raises(IndexSpecError, match="invalid index spec 'IVF4,Bogus'"):
         commit(store, 400, index_spec="IVF4,Bogus")
     assert store.open_live().id == generation.id
@@ -204,3 +207,72 @@ def test_meta_json_is_plain_json(tmp_path):
     generation, _ = commit(Store(tmp_path / "store"), 3)
     meta = json.loads((generation.path / "meta.json").read_text())
     assert meta["created"].endswith("+00:00") and meta["tag_index"]["spec"] == "Flat"
+
+
+def _clustered(n, dim, seed, clusters=32):
+    rng = np.random.default_rng(seed)
+    centres = unit_vectors(clusters, dim, seed + 1000)
+    vectors = centres[rng.integers(0, clusters, n)] + 0.1 * rng.standard_normal((n, dim)).astype(np.float32)
+    return (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
+
+
+def test_large_store_gets_a_tuned_inverted_file_that_round_trips_through_meta(tmp_path, monkeypatch):
+    from mre.indexer import index_spec
+
+    # thresholds scaled down so that 20k vectors count as "large"
+    monkeypatch.setattr(index_spec, "FLAT_MAX_BYTES", 4 * 16 * 1000)
+    monkeypatch.setattr(index_spec, "IVF_MIN_VECTORS", 10_000)
+    monkeypatch.setattr(index_spec, "TRAIN_SAMPLE_MIN", 2048)
+    dim, n = 16, 20_000
+    vectors, tag_vectors = _clustered(n, dim, seed=1), _clustered(120, dim, seed=2)
+    paths = [f"/music/track{i:05d}.wav" for i in range(n)]
+    tags = pa.table({"tag": [f"tag{i}" for i in range(120)], "category": ["genre"] * 120})
+    store = Store(tmp_path / "store")
+    store.commit(tracks_table(paths, vectors), vectors, tags, tag_vectors, None, {"model_id": "test-model"})
+    generation = store.open_live()
+    record = generation.meta["audio_index"]
+    assert record["spec"] == "IVF128,PQ16x4fs,RFlat"
+    assert record["tuning"]["train_sample"] == 64 * 128 and record["tuning"]["query_source"] == "queries"
+    assert record["tuning"]["recall_at_10"] >= index_spec.TUNE_TARGET_RECALL
+    index = generation.audio_index()
+    assert faiss.extract_index_ivf(index).nprobe == record["search_params"]["nprobe"] < 128
+    # the reopened index answers the tuning queries with the recall meta.json recorded
+    queries, _ = index_spec.tuning_queries(vectors, tag_vectors)
+    found = index.search(queries, 10)[1]
+    assert index_spec.recall_at_k(found, index_spec.exact_top_k(vectors, queries, 10)) == pytest.approx(
+        record["tuning"]["recall_at_10"], abs=1e-4)  # meta rounds to 4 places
+    # a grown store's next generation is trained and tuned afresh on its own vectors
+    grown = np.concatenate([vectors, _clustered(20_000, dim, seed=3)])
+    paths += [f"/music/more{i:05d}.wav" for i in range(20_000)]
+    store.commit(tracks_table(paths, grown), grown, tags, tag_vectors, None, {"model_id": "test-model"})
+    newer = store.open_live()
+    assert newer.meta["audio_index"]["spec"] == "IVF256,PQ16x4fs,RFlat" and newer.audio_index().ntotal == 40_000
+    assert newer.meta["audio_index"]["tuning"]["recall_at_10"] >= index_spec.TUNE_TARGET_RECALL
+
+
+@pytest.mark.parametrize("spec, old_params", [
+    ("PQ4x4fs,RFlat", {"k_factor_rf": 50}),                  # the old chooser's full scan (2 dims per code)
+    ("IVF16,PQ4x4fs,RFlat", {"nprobe": 14, "k_factor_rf": 50}),  # its inverted file, 7/8 of the lists probed
+])
+def test_stores_built_by_the_old_chooser_still_open_and_search(tmp_path, spec, old_params):
+    from mre.indexer.index_spec import search_allowed
+
+    store = Store(tmp_path / "store")
+    generation, vectors = commit(store, 3000, index_spec=spec)
+    # meta.json as the old chooser wrote it: fixed search parameters, no tuning record
+    meta_path = generation.path / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    meta["audio_index"] = {"spec": spec, "search_params": old_params, "count": 3000, "dim": DIM}
+    meta_path.write_text(json.dumps(meta))
+    generation.close()
+    reopened = store.open_live()
+    reopened.check()
+    index = reopened.audio_index()
+    if "nprobe" in old_params:
+        assert faiss.extract_index_ivf(index).nprobe == old_params["nprobe"]
+    assert index.k_factor == old_params["k_factor_rf"]
+    _, found = index.search(vectors[:5], 1)
+    assert found[:, 0].tolist() == [0, 1, 2, 3, 4]  # each track finds itself
+    rows = np.arange(0, 3000, 2)
+    _, hits = search_allowed(index, vectors, vectors[10], 5, rows, old_params)
+    assert hits[0] == 10 and np.isin(hits, rows).all()

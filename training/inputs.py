@@ -17,9 +17,8 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from mre.embedder.audio.frontend import MelFrontend, make_patches
 from mre.embedder.models.paper import ModelConfig
-from mre.embedder.runner import CpuPatchThreads, decode_stream, default_model_threads
+from mre.embedder.runner import CpuPatchThreads, default_model_threads, patch_stream
 from mre.embedder.words.space import WordSpace
 from mre.util.atomic import write_text_atomic
 
@@ -132,9 +131,7 @@ def prepare_inputs(tracks: Sequence[LabelledTrack], config: ModelConfig, *, teac
     if needs_musicnn and student_frontend.sample_rate != musicnn_frontend.sample_rate:
         raise TrainingDataError(f"the teacher needs {musicnn_frontend.sample_rate} Hz audio; the model's front-end "
                                 f"is at {student_frontend.sample_rate} Hz")
-    mel_of = MelFrontend(student_frontend).to(device)
     teacher_model = ZeroShotTaggerModel(device=device) if needs_musicnn else None
-    musicnn_mel = MelFrontend(musicnn_frontend).to(device) if needs_musicnn else None
     teacher_pass = _TeacherPass(*teacher_model.taggers) if needs_musicnn else None
     n_probabilities = len(get_model_spec("musicnn-msd").labels) + len(get_model_spec("musicnn-mtt").labels)
     # on CPU the taggers run as slices on single-threaded threads, as indexing does (see runner)
@@ -153,16 +150,19 @@ def prepare_inputs(tracks: Sequence[LabelledTrack], config: ModelConfig, *, teac
     kept, owners, skipped, probabilities = [], [], [], []
     filled = 0
     paths = [track.path for track in tracks]
-    for index, decoded in enumerate(decode_stream(paths, student_frontend.sample_rate, workers, max_seconds)):
+    # one decode per file, the front-ends training needs on its samples: musicnn's (teacher
+    # or backbone) first, then the paper branch's own
+    frontends = ([musicnn_frontend] if needs_musicnn else []) + ([student_frontend] if config.audio_branch != "musicnn" else [])
+    stream = patch_stream(paths, frontends, device, workers=workers, max_seconds=max_seconds)
+    for index, patched in enumerate(stream):
         if progress is not None:
             progress(index + 1, len(paths))
-        if decoded.error is not None or decoded.samples is None:
-            skipped.append((decoded.path, decoded.error or "no audio"))
+        if patched.patches is None:
+            skipped.append((patched.decoded.path, patched.decoded.error or "no audio"))
             continue
         with torch.inference_mode():
-            waveform = torch.from_numpy(np.ascontiguousarray(decoded.samples)).to(device)[None]
             if needs_musicnn:
-                patches = make_patches(musicnn_mel(waveform)[0], musicnn_frontend.patch_frames)
+                patches = patched.patches[0]
                 chosen = torch.from_numpy(_spread(len(patches), max_patches)).to(device)
                 outputs = threads(teacher_pass, patches) if threads else teacher_pass.patch_outputs(patches)
                 # the backbone taggers' penultimate features, MSD's first (BACKBONES)
@@ -172,7 +172,7 @@ def prepare_inputs(tracks: Sequence[LabelledTrack], config: ModelConfig, *, teac
             if config.audio_branch == "musicnn":
                 student = features[chosen]
             else:
-                mel_patches = make_patches(mel_of(waveform)[0], student_frontend.patch_frames)
+                mel_patches = patched.patches[-1]
                 student = mel_patches[torch.from_numpy(_spread(len(mel_patches), max_patches)).to(device)]
         store[filled:filled + len(student)] = student.to(torch.float16).cpu().numpy()
         filled += len(student)
