@@ -18,7 +18,7 @@ import pyarrow as pa
 
 from mre.embedder.audio.attributes import ATTRIBUTE_NAMES
 from mre.embedder.audio.decode import AUDIO_EXTENSIONS
-from mre.embedder.models.factory import load_model
+from mre.embedder.models.factory import DEFAULT_MODEL, load_model
 from mre.embedder.runner import DEFAULT_MAX_SECONDS, embed_tracks
 from mre.embedder.words.vectors import word_vectors_reference
 from mre.embedder.models.tag_space import ranked, vocabulary_space
@@ -54,6 +54,7 @@ class IndexSummary:
     committed: bool = False
     total: int = 0
     model_change: str | None = None   # "old → new" when the store was made with another model
+    kept_model: str | None = None     # no --model, and the store's model is not the default: the store's is kept
     reembedded_elsewhere: int = 0     # tracks under the store's other roots embedded again with the new model
     damage: str | None = None         # what was wrong with the live generation this run replaced
     decoder_warnings: list[tuple[str, str]] = field(default_factory=list)  # (path, what the decoder said) of indexed files
@@ -65,6 +66,9 @@ class IndexSummary:
                 f"skipped {len(self.skipped)} — {self.total} tracks in the store "
                 f"({self.seconds:.1f} s{speed})")
         out = [head]
+        if self.kept_model:
+            out.append(f"kept the store's model {self.kept_model} (the default is {DEFAULT_MODEL}: "
+                       f"`mre index PATH --model {DEFAULT_MODEL}` embeds every track in the store again with it)")
         if self.model_change:
             out.append(f"model changed ({self.model_change}): every track in the store was embedded again")
         if self.reembedded_elsewhere:
@@ -196,8 +200,14 @@ def _index(
         raise FileNotFoundError(f"no such file or folder: {root}")
     # the device ("auto" looks for a GPU through torch) is resolved where audio is embedded:
     # an unchanged library is scanned and compared without importing torch
-    model = load_model(model_name, device=device, word_vectors=word_vectors)
     live = store.live()
+    kept_model = None
+    if model_name is None and live is not None and (live.meta.get("model_file") or live.meta.get("model_name")):
+        # no model named: a store keeps the model it was made with (a store of an earlier
+        # default is not silently embedded again with a new one)
+        model_name = live.meta.get("model_file") or live.meta["model_name"]
+        kept_model = model_name if model_name != DEFAULT_MODEL else None
+    model = load_model(model_name, device=device, word_vectors=word_vectors)
     damage = live.damage() if live is not None else None
     if damage is not None and damage.split()[0] in ("tracks.parquet", "skipped.parquet"):
         live = None  # its tables cannot be trusted: every file under root is embedded again
@@ -267,7 +277,7 @@ def _index(
     summary = IndexSummary(store=str(store.root), generation=live.id if live else None,
                            unchanged=len(diff.unchanged), removed=len(diff.removed) + gone_elsewhere, resumed=resumed,
                            model_change=summary_model_change, reembedded_elsewhere=len(reembed_elsewhere),
-                           damage=damage)
+                           damage=damage, kept_model=kept_model)
     buffer: list[dict] = []
     last_flush = time.monotonic()
 
@@ -286,7 +296,7 @@ def _index(
     try:
         if engine is not None:
             rows = engine.embedded_rows(remaining, model, device=device, batch_size=batch_size, max_seconds=max_seconds,
-                                        precision=precision)
+                                        precision=precision, model_name=model_name)
         else:
             rows = embedded_rows(remaining, model, device=device, batch_size=batch_size, workers=workers,
                                  max_seconds=max_seconds, precision=precision)

@@ -122,6 +122,11 @@ def _first_line(error: BaseException) -> str:
     return lines[-1] if lines else type(error).__name__
 
 
+def _portable(model_name: str) -> str:
+    """A model file's absolute path (actors may run elsewhere than the driver's folder), or the name."""
+    return os.path.abspath(model_name) if os.path.exists(model_name) else model_name
+
+
 class _EmbedActor:
     """One model per actor, loaded once; each call embeds one block of files."""
 
@@ -181,7 +186,7 @@ class RayEngine:
         self.temp_dir = temp_dir
         # the actors load the model themselves: a model or word-vector file by its absolute path
         # (on a cluster, that path must hold the same file on every node)
-        self.model_name = os.path.abspath(model_name) if model_name and os.path.exists(model_name) else model_name
+        self.model_name = _portable(model_name) if model_name else model_name
         self.word_vectors = os.path.abspath(word_vectors) if word_vectors and os.path.exists(word_vectors) else word_vectors
         self.plan: ActorPlan | None = None
         self._ray = None
@@ -263,9 +268,10 @@ class RayEngine:
 
     # -- the work ---------------------------------------------------------------------------
     def embedded_rows(self, entries, model, *, device="auto", batch_size: int = 64, max_seconds=None,
-                      precision: str = "float32") -> Iterator[tuple[dict, object]]:
+                      precision: str = "float32", model_name: str | None = None) -> Iterator[tuple[dict, object]]:
         """(staged row, RowReport) per entry, in order, as ``pipeline.embedded_rows`` yields them
-        (a row's ``vector`` a float32 array, None with an error)."""
+        (a row's ``vector`` a float32 array, None with an error). model_name: the model the driver
+        resolved (a store keeps its own model when none is named); None: the engine's."""
         if not entries:
             return
         from mre.indexer.paths import path_columns, table_paths
@@ -292,7 +298,7 @@ class RayEngine:
                 warnings.filterwarnings("ignore", message=".*ray_remote_args.*")
                 dataset = ray.data.from_arrow(blocks).map_batches(
                     _EmbedActor, batch_size=None, batch_format="pyarrow", zero_copy_batch=True,
-                    fn_constructor_args=(self.model_name, self.word_vectors, model.model_id, plan.device, batch_size,
+                    fn_constructor_args=(_portable(model_name) if model_name else self.model_name, self.word_vectors, model.model_id, plan.device, batch_size,
                                          max_seconds, plan.decode_workers, plan.cpus_per_actor, precision),
                     compute=ray.data.ActorPoolStrategy(size=plan.actors), num_cpus=plan.cpus_per_actor,
                     num_gpus=plan.gpus_per_actor,

@@ -206,7 +206,7 @@ def test_make_model_trains_on_the_tiny_corpus_and_writes_a_loadable_corpus_model
     deterministic weights file, the paper's control beside it; the file serves as mre-zs-corpus."""
     from mre.embedder.models.corpus_model import CorpusZeroShotModel
     from mre.training.corpus.held_out import held_out_tags
-    from mre.training.model_build import build
+    from mre.training.model_build import LABEL_READING_GRID, build
 
     out, _, _ = corpus
     result = build(out, tmp_path / "work", tmp_path / "ship.npz", epochs=1, workers=0, log=lambda line: None)
@@ -215,6 +215,12 @@ def test_make_model_trains_on_the_tiny_corpus_and_writes_a_loadable_corpus_model
     assert not set(result["report"]["seen_tags"]) & set(family_tags + styles)
     model = CorpusZeroShotModel(path=tmp_path / "ship.npz")
     assert model.scale > 0 and model.query_vector("trumpet").vector[model.label_dim:].any()
+    # the label-reading weights were chosen from the grid, on validation words kept out of this training
+    choice = result["label_reading"]
+    assert model.label_reading == choice["label_reading"] and set(choice["label_reading"]) <= set(LABEL_READING_GRID)
+    assert not set(choice["validation_unseen"]) & set(family_tags + styles)
+    validation = CorpusZeroShotModel(path=tmp_path / "work" / "validation.npz")
+    assert set(choice["validation_unseen"]) <= set(validation.held_out_words) - set(validation.seen_words)
     assert (tmp_path / "work" / "control.npz").is_file()
     again = build(out, tmp_path / "again", tmp_path / "again.npz", epochs=1, workers=0, control=False, log=lambda line: None)
     assert again["shipped"] == result["shipped"]

@@ -34,7 +34,7 @@ def test_the_shipped_model_loads_with_a_stable_id(model):
     again = load_model(CORPUS_MODEL_NAME)
     assert isinstance(again, CorpusZeroShotModel) and again.model_id == model.model_id
     assert model.model_id.startswith(f"{CORPUS_MODEL_NAME}@") and model.model_id != ZeroShotTaggerModel().model_id
-    assert model.dim == model.label_dim + model.trained_dim and model.scale > 0
+    assert model.dim == model.label_dim + model.trained_dim + 1 and model.scale > 0  # [labels | trained | 1]
     assert "violin" in model.held_out_words and "violin" not in model.seen_words  # held out of training
     parameters = sum(model._arrays[k].size for k in model._arrays if k.startswith(("head_", "word_weight", "word_bias")))
     assert parameters < 200_000
@@ -44,32 +44,54 @@ def test_a_label_word_ranks_exactly_as_the_taggers_probability(model, embedded):
     _, new_vectors, old_vectors = embedded
     # the label part is the default model's vector: same taggers, same forward pass
     np.testing.assert_allclose(new_vectors[:, :model.label_dim], old_vectors, atol=1e-5)
+    assert (new_vectors[:, -1] == 1).all()
     for word in ("piano", "guitar", "techno", "hip hop", "no vocals"):
         query = model.query_vector(word)
-        assert not query.vector[model.label_dim:].any(), word
+        assert not query.vector[model.label_dim:].any(), word  # no trained part and no offset
         np.testing.assert_allclose(new_vectors @ query.vector, old_vectors @ ZeroShotTaggerModel().query_vector(word).vector,
                                    atol=1e-5)
 
 
-def test_other_words_get_a_vector_in_the_trained_part(model):
-    for word in ("trumpet", "reggae", "viola", "upbeat"):
+def test_other_words_get_the_trained_part_and_the_default_models_label_reading(model):
+    old = ZeroShotTaggerModel()
+    learnt_weight, other_weight = model.label_reading
+    assert {"trumpet", "reggae"} <= set(model.seen_words) and "viola" in model.held_out_words
+    assert "tender" not in model.seen_words + model.held_out_words  # a word the corpus never named
+    for word, weight in (("trumpet", learnt_weight), ("reggae", learnt_weight), ("viola", other_weight),
+                         ("tender", other_weight)):
         query = model.query_vector(word)
-        assert not query.vector[:model.label_dim].any(), word
-        assert np.linalg.norm(query.vector[model.label_dim:]) == pytest.approx(1.0, abs=1e-5)
+        assert np.linalg.norm(query.vector[model.label_dim:model.output_dim]) == pytest.approx(1.0, abs=1e-5)
+        assert query.vector[-1] == pytest.approx(model.offset)  # starts among the labels' log-odds
+        # the label part is the default model's reading of the word, weighted
+        np.testing.assert_allclose(query.vector[:model.label_dim], weight * old.query_vector(word).vector, atol=1e-6)
     mixed = model.query_vector("calm piano")       # a label word and another word, in one score
-    assert mixed.vector[:model.label_dim].sum() == pytest.approx(0.5) and "piano" in mixed.matched_labels
+    assert mixed.vector[:model.label_dim].sum() == pytest.approx(0.5 + 0.5 * learnt_weight, abs=1e-5)
+    assert "piano" in mixed.matched_labels
     assert mixed.attribute_weights                 # "calm" still weighs the musical attributes
     whole = model.query_vector("electric guitar")  # a tag the trained space learnt as one phrase
-    assert not whole.vector[:model.label_dim].any()
+    np.testing.assert_allclose(whole.vector[:model.label_dim],
+                               learnt_weight * old._nearest_label_weights(old.words.phrase_vector("electric guitar").vector),
+                               atol=1e-6)
 
 
-def test_a_store_indexed_with_it_answers_and_an_old_default_store_is_refused_then_re_embedded(music_library, tmp_path, cli):
+def test_a_store_indexed_with_it_answers_and_an_old_default_store_keeps_its_model_or_is_re_embedded(
+        music_library, tmp_path, cli):
+    from mre.embedder.models.factory import DEFAULT_MODEL
+
     old_store = tmp_path / "old-store"
     assert cli("index", music_library, "--store", old_store, "--model", "mre-zs-musicnn", "--workers", "1").exit_code == 0
+    old_id = Library(old_store).model.model_id
+    # indexing again with no --model keeps the store's model, and says so when it is not the default
+    again = cli("index", music_library, "--store", old_store, "--workers", "1")
+    assert again.exit_code == 0 and Library(old_store).model.model_id == old_id
+    assert ("kept the store's model mre-zs-musicnn" in again.output) == (DEFAULT_MODEL != "mre-zs-musicnn")
+    queried = cli("query", "piano", "--store", old_store, "-k", "1")  # searched with the store's own model
+    assert queried.exit_code == 0 and "piano" in queried.output
     with pytest.raises(LibraryError, match="made with model mre-zs-musicnn.*re-index"):
         Library(old_store, model=CORPUS_MODEL_NAME)
     result = cli("index", music_library, "--store", old_store, "--model", CORPUS_MODEL_NAME, "--workers", "1")
     assert result.exit_code == 0 and "mre-zs-musicnn" in result.output and CORPUS_MODEL_NAME in result.output
+    assert "embedded again" in result.output
     library = Library(old_store)
     assert library.model.model_id == CorpusZeroShotModel().model_id
     hits = library.query("trumpet", k=3)

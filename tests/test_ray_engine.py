@@ -280,3 +280,28 @@ def test_without_ray_the_option_says_how_to_install(cli, library, tmp_path, monk
     assert result.output.strip().splitlines() == [
         "Error: --engine ray needs Ray Data: pip install 'music-retrieval-engine[ray]' (or pip install 'ray[data]')"]
     assert not (tmp_path / "store").exists()
+
+
+def test_the_stores_own_model_and_precision_reach_the_actors(ray_session, library, tmp_path):
+    """Re-indexing with no --model keeps the store's model and precision: the actors must load
+    that model (not the default) and run it in that arithmetic."""
+    import json
+    import shutil
+
+    from mre.indexer.pipeline import index_library
+    from mre.indexer.ray_engine import RayEngine
+    from mre.indexer.store import Store
+
+    small = tmp_path / "small"
+    small.mkdir()
+    for path in [p for p in sorted((library / "album00").glob("*.wav")) if p.name != "broken.wav"][:3]:
+        shutil.copy(path, small / path.name)
+    store = Store(tmp_path / "store")
+    first = index_library(small, store, model_name="mre-zs-corpus", precision="bfloat16", workers=0)
+    assert first.indexed == 3
+    shutil.copy(sorted((library / "album01").glob("*.wav"))[0], small / "added.wav")
+    with RayEngine() as engine:
+        again = index_library(small, store, engine=engine)
+    assert again.indexed == 1 and again.model_change is None
+    meta = json.loads((store.root / "generations" / (store.root / "CURRENT").read_text().strip() / "meta.json").read_text())
+    assert meta["model_name"] == "mre-zs-corpus" and meta["precision"] == "bfloat16"

@@ -10,9 +10,20 @@
    validation clips only (never the held-out SoundFont): the median over labels of a
    label's log-odds spread over clips, over the median over seen tags of a tag's cosine
    spread — a trained word then moves scores as much as a label word does;
-3. writes the head, the word projection and the scale as one .npz (written byte-for-byte
-   deterministically, so the model id only changes when the weights do);
-4. trains the paper's control beside it (random word vectors for the same tags, same data
+3. chooses how much of the default model's label-space reading a word that is not a label
+   keeps beside its trained-space vector (`label_reading`: one weight for words the trained
+   space learnt, one for every other word), on the validation clips of the training corpus:
+   the head is trained once more with a further 15 % of the seen tags (by seed) kept out as
+   validation-unseen words, and each weight of LABEL_READING_GRID is scored by the
+   validation clips' tag-retrieval ROC-AUC on the learnt and on the validation-unseen words
+   that are not labels (never the held-out words, the held-out SoundFont or the demo library);
+4. sets the offset that starts a learnt word's score where label log-odds are (the median
+   label log-odds over the validation clips minus the learnt words' median score), so that
+   `mre tags` ranks label words and other words for one track on one scale;
+5. writes the head, the word projection, the scale, the label-reading weights and the offset
+   as one .npz (written byte-for-byte deterministically, so the model id only changes when the
+   weights do);
+6. trains the paper's control beside it (random word vectors for the same tags, same data
    and seed) into WORK/control.npz, for `python -m mre.benchmarks.corpus_eval`.
 """
 from __future__ import annotations
@@ -29,6 +40,11 @@ from mre.training.corpus.held_out import HELD_OUT_FILE
 
 FIXED_ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # the earliest a zip entry can carry: no build time in the bytes
 CONTROL_SEED = 1
+# label-reading weights tried (0: the trained space alone; 1: the label reading moves scores as
+# much as the trained part, both being on the label log-odds' scale)
+LABEL_READING_GRID = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)
+VALIDATION_UNSEEN_FRACTION = 0.15  # as training/choose_backbone.py
+MIN_VALID_POSITIVES = 3  # a word with fewer positive validation clips gives an AUC of a few pairs
 
 
 def write_npz_deterministic(path: Path, arrays: dict[str, np.ndarray]) -> None:
@@ -75,7 +91,33 @@ def corpus_scale(network, prepared, words, seen_tags: list[str], device="cpu") -
     return float(label_spread / cosine_spread) if cosine_spread > 0 else 1.0
 
 
-def export_weights(network, prepared, words, seen_tags, unseen_tags, out: Path, provenance: dict) -> dict:
+def validation_vectors(network, prepared, scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, track vectors) of the validation clips as the corpus model indexes them:
+    [label log-odds | scale · unit embedding | 1]; a tiny corpus without two validation clips uses its train clips."""
+    from mre.training.loop import track_vectors
+    from mre.embedder.models.zeroshot import logit
+
+    valid = np.flatnonzero(np.array([t.split for t in prepared.tracks]) == "valid")
+    if len(valid) < 2:
+        valid = np.flatnonzero(np.array([t.split for t in prepared.tracks]) != "test")
+    embeddings = track_vectors(network, prepared.inputs, prepared.owner, valid, "cpu")
+    return valid, np.concatenate([logit(prepared.teacher_probabilities[valid]), scale * embeddings,
+                                  np.ones((len(valid), 1))], axis=1)
+
+
+def corpus_offset(model, vectors: np.ndarray) -> float:
+    """Where a learnt word's score starts, so that it sits among the labels' log-odds on a track:
+    the median label log-odds over the validation clips minus the median score of the learnt
+    words that are not labels (model's offset must be 0 here)."""
+    words = [t for t in model.seen_words if not model.is_label_query(t)]
+    if not words:
+        return 0.0
+    matrix, _ = model.tag_matrix(words)
+    return float(np.median(vectors[:, :model.label_dim]) - np.median(vectors @ matrix.T.astype(np.float64)))
+
+
+def export_weights(network, prepared, words, seen_tags, unseen_tags, out: Path, provenance: dict,
+                   label_reading: tuple[float, float] = (0.0, 0.0), offset: float = 0.0) -> dict:
     """The corpus model's weights file; returns what it wrote besides the arrays."""
     from mre.embedder.models.paper import FeatureHead
 
@@ -87,7 +129,8 @@ def export_weights(network, prepared, words, seen_tags, unseen_tags, out: Path, 
         "head_weight_2": second.weight.detach().numpy(), "head_bias_2": second.bias.detach().numpy(),
         "input_mean": network.input_mean.numpy(), "input_std": network.input_std.numpy(),
         "word_weight": network.words.weight.detach().numpy(), "word_bias": network.words.bias.detach().numpy(),
-        "scale": np.float32(scale), "seen_tags": np.array(seen_tags), "unseen_tags": np.array(unseen_tags),
+        "scale": np.float32(scale), "label_reading": np.asarray(label_reading, np.float32),
+        "trained_offset": np.float32(offset), "seen_tags": np.array(seen_tags), "unseen_tags": np.array(unseen_tags),
         "word_vectors": np.array(words.vectors_id), "backbone_taggers": np.array(network.config.backbone_taggers),
         "provenance": np.array(json.dumps(provenance, sort_keys=True)),
     }
@@ -95,6 +138,65 @@ def export_weights(network, prepared, words, seen_tags, unseen_tags, out: Path, 
                                   for k, v in arrays.items()})
     return {"scale": scale, "parameters": int(sum(np.asarray(v).size for k, v in arrays.items()
                                                   if k.startswith(("head_", "word_weight", "word_bias"))))}
+
+
+def choose_label_reading(prepared, words, seen: list[str], unseen: list[str], config, settings, work: Path,
+                         seed: int, log=print) -> dict:
+    """The label-reading weights (learnt words, other words), chosen on the training corpus's validation clips.
+
+    Trains the head with a further VALIDATION_UNSEEN_FRACTION of the seen tags kept out, then
+    scores each weight of LABEL_READING_GRID on the validation clips (label log-odds from the
+    taggers' probabilities, the trained part as indexing makes it; no musical attributes: they
+    are added alike whatever the weight). Returns the weights and the table it chose from.
+    """
+    from mre.training.metrics import tag_retrieval_auc
+    from mre.embedder.models.corpus_model import CorpusZeroShotModel
+    from mre.training.loop import _label_matrix, train
+
+    rng = np.random.default_rng(seed + 1)
+    validation_unseen = sorted(str(t) for t in rng.choice(seen, size=round(VALIDATION_UNSEEN_FRACTION * len(seen)),
+                                                          replace=False))
+    train_seen = [t for t in seen if t not in set(validation_unseen)]
+    result = train(prepared, words, train_seen, unseen + validation_unseen, config=config, settings=settings,
+                   out=work / "validation.mre", fingerprint="validation", show_progress=False, log=lambda line: None)
+    export_weights(result.model.network, prepared, words, train_seen, unseen + validation_unseen,
+                   work / "validation.npz", {"validation_unseen": validation_unseen})
+    model = CorpusZeroShotModel(path=work / "validation.npz", word_space=words)
+    valid, vectors = validation_vectors(result.model.network, prepared, model.scale)
+
+    def scored(tags: list[str]) -> list[str]:
+        labels = _label_matrix(prepared, tags)[valid]
+        return [t for t, n in zip(tags, labels.sum(axis=0)) if MIN_VALID_POSITIVES <= n <= len(valid) - MIN_VALID_POSITIVES
+                and not model.is_label_query(t)]
+
+    groups = {"learnt": scored(train_seen), "other": scored(validation_unseen)}
+
+    def macro_auc(tags: list[str], matrix: np.ndarray, columns=slice(None)) -> float:
+        if not tags:
+            return float("nan")
+        auc = tag_retrieval_auc(_label_matrix(prepared, tags)[valid],
+                                vectors[:, columns].astype(np.float64) @ matrix.T.astype(np.float64), tags).roc_auc
+        return float(np.mean(auc[np.isfinite(auc)])) if np.isfinite(auc).any() else float("nan")
+
+    table = {}
+    for weight in LABEL_READING_GRID:
+        model.label_reading = (weight, weight)
+        table[weight] = {name: macro_auc(tags, model.tag_matrix(tags)[0]) for name, tags in groups.items()}
+    # the default model alone (its label reading, no trained part), for the record
+    reference = {name: macro_auc(tags, np.stack([model._nearest_label_weights(words.phrase_vector(t).vector)
+                                                 for t in tags]) if tags else None, slice(0, model.label_dim))
+                 for name, tags in groups.items()}
+    # a word group with no scorable word (a tiny corpus) keeps the trained space alone (weight 0)
+    chosen = tuple(float(max(LABEL_READING_GRID, key=lambda w: (np.nan_to_num(table[w][name], nan=-1.0), -w)))
+                   for name in groups)
+    log(f"label reading, validation clips ({len(valid)}), ROC-AUC of {len(groups['learnt'])} learnt and "
+        f"{len(groups['other'])} validation-unseen words that are not labels:")
+    for weight, row in table.items():
+        log(f"  weight {weight:4.2f}: learnt {row['learnt']:.3f}, validation-unseen {row['other']:.3f}")
+    log(f"  the default model's reading alone: learnt {reference['learnt']:.3f}, validation-unseen {reference['other']:.3f}")
+    log(f"chosen: {chosen[0]:g} for learnt words, {chosen[1]:g} for other words")
+    return {"label_reading": chosen, "table": {str(w): row for w, row in table.items()}, "default_model": reference,
+            "validation_unseen": validation_unseen, "words": groups}
 
 
 def _figure(value: float | None) -> str:
@@ -129,9 +231,20 @@ def build(corpus: Path, work: Path, ship: Path, *, backbone: str = "msd+mtt", se
                   "clips": len(prepared.tracks), "training_seed": seed, "backbone": backbone,
                   "best_epoch": report.best_epoch, "held_out_file": HELD_OUT_FILE.name,
                   "test_split_auc": {"seen": report.seen_tag_retrieval_auc, "unseen": report.unseen_tag_retrieval_auc}}
-    shipped = export_weights(trained.network, prepared, words, trained.seen_tags, trained.unseen_tags, ship, provenance)
-    log(f"wrote {ship}: scale {shipped['scale']:.3f}, {shipped['parameters']} trained parameters")
-    result = {"report": report.to_json(), "shipped": shipped}
+    choice = choose_label_reading(prepared, words, trained.seen_tags, trained.unseen_tags,
+                                  ModelConfig(audio_branch="musicnn", backbone=backbone, word_dim=words.dim),
+                                  settings, work, seed, log=log)
+    export_weights(trained.network, prepared, words, trained.seen_tags, trained.unseen_tags, ship, provenance,
+                   label_reading=choice["label_reading"])
+    from mre.embedder.models.corpus_model import CorpusZeroShotModel
+
+    unplaced = CorpusZeroShotModel(path=ship, word_space=words)
+    offset = corpus_offset(unplaced, validation_vectors(trained.network, prepared, unplaced.scale)[1])
+    shipped = export_weights(trained.network, prepared, words, trained.seen_tags, trained.unseen_tags, ship, provenance,
+                             label_reading=choice["label_reading"], offset=offset)
+    log(f"wrote {ship}: scale {shipped['scale']:.3f}, offset {offset:.3f}, label reading "
+        f"{choice['label_reading'][0]:g} / {choice['label_reading'][1]:g}, {shipped['parameters']} trained parameters")
+    result = {"report": report.to_json(), "shipped": shipped, "label_reading": choice}
     if control:
         vocabulary = trained.seen_tags + trained.unseen_tags
         random_words = random_word_space(vocabulary, words.dim)

@@ -6,18 +6,25 @@ other words only through the labels nearest to them in GloVe, so words that are 
 adds the space of the paper's two-branch model (Choi et al., ISMIR 2019) trained by
 `make model` on a corpus rendered from General MIDI arrangements (`mre corpus build`):
 
-    track vector = [ label log-odds (100) | scale · unit audio embedding (100) ]
+    track vector = [ label log-odds (92) | scale · unit audio embedding (100) | 1 ]
 
 The audio embedding is a small head on the taggers' own penultimate features, computed in
 the same forward pass that gives the label probabilities, so indexing costs what the
-default model's does. A query's vector has weight on the label part for words that are
-labels — a query that is exactly a label ranks exactly as the tagger's probability — and on
-the trained part for every other word: its GloVe vector through the learnt word
-projection (numpy: the query path needs no torch). Score = inner product, so FAISS
+`mre-zs-musicnn` model's does. A query's vector has weight on the label part for words that
+are labels — a query that is exactly a label ranks exactly as the tagger's probability — and
+every other word gets both readings, in one score: its GloVe vector through the learnt word
+projection on the trained part (numpy: the query path needs no torch), plus `mre-zs-musicnn`'s
+reading of it on the labels (its nearest labels in the word space), weighted by
+`label_reading` — one weight for the words the trained space learnt, one for every other word
+(a mood the corpus never named keeps what the label space makes of it), both chosen by
+`make model` on the training corpus's validation clips. Score = inner product, so FAISS
 inner-product search serves both; `scale` (set at export from the training corpus's
 validation clips) makes a trained word's score spread over tracks like a label's log-odds,
 so the two mix in one query ("calm piano") and the musical attributes weigh in on the same
-scale as before (mre.embedder.models.scoring).
+scale as before (mre.embedder.models.scoring). The constant last entry carries `offset` for every
+word with a trained part: it puts those words' scores where label words' log-odds are on a
+track (set at export like `scale`), so `mre tags` ranks the two kinds of word for one track on
+one scale; a query's ranking of tracks does not change with it.
 """
 from __future__ import annotations
 
@@ -32,7 +39,7 @@ from mre.embedder.models.zeroshot import QueryVector, ZeroShotTaggerModel, logit
 CORPUS_MODEL_NAME = "mre-zs-corpus"
 WEIGHTS_FILE = "mre-zs-corpus.npz"
 # bump when the way vectors are made from the same weights changes, so old stores are refused
-CORPUS_ALGORITHM_VERSION = 1
+CORPUS_ALGORITHM_VERSION = 2
 
 
 class CorpusWeightsError(ValueError):
@@ -45,7 +52,7 @@ def weights_file() -> Path:
 
 
 class CorpusZeroShotModel(ZeroShotTaggerModel):
-    """Label log-odds for label words, a corpus-trained audio–word space for every other word.
+    """Label log-odds for label words; a corpus-trained audio–word space plus the label reading for every other word.
 
     device: where the taggers (and the tiny head) run. word_vectors: must be the vectors the
     word projection was trained with (None: the bundled GloVe 6B 50-d). path: another weights
@@ -75,6 +82,11 @@ class CorpusZeroShotModel(ZeroShotTaggerModel):
         self.seen_words = [str(t) for t in arrays["seen_tags"]]       # what the trained space learnt from
         self.held_out_words = [str(t) for t in arrays["unseen_tags"]]  # kept from training (the model card)
         self.trained_word_vectors = str(arrays["word_vectors"])
+        # how much of the default model's label-space reading a word that is not a label keeps
+        # beside its trained-space vector: (a word the trained space learnt, any other word);
+        # chosen by `make model` on the training corpus's validation clips (MODEL_CARD.md)
+        reading = arrays["label_reading"] if "label_reading" in arrays else np.zeros(2, np.float32)
+        self.label_reading = (float(reading[0]), float(reading[1]))
         given = word_space.vectors_id if word_space is not None else word_vectors_id(word_vectors)
         if given != self.trained_word_vectors:
             raise ValueError(f"{CORPUS_MODEL_NAME} was trained with the word vectors {self.trained_word_vectors}; "
@@ -83,8 +95,11 @@ class CorpusZeroShotModel(ZeroShotTaggerModel):
         unknown = [name for name in self.backbone if name not in self.tagger_names]
         if unknown:
             raise CorpusWeightsError(f"{self.weights_path} needs features of {', '.join(unknown)}, not a tagger of this model")
+        # where a word with a trained part starts on a track, to sit among the labels' log-odds
+        self.offset = float(arrays["trained_offset"]) if "trained_offset" in arrays else 0.0
         self.label_dim = len(self.labels)
-        self.output_dim = self.dim = self.label_dim + self.trained_dim
+        self.output_dim = self.label_dim + self.trained_dim  # per patch: probabilities | embedding
+        self.dim = self.output_dim + 1                       # the track vector ends with the constant 1
         self._head = None
         self._vocabulary_cache: tuple[list[str], np.ndarray] | None = None
 
@@ -102,7 +117,8 @@ class CorpusZeroShotModel(ZeroShotTaggerModel):
         return super().describe() | {
             "model_id": self.model_id, "model_name": CORPUS_MODEL_NAME, "kind": "zeroshot-taggers-corpus",
             "label_dim": self.label_dim, "trained_dim": self.trained_dim, "backbone": self.backbone,
-            "scale": self.scale, "weights_sha256": self._weights_sha256,
+            "scale": self.scale, "offset": self.offset, "label_reading": list(self.label_reading),
+            "weights_sha256": self._weights_sha256,
         }
 
     # -- audio side ---------------------------------------------------------------------
@@ -154,12 +170,12 @@ class CorpusZeroShotModel(ZeroShotTaggerModel):
         return self.outputs_from([tagger(mel_patches) for tagger in self.taggers])
 
     def track_vector(self, mean_outputs: np.ndarray) -> np.ndarray:
-        """[label log-odds of the mean probabilities | scale · the mean embedding made unit], float32."""
+        """[label log-odds of the mean probabilities | scale · the mean embedding made unit | 1], float32."""
         mean_outputs = np.asarray(mean_outputs, dtype=np.float64)
         labels = logit(mean_outputs[:self.label_dim])
-        embedding = mean_outputs[self.label_dim:]
+        embedding = mean_outputs[self.label_dim:self.output_dim]
         embedding = self.scale * embedding / max(float(np.linalg.norm(embedding)), 1e-12)
-        return np.concatenate([labels, embedding]).astype(np.float32)
+        return np.concatenate([labels, embedding, [1.0]]).astype(np.float32)
 
     # -- word side ----------------------------------------------------------------------
     def project_words(self, word_vectors: np.ndarray) -> np.ndarray:
@@ -173,13 +189,27 @@ class CorpusZeroShotModel(ZeroShotTaggerModel):
         _, label_tokens = self._labels_in_word_space()
         return tuple(self.words.tokens(text)) in set(label_tokens)
 
-    def _trained_part(self, phrase_text: str, query: QueryVector) -> np.ndarray | None:
+    def _learnt(self) -> set[tuple[str, ...]]:
+        """The tokens of the words the trained space learnt from (its seen tags)."""
+        if getattr(self, "_learnt_tokens", None) is None:
+            self._learnt_tokens = {tuple(self.words.tokens(tag)) for tag in self.seen_words}
+        return self._learnt_tokens
+
+    def _word_part(self, phrase_text: str, query: QueryVector) -> np.ndarray | None:
+        """A run of words that is not a label: its vector in the trained space, plus the default
+        model's reading of it on the labels (nearest labels in the word space), weighted by
+        `label_reading` — a word the corpus never named (a mood, say) keeps what the default
+        model makes of it, and a word both know gets both."""
         phrase = self.words.phrase_vector(phrase_text)
         query.note_ignored(phrase)
         if phrase.vector is None:
             return None
         out = np.zeros(self.dim, dtype=np.float32)
-        out[self.label_dim:] = self.project_words(phrase.vector)[0]
+        out[self.label_dim:self.output_dim] = self.project_words(phrase.vector)[0]
+        out[-1] = self.offset
+        weight = self.label_reading[0 if tuple(self.words.tokens(phrase_text)) in self._learnt() else 1]
+        if weight:
+            out[:self.label_dim] = weight * self._nearest_label_weights(phrase.vector)
         return out
 
     def _label_vector(self, label_tokens) -> np.ndarray:
@@ -188,9 +218,10 @@ class CorpusZeroShotModel(ZeroShotTaggerModel):
         return out
 
     def _term_weights(self, text: str, query: QueryVector, negated: bool) -> np.ndarray | None:
-        """One term's vector: label words on the label part, other words on the trained part;
-        a term that is a whole tag of the trained vocabulary ("electric guitar") goes to the
-        trained space as one phrase, which learnt it, rather than split around its label word."""
+        """One term's vector: label words on the label part, other words on the trained part
+        plus their label reading (_word_part); a term that is a whole tag of the trained
+        vocabulary ("electric guitar") is read as one phrase, which the trained space learnt,
+        rather than split around its label word."""
         _, label_tokens = self._labels_in_word_space()
         known_sequences = set(label_tokens)
         tokens = tuple(self.words.tokens(text))
@@ -201,14 +232,14 @@ class CorpusZeroShotModel(ZeroShotTaggerModel):
                 query.matched_labels.append(self._label_name(no_form))
                 parts.append(-self._label_vector(no_form))  # sign flipped back by the caller
         if tokens not in known_sequences and " ".join(tokens) in self._vocabulary_set():
-            part = self._trained_part(text, query)
+            part = self._word_part(text, query)
             return None if part is None and not parts else np.mean(parts + [part] if part is not None else parts, axis=0)
         for kind, seq in self._segments(list(tokens)):
             if kind == "label":
                 query.matched_labels.append(("-" if negated else "") + self._label_name(seq))
                 parts.append(self._label_vector(seq))
                 continue
-            part = self._trained_part(" ".join(seq), query)
+            part = self._word_part(" ".join(seq), query)
             if part is not None:
                 parts.append(part)
         return np.mean(parts, axis=0) if parts else None
@@ -219,7 +250,7 @@ class CorpusZeroShotModel(ZeroShotTaggerModel):
     def _explain(self, vector: np.ndarray, top: int = 5) -> list[tuple[str, float]]:
         """The heaviest label weights, then the trained vocabulary's words nearest the trained part."""
         named = super()._explain(vector[:self.label_dim], top)
-        trained = vector[self.label_dim:]
+        trained = vector[self.label_dim:self.output_dim]
         weight = float(np.linalg.norm(trained))
         if weight > 0:
             if self._vocabulary_cache is None:
