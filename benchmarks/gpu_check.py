@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -372,7 +373,7 @@ def main() -> None:
                 for path in paths:
                     target = library / f"copy{copy}" / Path(path).relative_to(args.tracks)
                     target.parent.mkdir(parents=True, exist_ok=True)
-                    os.symlink(path, target)
+                    shutil.copyfile(path, target)  # copies: the library scan passes over symlinks
             return training(library, f"x{args.train_repeat}")
 
         section(f"train_library_x{args.train_repeat}", out, deadline=budget, needs=45)(bigger)
