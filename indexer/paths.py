@@ -19,17 +19,10 @@ from __future__ import annotations
 import os
 import unicodedata
 
+from mre.util.names import is_utf8
+
 PATH_BYTES = "path_bytes"
 PATH_ESCAPING = "backslashreplace"
-
-
-def is_utf8(path: str) -> bool:
-    """Whether ``path`` is a name Parquet, JSON and a UTF-8 terminal can carry as it is."""
-    try:
-        path.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def readable_path(path: str) -> str:

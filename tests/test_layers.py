@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # Lowest first. A module belongs to the longest name below that starts it; it may import its
 # own part and the parts of lower layers, never a higher layer nor a peer on its own layer.
 LAYERS: list[tuple[str, ...]] = [
-    ("mre.util",),                                   # helpers for all (crash-safe writes)
+    ("mre.util",),                                   # helpers for all (crash-safe writes, file names)
     ("mre.embedder.audio", "mre.embedder.words"),    # audio in; words in: peers, unaware of each other
     ("mre.embedder.models",),                        # the models, built on audio and words
     ("mre.embedder",),                               # the batch runner and the package's entry points

@@ -23,6 +23,8 @@ import numpy as np
 import soundfile
 import soxr
 
+from mre.util.names import is_utf8
+
 # Extensions of the formats libsndfile 1.2 reads (soundfile.available_formats(): WAV, WAVEX,
 # RF64, W64, AIFF, AU, CAF, FLAC, OGG (vorbis, opus), MP3 (MPEG layers I-III), IRCAM, NIST,
 # VOC, PAF, AVR, SVX, SD2, SDS, XI, WVE, PVF). Matlab .mat and HTK are left out: files with
@@ -132,20 +134,12 @@ def _open_reason(error: soundfile.LibsndfileError, path: str) -> str:
     return f"cannot decode as audio ({detail})"
 
 
-def _is_utf8(path: str) -> bool:
-    try:
-        path.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
 def _open(path: str) -> soundfile.SoundFile:
     _check_path(path)
     try:
         # soundfile encodes a str name strictly as UTF-8; the bytes open any name the
         # filesystem holds (a Latin-1 "caf\xe9.wav" arrives here with surrogates)
-        sound = soundfile.SoundFile(path if _is_utf8(path) else os.fsencode(path))
+        sound = soundfile.SoundFile(path if is_utf8(path) else os.fsencode(path))
     except soundfile.LibsndfileError as error:
         raise AudioError(_open_reason(error, path), path) from None
     except PermissionError:
