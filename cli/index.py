@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from mre.cli.options import device_option, model_option, one_line_errors, store_option, vocab_option, word_vectors_option
+from mre.embedder.models.device import PRECISIONS
 
 
 @click.command()
@@ -29,7 +30,7 @@ from mre.cli.options import device_option, model_option, one_line_errors, store_
                                                "default: a private local one for this run.")
 @click.option("--num-gpus", type=click.IntRange(min=0), default=0, show_default=True,
               help="With --engine ray: one model actor per GPU (default: CPU actors).")
-@click.option("--precision", type=click.Choice(["float32", "float16", "bfloat16"]), default=None,
+@click.option("--precision", type=click.Choice(PRECISIONS), default=None,
               help="The model's arithmetic (default: the store's, float32 for a new store). Half precision is "
                    "for GPUs and moves vectors by ~1e-2; another precision than the store's re-embeds it.")
 @one_line_errors
@@ -62,15 +63,13 @@ def index(path, store, model, workers, device, batch_size, index_spec, vocab, wo
             f"index with {DEFAULT_MODEL} (the default, built on it) or a model file from `mre train`")
     if engine == "local" and (address is not None or num_gpus):
         raise click.ClickException("--address and --num-gpus go with --engine ray")
-    if engine == "ray" and device == "cuda" and not num_gpus:
-        raise click.ClickException("with --engine ray the model runs where --num-gpus puts it: "
-                                   "ask for --num-gpus N instead of --device cuda")
     ray_engine = None
     if engine == "ray":
-        from mre.indexer.ray_engine import RayEngine
+        from mre.indexer.ray_engine import RayEngine, check_device
 
+        check_device(device, num_gpus)  # before any scanning
         # checks that Ray is installed; a cluster is started (or joined) only if there is work
-        ray_engine = RayEngine(address=address, num_gpus=num_gpus, model_name=model, word_vectors=word_vectors)
+        ray_engine = RayEngine(address=address, num_gpus=num_gpus)
     store_path = Path(store).expanduser() if store else default_store_path()
     bar = tqdm(total=0, unit="track", desc="embedding", file=sys.stderr, dynamic_ncols=True, disable=None)
     # no terminal (a log file, a cron job): a plain line every 30 s instead of a bar

@@ -22,7 +22,7 @@ import numpy as np
 from mre.embedder.audio.attributes import ATTRIBUTE_NAMES, TrackAttributes, extract_attributes
 from mre.embedder.audio.decode import AudioError, AudioInfo, load_audio
 from mre.embedder.audio.frontend_config import FrontendConfig
-from mre.embedder.models.device import choose_device  # noqa: F401  (re-exported: the runner's callers pick a device)
+from mre.embedder.models.device import PRECISIONS, choose_device  # noqa: F401  (re-exported: the runner's callers pick a device)
 from mre.embedder import lifetime  # imported by the decode server too: it then dies with mre
 
 # torch is imported where audio is embedded: decode workers, and callers that only read
@@ -86,12 +86,6 @@ def _float32_convolutions(device):
         torch.backends.cudnn.allow_tf32 = before
 
 
-# The model's arithmetic, `mre index --precision`, with what each cost in drift when measured on
-# an NVIDIA H200 (mre.benchmarks.gpu_check, the 28 demo tracks; the 92 label log-odds against the
-# CPU's float32): float32 4.1e-5, none of the 92 label rankings of the tracks changed; float16
-# 1.3e-2, 14 changed; bfloat16 6.4e-2, 48 changed. Neither half precision was faster there
-# (decoding limits throughput), so float32 is the default; the store records which one made it.
-PRECISIONS = ("float32", "float16", "bfloat16")
 
 
 @contextlib.contextmanager
@@ -107,18 +101,18 @@ def _model_precision(device, precision: str):
         yield
 
 
-def _usable_cores() -> int:
+def usable_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def default_workers() -> int:
     """Decode workers: one per core beyond the one the model uses, at least one."""
-    return max(1, _usable_cores() - 1)
+    return max(1, usable_cores() - 1)
 
 
 def default_model_threads() -> int:
     """CPU threads that run the model: one per core (they share the cores with decoding)."""
-    return _usable_cores()
+    return usable_cores()
 
 
 # On CPU a model call takes at most this many patches per model thread. The musicnn
@@ -349,7 +343,7 @@ def embed_files(
     progress: called once per finished track. model_threads: on CPU, threads that run slices
     of each batch with one torch thread each (None: one per core; 0: torch's own threading).
     precision: "float32" (the default), or "float16" / "bfloat16" to run the model under torch's
-    autocast (meant for GPUs; on CPU it runs too, on torch's own threading; PRECISIONS says what
+    autocast (meant for GPUs; on CPU it runs too, on torch's own threading; models.device.PRECISIONS says what
     each one costs in drift).
     """
     if precision not in PRECISIONS:

@@ -296,7 +296,7 @@ def _index(
     try:
         if engine is not None:
             rows = engine.embedded_rows(remaining, model, device=device, batch_size=batch_size, max_seconds=max_seconds,
-                                        precision=precision, model_name=model_name)
+                                        precision=precision, model_name=model_name, word_vectors=word_vectors)
         else:
             rows = embedded_rows(remaining, model, device=device, batch_size=batch_size, workers=workers,
                                  max_seconds=max_seconds, precision=precision)

@@ -100,9 +100,6 @@ def plan_actors(cluster_cpus: float, num_gpus: int) -> ActorPlan:
     return ActorPlan(actors=spare, cpus_per_actor=1, gpus_per_actor=0)
 
 
-def _usable_cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
 
 def _quiet_ray_data_console() -> None:
     """Ray Data logs its plan and progress to the console, and an actor's error with Ray's
@@ -122,9 +119,17 @@ def _first_line(error: BaseException) -> str:
     return lines[-1] if lines else type(error).__name__
 
 
-def _portable(model_name: str) -> str:
-    """A model file's absolute path (actors may run elsewhere than the driver's folder), or the name."""
-    return os.path.abspath(model_name) if os.path.exists(model_name) else model_name
+def _portable(name: str | None) -> str | None:
+    """A model or word-vector file by its absolute path (actors may run elsewhere than the
+    driver's folder; on a cluster that path must hold the same file on every node), or the name."""
+    return os.path.abspath(name) if name and os.path.exists(name) else name
+
+
+def check_device(device: str, num_gpus: int) -> None:
+    """With Ray the actors' resources choose the device: --device cuda alone is refused."""
+    if device == "cuda" and not num_gpus:
+        raise RayEngineError("with --engine ray the model runs where --num-gpus puts it: "
+                             "ask for --num-gpus N instead of --device cuda")
 
 
 class _EmbedActor:
@@ -177,17 +182,12 @@ class RayEngine:
     cluster it started is gone when the ``with`` ends."""
 
     def __init__(self, address: str | None = None, num_gpus: int = 0, *, num_cpus: int | None = None,
-                 object_store_bytes: int = LOCAL_OBJECT_STORE_BYTES, temp_dir: str | None = None,
-                 model_name: str | None = None, word_vectors: str | None = None):
+                 object_store_bytes: int = LOCAL_OBJECT_STORE_BYTES, temp_dir: str | None = None):
         self.address = address
         self.num_gpus = num_gpus
         self.num_cpus = num_cpus
         self.object_store_bytes = object_store_bytes
         self.temp_dir = temp_dir
-        # the actors load the model themselves: a model or word-vector file by its absolute path
-        # (on a cluster, that path must hold the same file on every node)
-        self.model_name = _portable(model_name) if model_name else model_name
-        self.word_vectors = os.path.abspath(word_vectors) if word_vectors and os.path.exists(word_vectors) else word_vectors
         self.plan: ActorPlan | None = None
         self._ray = None
         self._started_ray = False  # this engine called ray.init (so it calls ray.shutdown)
@@ -216,7 +216,9 @@ class RayEngine:
             if temp_dir is None:
                 # a private session folder, short enough for Ray's Unix socket paths
                 temp_dir = self._own_temp_dir = tempfile.mkdtemp(prefix="mre-ray-")
-            options.update(num_cpus=self.num_cpus or _usable_cores(), num_gpus=self.num_gpus,
+            from mre.embedder import runner  # the cores the local engine would use
+
+            options.update(num_cpus=self.num_cpus or runner.usable_cores(), num_gpus=self.num_gpus,
                            object_store_memory=self.object_store_bytes, _temp_dir=temp_dir)
         else:
             options.update(address=self.address)
@@ -268,20 +270,19 @@ class RayEngine:
 
     # -- the work ---------------------------------------------------------------------------
     def embedded_rows(self, entries, model, *, device="auto", batch_size: int = 64, max_seconds=None,
-                      precision: str = "float32", model_name: str | None = None) -> Iterator[tuple[dict, object]]:
+                      precision: str = "float32", model_name: str | None = None, word_vectors: str | None = None
+                      ) -> Iterator[tuple[dict, object]]:
         """(staged row, RowReport) per entry, in order, as ``pipeline.embedded_rows`` yields them
-        (a row's ``vector`` a float32 array, None with an error). model_name: the model the driver
-        resolved (a store keeps its own model when none is named); None: the engine's."""
+        (a row's ``vector`` a float32 array, None with an error). model_name, word_vectors: what
+        the driver gave ``load_model`` for ``model``; the actors load the same themselves."""
         if not entries:
             return
         from mre.indexer.paths import path_columns, table_paths
+        from mre.indexer.tables import optional_vectors_from_column
 
-        import numpy as np
         import pyarrow as pa
 
-        if device == "cuda" and not self.num_gpus:
-            raise RayEngineError("with --engine ray the model runs where --num-gpus puts it: "
-                                 "ask for --num-gpus N instead of --device cuda")
+        check_device(device, self.num_gpus)
         ray = self._start() if self._ray is None else self._ray
         batches = None
         try:
@@ -298,13 +299,14 @@ class RayEngine:
                 warnings.filterwarnings("ignore", message=".*ray_remote_args.*")
                 dataset = ray.data.from_arrow(blocks).map_batches(
                     _EmbedActor, batch_size=None, batch_format="pyarrow", zero_copy_batch=True,
-                    fn_constructor_args=(_portable(model_name) if model_name else self.model_name, self.word_vectors, model.model_id, plan.device, batch_size,
+                    fn_constructor_args=(_portable(model_name), _portable(word_vectors), model.model_id, plan.device, batch_size,
                                          max_seconds, plan.decode_workers, plan.cpus_per_actor, precision),
                     compute=ray.data.ActorPoolStrategy(size=plan.actors), num_cpus=plan.cpus_per_actor,
                     num_gpus=plan.gpus_per_actor,
                     # an actor that dies fails the run (the finished tracks are staged: run again)
                     max_restarts=0)
-            staged_names = [name for name in output_schema(model.dim).names if name not in REPORT_COLUMNS]
+            # the row fields as Python values; the vectors stay numpy (staged_table makes their column)
+            row_names = [name for name in output_schema(model.dim).names if name not in REPORT_COLUMNS + ("vector",)]
             batches = iter(dataset.iter_batches(batch_size=None, batch_format="pyarrow"))
             while True:
                 try:
@@ -314,9 +316,8 @@ class RayEngine:
                 except ray.exceptions.RayError as error:
                     raise RayEngineError(f"the Ray job failed: {_first_line(error)}") from None
                 reports = zip(table.column("analysed_seconds").to_pylist(), table.column("decoder_messages").to_pylist())
-                vectors = [None if vector is None else np.asarray(vector, dtype=np.float32)
-                           for vector in table.column("vector").to_pylist()]
-                for row, vector, path, (seconds, said) in zip(table.select(staged_names).to_pylist(), vectors,
+                vectors = optional_vectors_from_column(table.column("vector"), model.dim)
+                for row, vector, path, (seconds, said) in zip(table.select(row_names).to_pylist(), vectors,
                                                               table_paths(table), reports):
                     row["vector"] = vector
                     yield row, RowReport(path, seconds or 0.0, said)

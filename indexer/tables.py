@@ -67,6 +67,18 @@ def optional_vectors_column(vectors: list[np.ndarray | None], dim: int) -> pa.Fi
     return pa.Array.from_buffers(vector_type(dim), len(vectors), [validity], children=[flat])
 
 
+def optional_vectors_from_column(column: pa.ChunkedArray | pa.Array, dim: int) -> list[np.ndarray | None]:
+    """The inverse of ``optional_vectors_column``: a float32 row of one matrix per vector, None
+    where the row has none; the values go from Arrow to numpy without a Python list."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
+    n_rows = len(column)
+    matrix = column.values.slice(column.offset * dim, n_rows * dim).to_numpy(zero_copy_only=False)
+    matrix = matrix.astype(np.float32, copy=False).reshape(n_rows, dim)
+    present = column.is_valid().to_numpy(zero_copy_only=False)
+    return [matrix[i] if present[i] else None for i in range(n_rows)]
+
+
 def vectors_from_column(column: pa.ChunkedArray | pa.Array, what: str) -> np.ndarray:
     """The ``vector`` column (fixed-size or plain list of float) as float32 [n, d]."""
     if isinstance(column, pa.ChunkedArray):

@@ -223,9 +223,11 @@ def test_the_gpu_actors_batching_on_cpu_gives_the_local_engines_rows(library, lo
 # (a part per track), so a SIGTERM right after the first part finds work saved and work to do
 _INDEX_FLUSHING_EVERY_TRACK = """
 import sys
+import mre.embedder.runner as runner
 import mre.indexer.pipeline as pipeline
 
 pipeline.FLUSH_SECONDS = 0.0
+runner.usable_cores = lambda: 2  # the local cluster of a 2-core machine on any machine: one actor
 from mre.cli.main import main
 sys.argv[0] = "mre"
 main()
