@@ -37,6 +37,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mre.indexer.index_spec import exact_top_k, recall_at_k
+
 K = 10
 DEFAULT_SIZES = (10_000, 100_000, 1_000_000)
 # numpy brute force is timed on fewer queries at large sizes (a query costs ~0.1 s per 1M
@@ -51,18 +53,6 @@ def random_unit_vectors(n: int, dim: int, seed: int) -> np.ndarray:
         block = rng.standard_normal((min(100_000, n - start), dim), dtype=np.float32)
         vectors[start:start + len(block)] = block / np.linalg.norm(block, axis=1, keepdims=True)
     return vectors
-
-
-def exact_top_k(database: np.ndarray, queries: np.ndarray, k: int = K) -> np.ndarray:
-    from mre.indexer.index_spec import exact_top_k as blocked
-
-    return blocked(database, queries, k)
-
-
-def recall_at_k(found: np.ndarray, exact: np.ndarray) -> float:
-    from mre.indexer.index_spec import recall_at_k as recall
-
-    return recall(found, exact)
 
 
 def time_single_queries(search, queries: np.ndarray) -> tuple[dict, np.ndarray]:
@@ -194,7 +184,7 @@ def measure_size(n: int, source: VectorSource, n_queries: int, seed: int, index_
     say(f"  N={n:,}: drawing vectors")
     database = source.database(n, seed)
     queries = source.query_set(n_queries, seed)
-    exact = exact_top_k(database, queries)
+    exact = exact_top_k(database, queries, K)
 
     say(f"  N={n:,}: numpy brute force")
     numpy_queries = queries[:max(20, min(len(queries), NUMPY_QUERY_BUDGET // max(1, n)))]

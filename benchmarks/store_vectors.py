@@ -45,7 +45,7 @@ def reference_vectors(model_name: str = "mre-zs-musicnn", n_generated: int = 240
     from mre.benchmarks.synth import evaluation_set, render, write_wav
     from mre.benchmarks.tagging_speed import _demo_files
     from mre.embedder.models.factory import load_model
-    from mre.embedder.runner import embed_files
+    from mre.embedder.runner import embed_tracks
 
     model = load_model(model_name, device="cpu")
     with tempfile.TemporaryDirectory() as scratch:
@@ -54,9 +54,9 @@ def reference_vectors(model_name: str = "mre-zs-musicnn", n_generated: int = 240
             paths = _demo_files() + [str(write_wav(Path(scratch) / f"clip{i:03d}.wav", render(spec, 16000), 16000))
                                      for i, (spec, _) in enumerate(clips)]
         vectors = []
-        for done, track in enumerate(embed_files(paths, model, device="cpu"), 1):
-            if track.error is None and track.patch_mean is not None:
-                vectors.append(model.track_vector(track.patch_mean))
+        for done, track in enumerate(embed_tracks(paths, model, device="cpu", attributes=False), 1):
+            if track.error is None:
+                vectors.append(track.vector)
             if echo and (done % 10 == 0 or done == len(paths)):
                 echo(f"  embedded {done}/{len(paths)} reference tracks")
     result = np.asarray(vectors, dtype=np.float32)

@@ -102,6 +102,7 @@ class CorpusZeroShotModel(ZeroShotTaggerModel):
         self.dim = self.output_dim + 1                       # the track vector ends with the constant 1
         self._head = None
         self._vocabulary_cache: tuple[list[str], np.ndarray] | None = None
+        self._learnt_tokens: set[tuple[str, ...]] | None = None
 
     # -- identity -----------------------------------------------------------------------
     @property
@@ -191,7 +192,7 @@ class CorpusZeroShotModel(ZeroShotTaggerModel):
 
     def _learnt(self) -> set[tuple[str, ...]]:
         """The tokens of the words the trained space learnt from (its seen tags)."""
-        if getattr(self, "_learnt_tokens", None) is None:
+        if self._learnt_tokens is None:
             self._learnt_tokens = {tuple(self.words.tokens(tag)) for tag in self.seen_words}
         return self._learnt_tokens
 
