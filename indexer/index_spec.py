@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -355,14 +355,21 @@ def tune_search_params(index: Any, vectors: np.ndarray, spec: str, queries: np.n
     return params, record
 
 
-def exact_top_k_of_rows(vectors: np.ndarray, query: np.ndarray, rows: np.ndarray, k: int,
-                        block: int = 262144) -> tuple[np.ndarray, np.ndarray]:
-    """(scores, rows) of the ``k`` rows among ``rows`` with the largest inner product with
-    ``query``, best first; scored in blocks (no copy of the whole subset at once)."""
+def row_scores(vectors: np.ndarray, query: np.ndarray, rows: np.ndarray, block: int = 262144) -> np.ndarray:
+    """Inner products of ``query`` with ``vectors[rows]``, float32, in blocks (no copy of the
+    whole subset at once: a 10M-row store's filter may pass millions)."""
     query = np.asarray(query, dtype=np.float32)
     scores = np.empty(len(rows), dtype=np.float32)
     for start in range(0, len(rows), block):
         scores[start:start + block] = vectors[rows[start:start + block]] @ query
+    return scores
+
+
+def exact_top_k_of_rows(vectors: np.ndarray, query: np.ndarray, rows: np.ndarray, k: int,
+                        block: int = 262144) -> tuple[np.ndarray, np.ndarray]:
+    """(scores, rows) of the ``k`` rows among ``rows`` with the largest inner product with
+    ``query``, best first."""
+    scores = row_scores(vectors, query, rows, block)
     k = min(k, len(rows))
     if k <= 0:
         return np.zeros(0, np.float32), np.zeros(0, np.int64)
@@ -387,7 +394,8 @@ def row_lists(index: Any) -> np.ndarray:
 
 
 def search_allowed(index: Any, vectors: np.ndarray, query: np.ndarray, k: int, rows: np.ndarray,
-                   params: dict[str, float], lists_of_rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                   params: dict[str, float], lists_of_rows: np.ndarray | Callable[[], np.ndarray] | None = None
+                   ) -> tuple[np.ndarray, np.ndarray]:
     """Top-k (scores, rows) of ``query`` among ``rows`` (sorted row numbers that pass a filter).
 
     An inverted-file index loses recall when most vectors of the probed lists are filtered
@@ -396,7 +404,8 @@ def search_allowed(index: Any, vectors: np.ndarray, query: np.ndarray, k: int, r
     ``FILTER_EXACT_MAX`` (or the index has no lists); above, the index searches only them,
     probing lists in the query's order until they hold as many passing rows as the unfiltered
     search would scan (nprobe lists' worth), then re-ranking as it would unfiltered.
-    ``lists_of_rows``: :func:`row_lists` of the index, when the caller keeps it.
+    ``lists_of_rows``: :func:`row_lists` of the index when the caller keeps it, or a function
+    that gives it (called only when the lists are searched).
     """
     import faiss
 
@@ -406,7 +415,8 @@ def search_allowed(index: Any, vectors: np.ndarray, query: np.ndarray, k: int, r
     query = np.asarray(query, dtype=np.float32)[None]
     ivf = faiss.extract_index_ivf(index)
     nlist = ivf.nlist
-    lists_of_rows = row_lists(index) if lists_of_rows is None else lists_of_rows
+    lists_of_rows = row_lists(index) if lists_of_rows is None else \
+        lists_of_rows() if callable(lists_of_rows) else lists_of_rows
     passing = np.bincount(lists_of_rows[rows], minlength=nlist)
     _, order = ivf.quantizer.search(query, nlist)
     wanted = min(len(rows), params["nprobe"] * n_total / nlist)

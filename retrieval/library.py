@@ -16,7 +16,7 @@ from mre.embedder.audio.attributes import ATTRIBUTE_NAMES
 from mre.embedder.models.factory import load_model, shown_scores
 from mre.embedder.models.scoring import attribute_scores, standardised
 from mre.embedder.models.tag_space import TagSpace, best_tags, named_tags_space, vocabulary_space
-from mre.indexer.index_spec import FILTER_EXACT_MAX, row_lists, search_allowed, use_single_query_threads
+from mre.indexer.index_spec import row_lists, row_scores, search_allowed, use_single_query_threads
 from mre.indexer.paths import PATH_BYTES, printable_path, readable_path, table_paths
 from mre.indexer.store import Store, StoreError
 from mre.retrieval.filters import Filters
@@ -135,6 +135,7 @@ class Library:
         self._vectors: np.ndarray | None = None  # loaded on first use: a query of a big store may not need them
         self._tag_space: TagSpace | None = None
         self._tag_attribute_cache: tuple[list[str], np.ndarray, np.ndarray] | None = None  # see _tag_attributes
+        self._row_lists: np.ndarray | None = None  # see _audio_row_lists
         self._custom_words = word_vectors is not None and word_vectors != stored_words
         self._custom_vocabulary = vocabulary
 
@@ -239,23 +240,25 @@ class Library:
         if not attribute_weights:
             use_single_query_threads()
             params = self.meta.get("audio_index", {}).get("search_params", {})
-            index = self.generation.audio_index()
-            if len(rows) > FILTER_EXACT_MAX and "nprobe" in params and "_row_lists" not in self.__dict__:
-                self._row_lists = row_lists(index)  # once per opened store: which list holds each track
-            return search_allowed(index, self.track_vectors, vector, k, rows, params, self.__dict__.get("_row_lists"))
+            return search_allowed(self.generation.audio_index(), self.track_vectors, vector, k, rows, params,
+                                  self._audio_row_lists)
         if rows is None:
             rows = np.arange(len(self))
         scores = self._exact_scores(vector, rows, attribute_weights)
         order = np.argsort(-scores, kind="stable")[:k]
         return scores[order], rows[order]
 
+    def _audio_row_lists(self) -> np.ndarray:
+        """Which inverted list of the track index holds each track: read once per opened store,
+        when a filtered search first goes through the lists."""
+        if self._row_lists is None:
+            self._row_lists = row_lists(self.generation.audio_index())
+        return self._row_lists
+
     def _exact_scores(self, vector: np.ndarray, rows: np.ndarray,
                       attribute_weights: dict[str, float] | None) -> np.ndarray:
         """Raw scores of `rows` (label evidence, plus the attributes' share when weighted)."""
-        scores = np.empty(len(rows), dtype=np.float32)
-        query = np.asarray(vector, dtype=np.float32)
-        for start in range(0, len(rows), 262144):  # in blocks: no copy of a 10M-row matrix
-            scores[start:start + 262144] = self.track_vectors[rows[start:start + 262144]] @ query
+        scores = row_scores(self.track_vectors, vector, rows)
         if attribute_weights:
             columns = list(attribute_weights)
             z = np.stack([self.attribute_z(column)[rows] for column in columns], axis=1)
