@@ -141,7 +141,7 @@ def octave_choice(row: dict, decision) -> float:
     if row["bpm"] <= 0 or decision is None:
         return row["bpm"]
     columns, (w, mean, scale) = decision
-    scores = np.where(row["in_range"], ((row["octave"][:, columns] - mean) / scale) @ w, -np.inf)
+    scores = A.octave_scores(row["octave"][:, columns], row["in_range"], w, mean, scale)
     return row["bpm"] * A.OCTAVE_FACTORS[int(np.argmax(scores))]
 
 

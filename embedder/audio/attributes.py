@@ -191,9 +191,8 @@ def estimate_tempo(onset_envelope: np.ndarray, frame_rate: float) -> tuple[float
     decision = _learned().get("tempo_octave")
     probability = 1.0
     if decision is not None:
-        features = octave_features(mean_ac, bpm, frame_rate)[:, decision["columns"]]
-        features = (features - np.asarray(decision["mean"])) / np.asarray(decision["scale"])
-        scores = np.where(_octave_in_range(bpm), features @ np.asarray(decision["weights"]), -np.inf)
+        scores = octave_scores(octave_features(mean_ac, bpm, frame_rate)[:, decision["columns"]], _octave_in_range(bpm),
+                               decision["weights"], decision["mean"], decision["scale"])
         chosen = int(np.argmax(scores))
         probabilities = np.exp(scores - scores[chosen])
         probability = float(1.0 / probabilities.sum())
@@ -265,6 +264,12 @@ def _ac_near(mean_ac: np.ndarray, lag: float) -> float:
     return float(mean_ac[low:high + 1].max())
 
 
+def octave_scores(features: np.ndarray, in_range: np.ndarray, weights, mean, scale) -> np.ndarray:
+    """A learned octave decision's score of each candidate (`OCTAVE_FACTORS`): its weights on
+    the standardised features, -inf for a candidate outside the tempo range."""
+    return np.where(in_range, ((features - mean) / scale) @ weights, -np.inf)
+
+
 @lru_cache(maxsize=1)
 def _learned() -> dict:
     """The learned decisions in use ({} where none is): `key_profiles` and `tempo_octave`."""
@@ -272,7 +277,9 @@ def _learned() -> dict:
         model = json.loads(LEARNED_FILE.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return {}
-    return {name: model[name] for name in ("key_profiles", "tempo_octave") if model.get(name, {}).get("use")}
+    # the lists become arrays here, once, not per track on the indexing path
+    return {name: {key: np.asarray(value) if isinstance(value, list) else value for key, value in model[name].items()}
+            for name in ("key_profiles", "tempo_octave") if model.get(name, {}).get("use")}
 
 
 def _mean_window_autocorrelation(envelope: np.ndarray, window: int) -> np.ndarray:
