@@ -27,11 +27,10 @@ from mre.indexer.diff import diff_library
 from mre.indexer.paths import PATH_BYTES, printable_path, stored_path, table_paths, with_path_bytes
 from mre.indexer.scan import FileEntry, is_under, scan_library
 from mre.indexer.store import Store, track_id_for, tracks_schema, vectors_from_column
-from mre.indexer.tables import optional_vectors_column
+from mre.indexer.tables import TOP_TAGS_PER_TRACK, optional_vectors_column
 
 # staged parts are flushed this often so an interruption loses at most this much work
 FLUSH_SECONDS = 10.0
-TOP_TAGS_PER_TRACK = 5
 
 STAGED_COLUMNS = ("path", PATH_BYTES, "size", "mtime_ns", "duration", "sample_rate", "channels", "format", "vector", "error")
 

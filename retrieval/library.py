@@ -19,6 +19,7 @@ from mre.embedder.models.tag_space import TagSpace, best_tags, named_tags_space,
 from mre.indexer.index_spec import row_lists, row_scores, search_allowed, use_single_query_threads
 from mre.indexer.paths import PATH_BYTES, printable_path, readable_path, table_paths
 from mre.indexer.store import Store, StoreError
+from mre.indexer.tables import TOP_TAGS_PER_TRACK
 from mre.retrieval.filters import Filters
 from mre.retrieval.tagging import TagResult, tag_scores, tag_space  # noqa: F401  (TagResult re-exported)
 
@@ -29,8 +30,6 @@ SIMILAR_CANDIDATES_PER_RESULT = 20
 # The spread of a query's label evidence over the store is estimated on at most this many
 # evenly spaced tracks: a standard deviation from 10k samples is within ~1 % of the whole's.
 LABEL_SPREAD_SAMPLE = 10_000
-# Tags on a track's card (`mre info`), as many as the index stores per track.
-TOP_TAGS = 5
 
 
 class LibraryError(Exception):
@@ -437,7 +436,7 @@ class Library:
     def info(self, targets: list[str]) -> list[dict]:
         """Per track: path, duration, format, the musical attributes, top tags (files outside the store are analysed).
 
-        The top tags are `tags`' best TOP_TAGS, attribute term included, whether the file is in
+        The top tags are `tags`' best TOP_TAGS_PER_TRACK, attribute term included, whether the file is in
         the store or not: a card lists what `mre tags` says of the track."""
         cards, outside = [], []
         for target in targets:
@@ -446,7 +445,7 @@ class Library:
                 record = {k: v for k, v in self._tracks.slice(row, 1).to_pylist()[0].items()
                           if k not in ("vector", PATH_BYTES)}
                 record["path"] = path
-                record["top_tags"] = [entry["tag"] for entry in self._row_tags(row, TOP_TAGS, None)]
+                record["top_tags"] = [entry["tag"] for entry in self._row_tags(row, TOP_TAGS_PER_TRACK, None)]
                 cards.append(record)
             else:
                 cards.append(path)
@@ -454,7 +453,7 @@ class Library:
         if outside:
             analysed = embed_paths(self.model, outside, device=self.device, with_attributes=True)
             tops = iter(self._outside_tags([vector for vector, _ in analysed], [facts for _, facts in analysed],
-                                           TOP_TAGS, None))
+                                           TOP_TAGS_PER_TRACK, None))
             facts = iter(facts for _, facts in analysed)
             cards = [{"path": card, "track_id": None, **next(facts), "top_tags": [e["tag"] for e in next(tops)]}
                      if isinstance(card, str) else card for card in cards]
