@@ -7,6 +7,9 @@ OUT/gpu_figures.json after every section (a timeout still leaves what was measur
   env          torch / CUDA / cuDNN versions and TF32 flags, packages, cores
   throughput   mre.benchmarks.tagging_speed.measure: decode-only vs end-to-end x realtime on
                the demo tracks repeated --repeat times, --workers decode workers, --batch patches
+  formats      the same on the tracks transcoded to each of --formats (FLAC, MP3, WAV at the
+               tracks' own sample rate): decoding is the ceiling, and what it costs depends on
+               the codec (Opus decodes ~3x slower than FLAC or MP3 per core)
   model_alone  the model alone on the device on random mel patches (patches/s, x realtime)
   vectors      per-track vectors (embed_files, as `mre index` makes them) vs the CPU reference
                vectors computed beforehand on a CPU (--make-reference); also with TF32 off
@@ -85,6 +88,27 @@ def track_paths(folder: Path) -> list[str]:
     from mre.embedder.audio.decode import audio_files_under
 
     return [str(p) for p in audio_files_under(folder)]
+
+
+def transcode(paths: list[str], folder: Path, fmt: str, workers: int) -> list[str]:
+    """``paths`` rewritten as ``fmt`` files under ``folder`` (same samples and rate; FLAC and WAV
+    16-bit, MP3 at libsndfile's default bit rate), decoded and written in ``workers`` processes."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    folder.mkdir(parents=True, exist_ok=True)
+    targets = [str(folder / f"{index:04d}.{fmt}") for index in range(len(paths))]
+    with ProcessPoolExecutor(max_workers=max(1, workers)) as pool:
+        list(pool.map(_transcode_one, paths, targets, [fmt] * len(paths)))
+    return targets
+
+
+def _transcode_one(source: str, target: str, fmt: str) -> None:
+    import soundfile
+
+    samples, rate = soundfile.read(source, dtype="float32")
+    kinds = {"flac": ("FLAC", "PCM_16"), "wav": ("WAV", "PCM_16"), "mp3": ("MP3", "MPEG_LAYER_III")}
+    container, subtype = kinds[fmt]
+    soundfile.write(target, samples, rate, format=container, subtype=subtype)
 
 
 def track_vectors(paths: list[str], device: str, dtype: str = "float32", batch: int = 256, workers: int = 0,
@@ -166,6 +190,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--also-batch", type=int, default=64, help="a second, shorter throughput run (0: none)")
     parser.add_argument("--workers", type=int, default=16)
+    parser.add_argument("--formats", default="flac,mp3,wav",
+                        help="throughput also on the tracks transcoded to these (comma-separated; '' for none)")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--dtypes", default="float16,bfloat16")
     parser.add_argument("--train-epochs", type=int, default=2)
@@ -227,10 +253,11 @@ def main() -> None:
 
     from mre.benchmarks.tagging_speed import measure
 
-    def throughput(batch: int, dtype: str = "float32", rounds: int = args.rounds, repeat: int = args.repeat):
-        figures = measure(paths * repeat, MODEL, batch, args.workers, device, dtype, rounds=rounds)
+    def throughput(batch: int, dtype: str = "float32", rounds: int = args.rounds, repeat: int = args.repeat,
+                   files: list[str] = paths, label: str = ""):
+        figures = measure(files * repeat, MODEL, batch, args.workers, device, dtype, rounds=rounds)
         figures["track_list_repeated"] = repeat
-        say(f"  {figures['files']} files ({len(paths)} tracks x {repeat}), {figures['audio_seconds']:.0f} s of audio, "
+        say(f"  {figures['files']} {label}files ({len(paths)} tracks x {repeat}), {figures['audio_seconds']:.0f} s of audio, "
             f"batch {figures['batch_size']}, {figures['workers']} decode workers, {dtype}, best of {rounds}")
         say(f"  decode only : {figures['decode_only_x_realtime']:8.1f} x realtime")
         say(f"  end to end  : {figures['end_to_end_x_realtime']:8.1f} x realtime  "
@@ -245,6 +272,20 @@ def main() -> None:
         return figures
 
     section(f"throughput_float32_batch{args.batch}", out)(lambda: throughput(args.batch))
+
+    # ---------------------------------------------------------------- other formats
+    scratch = Path(tempfile.mkdtemp(prefix="mre-formats-"))
+    for fmt in [f.strip().lower() for f in args.formats.split(",") if f.strip()]:
+        def in_format(fmt=fmt):
+            begun = time.perf_counter()
+            files = transcode(paths, scratch / fmt, fmt, args.workers)
+            megabytes = sum(os.path.getsize(f) for f in files) / 1e6
+            say(f"  {len(files)} tracks transcoded to {fmt} ({megabytes:.0f} MB) in {time.perf_counter() - begun:.1f} s")
+            figures = throughput(args.batch, files=files, label=f"{fmt} ")
+            figures["megabytes"] = round(megabytes, 1)
+            return figures
+
+        section(f"throughput_{fmt}_float32_batch{args.batch}", out, deadline=budget, needs=30)(in_format)
 
     # ---------------------------------------------------------------- model alone
     def model_alone():
