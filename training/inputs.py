@@ -167,7 +167,7 @@ def prepare_inputs(tracks: Sequence[LabelledTrack], config: ModelConfig, *, teac
                 outputs = threads(teacher_pass, patches) if threads else teacher_pass.patch_outputs(patches)
                 # the backbone taggers' penultimate features, MSD's first (BACKBONES)
                 features = outputs[:, n_probabilities:n_probabilities + config.feature_dim]
-                merged = outputs[:, :n_probabilities] @ teacher_model._merge.to(device)
+                merged = outputs[:, :n_probabilities] @ teacher_model._merge(outputs)
                 probabilities.append(merged.mean(dim=0).cpu().numpy())
             if config.audio_branch == "musicnn":
                 student = features[chosen]

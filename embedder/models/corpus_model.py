@@ -163,7 +163,7 @@ class CorpusZeroShotModel(ZeroShotTaggerModel):
         import torch
 
         probabilities = torch.cat([p for p, _ in tagger_outputs], dim=1)
-        probabilities = probabilities @ self._merge.to(probabilities.device, probabilities.dtype)
+        probabilities = probabilities @ self._merge(probabilities)
         return torch.cat([probabilities, self.head_embedding(tagger_outputs).to(probabilities.dtype)], dim=1)
 
     def patch_outputs(self, mel_patches):

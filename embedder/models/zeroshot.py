@@ -118,6 +118,7 @@ class ZeroShotTaggerModel:
         for row, label in enumerate(tagger_labels):
             merge[row, self.labels.index(label)] = 1.0
         self._merge_weights = merge / merge.sum(axis=0, keepdims=True)
+        self._merge_on_device: dict = {}  # (device, dtype) -> the merge matrix there
         self.output_dim = len(self.labels)
         self.dim = self.output_dim
         self.device = device  # resolved ("auto" included) when the taggers load: only audio needs torch
@@ -175,19 +176,23 @@ class ZeroShotTaggerModel:
             self._taggers = [load_tagger(spec.name, device=torch_device(self.device)) for spec in self.specs]
         return self._taggers
 
-    @property
-    def _merge(self) -> torch.Tensor:
-        """[tagger labels, distinct labels]: averages the probabilities of a label both taggers have."""
+    def _merge(self, like: torch.Tensor) -> torch.Tensor:
+        """[tagger labels, distinct labels] on ``like``'s device and dtype: averages the
+        probabilities of a label both taggers have. Kept there once made: a copy from host
+        memory per batch would make the host wait for the GPU's taggers on every batch."""
         import torch
 
-        return torch.from_numpy(self._merge_weights)  # shares the array's memory: no copy per batch
+        key = (like.device, like.dtype)
+        if key not in self._merge_on_device:
+            self._merge_on_device[key] = torch.from_numpy(self._merge_weights).to(like.device, like.dtype)
+        return self._merge_on_device[key]
 
     def patch_outputs(self, mel_patches: torch.Tensor) -> torch.Tensor:
         """Per-patch probabilities of the distinct labels (shared ones averaged): [B, n_labels]."""
         import torch
 
         probabilities = torch.cat([tagger(mel_patches)[0] for tagger in self.taggers], dim=1)
-        return probabilities @ self._merge.to(probabilities.device, probabilities.dtype)
+        return probabilities @ self._merge(probabilities)
 
     def track_vector(self, mean_probabilities: np.ndarray) -> np.ndarray:
         """A track's vector from its mean patch probabilities: label log-odds, float32."""
