@@ -204,3 +204,30 @@ def test_pretrained_audio_branch_trains_and_indexes(scenes, tmp_path, cli):
     assert cli("index", library, "--model", out, "--store", store, "--workers", "0").exit_code == 0
     hits = json.loads(cli("query", "bells", "--store", store, "--json").stdout)
     assert len(hits) == 3
+
+
+def test_word_weight_decay_shrinks_only_the_word_projection():
+    """An SGD step with no gradient leaves every weight where it is, except the word
+    projection's weight under word_weight_decay, which shrinks by lr · decay · (1 + momentum)
+    (Nesterov's first step: the gradient plus momentum times the buffer, which is that gradient)."""
+    from mre.training.inputs import TrainingDataError
+    from mre.training.loop import _make_optimizer
+
+    with pytest.raises(TrainingDataError, match="word_weight_decay"):
+        TrainSettings(word_weight_decay=-0.1)
+    network = TwoBranchModel(TINY)
+    before = {name: value.detach().clone() for name, value in network.named_parameters()}
+    settings = TrainSettings(word_weight_decay=0.5, learning_rate=0.1)
+    optimizer = _make_optimizer(network, settings)
+    optimizer.zero_grad()
+    (0.0 * sum(value.sum() for value in network.parameters())).backward()
+    optimizer.step()
+    for name, value in network.named_parameters():
+        if name == "words.weight":
+            # float32 products of one step: a few ulps of the weights' size
+            tolerance = 4 * torch.finfo(torch.float32).eps * float(before[name].abs().max())
+            assert torch.allclose(value, before[name] * (1 - 0.1 * 0.5 * (1 + settings.momentum)), rtol=0, atol=tolerance)
+        else:
+            assert torch.equal(value, before[name]), name
+    # without it the optimiser keeps one parameter group, as checkpoints written before it expect
+    assert len(_make_optimizer(network, TrainSettings()).param_groups) == 1

@@ -41,6 +41,7 @@ class TrainSettings:
     negatives: int = 1                        # sampled negative tags per positive (the paper: 1)
     patience: int = 6                         # epochs without a better validation loss before stopping
     seed: int = 0
+    word_weight_decay: float = 0.0            # L2 decay on the word projection's weight only
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
@@ -48,6 +49,8 @@ class TrainSettings:
         for name in ("epochs", "batch_size", "negatives", "patience"):
             if getattr(self, name) < 1:
                 raise TrainingDataError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.word_weight_decay < 0:
+            raise TrainingDataError(f"word_weight_decay must be at least 0, got {self.word_weight_decay}")
 
     @property
     def lr(self) -> float:
@@ -135,9 +138,16 @@ def _epoch_loss(network, inputs, indices, positives, word_vectors, settings, dev
 
 
 def _make_optimizer(network, settings: TrainSettings):
+    # the word projection's weight may decay on its own: with word vectors wider than the
+    # training tags span, the directions no tag reaches otherwise keep their random start
+    # (one group without it: the optimiser state of checkpoints from before it still loads)
+    decayed = network.words.weight
+    groups = ([{"params": [p for p in network.parameters() if p is not decayed]},
+               {"params": [decayed], "weight_decay": settings.word_weight_decay}]
+              if settings.word_weight_decay > 0 else network.parameters())
     if settings.optimizer == "adam":
-        return torch.optim.Adam(network.parameters(), lr=settings.lr)
-    return torch.optim.SGD(network.parameters(), lr=settings.lr, momentum=settings.momentum, nesterov=True)
+        return torch.optim.Adam(groups, lr=settings.lr)
+    return torch.optim.SGD(groups, lr=settings.lr, momentum=settings.momentum, nesterov=True)
 
 
 def track_vectors(network: TwoBranchModel, inputs: np.ndarray, owner: np.ndarray, rows: np.ndarray,
@@ -184,7 +194,8 @@ def train(prepared: PreparedInputs, words: WordSpace, seen_tags: list[str], unse
     best_state, best_loss, best_epoch, stale, start_epoch, resumed_from = None, float("inf"), 0, 0, 0, None
     identity = {"fingerprint": fingerprint, "config": config.as_dict(), "seen_tags": seen_tags,
                 "unseen_tags": unseen_tags, "word_vectors": words.vectors_id,
-                "settings": {k: v for k, v in asdict(settings).items() if k not in ("epochs", "patience")}}
+                "settings": {k: v for k, v in asdict(settings).items() if k not in ("epochs", "patience")
+                             and not (k == "word_weight_decay" and v == 0)}}  # checkpoints from before it resume
     if resume and checkpoint_path.is_file():
         state = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
         if state.get("format") != CHECKPOINT_FORMAT or state.get("identity") != identity:
