@@ -42,6 +42,15 @@ def held_out_tags(seed: int = SEED) -> tuple[str, list[str], list[str]]:
     """(family word, the family's tags, the drawn styles' names), by the seed."""
     rng = np.random.default_rng(seed)
     family = FAMILY_WORDS[int(rng.integers(len(FAMILY_WORDS)))]
+    labels = tagger_labels()
+    names = sorted({style.genres[0] for style in STYLES.values() if style.genres[0] not in labels})
+    styles = sorted(rng.choice(names, size=N_STYLES, replace=False).tolist())
+    return family, family_tags(family), styles
+
+
+def family_tags(family: str) -> list[str]:
+    """A family word's tags: its own, every tag of every instrument that carries it, every tag
+    named after it; words a member shares with instruments of other families stay out."""
     family_tags = {family}
     for spec in INSTRUMENTS.values():
         if family in spec.tags:
@@ -56,10 +65,7 @@ def held_out_tags(seed: int = SEED) -> tuple[str, list[str], list[str]]:
     # words a family member shares with other families ("bass" of the double bass) stay seen
     shared = {tag for spec in INSTRUMENTS.values() if family not in spec.tags for tag in spec.tags}
     family_tags -= shared - named
-    labels = tagger_labels()
-    names = sorted({style.genres[0] for style in STYLES.values() if style.genres[0] not in labels})
-    styles = sorted(rng.choice(names, size=N_STYLES, replace=False).tolist())
-    return family, sorted(family_tags), styles
+    return sorted(family_tags)
 
 
 def write_held_out_file(path: Path = HELD_OUT_FILE, seed: int = SEED) -> Path:
