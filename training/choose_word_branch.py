@@ -1,0 +1,192 @@
+"""Which word vectors the corpus model's word branch reads, chosen on the training corpus alone.
+
+    python -m mre.training.choose_word_branch --model models/corpus.mre --corpus corpus/train \\
+        --branches glove minilm minilm-pca50 minilm-wd0.001 --seeds 0 1 --validation-unseen random brass
+
+Reads the decoded inputs `make model` cached and trains the corpus model's head (as
+`make model` does: musicnn branch on both taggers' features, hinge loss, 40 epochs, early
+stopping on the validation loss) once per word branch and training seed, on one split of
+clips and tags (split seed 0, the held-out tags of training/data/held_out_tags.txt unseen),
+with seen tags kept out as validation-unseen words: a seeded 15 % of them (``random``, as
+training/choose_backbone.py), or every seen tag of one instrument family (``brass``,
+``woodwinds``, ``mallets``: the way the held-out words keep a whole family out). Printed per
+run, tag-retrieval ROC-AUC of the trained space alone (macro over tags):
+
+- on the validation clips: the seen tags, and the validation-unseen tags (what chooses);
+- on the test clips: the held-out tags (reported, never chosen on).
+
+Word branches: ``glove`` (the shipped model's GloVe 6B 50-d phrase vectors); ``minilm``
+(all-MiniLM-L6-v2's vector of the whole tag text, 384-d: "bossa nova" is one sentence, not a
+mean of two words); ``minilm-pcaK`` (those vectors projected on the K first principal axes of
+the MiniLM vectors of the shipped tag vocabulary and the taggers' labels: a word list fixed
+before any corpus, no labels or audio); ``minilm-wdX`` (weight decay X on the word
+projection's weight: the directions no training tag spans keep only their random start
+otherwise).
+"""
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from mre.training.corpus.held_out import FAMILY_WORDS
+
+VALIDATION_UNSEEN_FRACTION = 0.15  # as training/choose_backbone.py
+SPLIT_SEED = 0  # the clips' and tags' split, the same for every run (make model's seed)
+_BRANCH_RE = re.compile(r"^(glove|minilm)(?:-pca(\d+)|-wd([0-9.e-]+))?$")
+
+
+class SentencePhrases:
+    """Word-space stand-in for training: a phrase's vector is MiniLM's vector of the whole text,
+    optionally projected on principal axes (`basis` [K, 384] around `centre`)."""
+
+    def __init__(self, encoder, basis: np.ndarray | None = None, centre: np.ndarray | None = None,
+                 vectors_id: str = "minilm-l6-v2-sentence"):
+        self.encoder, self.basis, self.centre = encoder, basis, centre
+        self.vectors_id = vectors_id
+        self._cache: dict[str, np.ndarray] = {}
+
+    @property
+    def dim(self) -> int:
+        return self.encoder.dim if self.basis is None else len(self.basis)
+
+    def _encode(self, texts: Sequence[str]) -> None:
+        new = [t for t in dict.fromkeys(texts) if t not in self._cache]
+        if new:
+            vectors = self.encoder.encode(new)
+            if self.basis is not None:
+                vectors = (vectors - self.centre) @ self.basis.T
+            self._cache.update(zip(new, vectors.astype(np.float32)))
+
+    def phrase_vector(self, text: str):
+        from mre.embedder.words.space import PhraseVector
+
+        self._encode([text])
+        return PhraseVector(text, [text], [], {}, self._cache[text])
+
+    def phrase_matrix(self, texts: Sequence[str]) -> np.ndarray:
+        self._encode(texts)
+        return np.stack([self._cache[t] for t in texts]) if texts else np.zeros((0, self.dim), np.float32)
+
+
+def principal_axes(encoder, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The K first principal axes of MiniLM's vectors of the shipped tag vocabulary and the taggers' labels."""
+    from mre.embedder.words.labels import MSD_LABELS, MTT_LABELS
+    from mre.embedder.words.vocabulary import load_tag_vocabulary
+
+    texts = sorted({t.lower() for t in [*MSD_LABELS, *MTT_LABELS, *(tag.tag for tag in load_tag_vocabulary())]})
+    vectors = encoder.encode(texts).astype(np.float64)
+    centre = vectors.mean(axis=0)
+    _, _, axes = np.linalg.svd(vectors - centre, full_matrices=False)
+    return axes[:k].astype(np.float32), centre.astype(np.float32)
+
+
+def held_out_family() -> set[str]:
+    from mre.training.corpus.held_out import held_out_tags
+
+    return {held_out_tags()[0]}
+
+
+def validation_words(seen: list[str], kept_out: str) -> list[str]:
+    """Seen tags kept out of training as validation-unseen words: a seeded fraction (as
+    make model's label reading), or the seen tags of one instrument family."""
+    from mre.training.corpus.held_out import family_tags
+
+    if kept_out == "random":
+        rng = np.random.default_rng(SPLIT_SEED + 1)
+        return sorted(str(t) for t in rng.choice(seen, size=round(VALIDATION_UNSEEN_FRACTION * len(seen)), replace=False))
+    return [t for t in family_tags(kept_out) if t in set(seen)]
+
+
+def word_branch(name: str, glove):
+    """(word space, word-branch weight decay) for a branch name."""
+    match = _BRANCH_RE.match(name)
+    if match is None:
+        raise SystemExit(f"unknown word branch {name!r}: glove, minilm, minilm-pcaK or minilm-wdX")
+    kind, pca, decay = match.groups()
+    if kind == "glove":
+        if pca or decay:
+            raise SystemExit("glove takes no -pca or -wd")
+        return glove, 0.0
+    from mre.embedder.words.minilm import load_minilm
+
+    encoder = load_minilm()
+    if pca:
+        basis, centre = principal_axes(encoder, int(pca))
+        return SentencePhrases(encoder, basis, centre, f"minilm-l6-v2-sentence-pca{pca}"), 0.0
+    return SentencePhrases(encoder), float(decay or 0.0)
+
+
+def main(argv: list[str] | None = None) -> None:
+    from mre.training.metrics import tag_retrieval_auc
+    from mre.training.run import _table_tracks
+    from mre.embedder.models.paper import ModelConfig
+    from mre.training.loop import TrainSettings, _label_matrix, track_vectors, train
+    from mre.training.inputs import assign_splits, prepare_inputs, split_tags, tag_vocabulary
+    from mre.embedder.words.space import WordSpace, WordVectorError
+    from mre.training.corpus.held_out import HELD_OUT_FILE
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", type=Path, default=Path("models/corpus.mre"))
+    parser.add_argument("--corpus", type=Path, default=Path("corpus/train"))
+    parser.add_argument("--branches", nargs="+", default=["glove", "minilm"])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds (the split stays seed 0)")
+    parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument("--validation-unseen", nargs="+", default=["random"],
+                        choices=("random", *(f for f in FAMILY_WORDS if f not in held_out_family())),
+                        help="seen tags kept out of training and scored on the validation clips: a seeded 15 %% "
+                             "(random) or every seen tag of an instrument family (as the held-out rule keeps one)")
+    args = parser.parse_args(argv)
+    import torch
+
+    torch.set_num_threads(1)  # as make model: a head this small gains nothing from a thread team
+    glove = WordSpace.load()
+    config = ModelConfig(audio_branch="musicnn", backbone="msd+mtt")
+    tracks = _table_tracks(str(args.corpus / "tracks.csv"), glove, [])
+    prepared = prepare_inputs(tracks, config, cache=args.model.with_name(args.model.name + ".inputs"))
+    prepared.tracks = assign_splits(prepared.tracks, SPLIT_SEED)
+    vocabulary, _ = tag_vocabulary(prepared.tracks, glove)
+    seen, held_out, _ = split_tags(vocabulary, SPLIT_SEED, unseen_file=HELD_OUT_FILE)
+    splits = np.array([t.split for t in prepared.tracks])
+    rows = {split: np.flatnonzero(splits == split) for split in ("valid", "test")}
+    try:
+        branches = {name: word_branch(name, glove) for name in args.branches}
+    except WordVectorError as error:  # MiniLM's package missing or unreadable: one line
+        raise SystemExit(f"error: {error}") from None
+    scratch = Path(tempfile.mkdtemp(prefix="choose-word-"))  # the runs' model files, removed at the end
+    for kept_out in args.validation_unseen:
+        validation_unseen = validation_words(seen, kept_out)
+        train_seen = [t for t in seen if t not in set(validation_unseen)]
+        print(f"validation-unseen words: {kept_out} ({len(validation_unseen)}: {', '.join(validation_unseen)}); "
+              f"{len(train_seen)} training tags, {len(held_out)} held out; "
+              f"{len(rows['valid'])} valid and {len(rows['test'])} test clips", flush=True)
+        for name, seed in [(name, seed) for name in args.branches for seed in args.seeds]:
+            words, decay = branches[name]
+            started = time.monotonic()
+            result = train(prepared, words, train_seen, validation_unseen + held_out,
+                           config=ModelConfig(audio_branch="musicnn", backbone="msd+mtt", word_dim=words.dim),
+                           settings=TrainSettings(seed=seed, epochs=args.epochs, word_weight_decay=decay),
+                           out=scratch / f"{name}-{seed}.mre", fingerprint=name,
+                           show_progress=False, log=lambda line: None)
+            figures = []
+            for split, label, tags in (("valid", "seen", train_seen), ("valid", "validation-unseen", validation_unseen),
+                                       ("test", "held-out", held_out)):
+                vectors = track_vectors(result.model.network, prepared.inputs, prepared.owner, rows[split], "cpu")
+                matrix, kept = result.model.tag_matrix(tags)
+                auc = tag_retrieval_auc(_label_matrix(prepared, kept)[rows[split]], vectors @ matrix.T, kept).roc_auc
+                figures.append(f"{split} {label} {np.nanmean(auc):.3f}")
+                if label == "held-out":
+                    figures.append("bossa nova " + ", ".join(f"{a:.3f}" for t, a in zip(kept, auc) if t == "bossa nova"))
+            print(f"{name:16s} seed {seed}: best epoch {result.best_epoch:2d}, " + ", ".join(figures)
+                  + f" ({time.monotonic() - started:.0f} s)", flush=True)
+    shutil.rmtree(scratch, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
