@@ -187,8 +187,8 @@ def main() -> None:
     parser.add_argument("--reference", type=Path, default=Path("cpu_reference.npz"))
     parser.add_argument("--word-vectors", default=None, help="for the training section (default: bundled GloVe)")
     parser.add_argument("--repeat", type=int, default=8, help="the track list repeated this many times for throughput")
-    parser.add_argument("--batch", type=int, default=256)
-    parser.add_argument("--also-batch", type=int, default=64, help="a second, shorter throughput run (0: none)")
+    parser.add_argument("--batch", type=int, default=64, help="patches per model call (the runner's default)")
+    parser.add_argument("--also-batch", type=int, default=256, help="a second, shorter throughput run (0: none)")
     parser.add_argument("--workers", type=int, default=16)
     parser.add_argument("--formats", default="flac,mp3,wav",
                         help="throughput also on the tracks transcoded to these (comma-separated; '' for none)")
