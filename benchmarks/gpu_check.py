@@ -34,7 +34,6 @@ import traceback
 from pathlib import Path
 
 import numpy as np
-import torch
 
 MODEL = "mre-zs-musicnn"
 STARTED = time.monotonic()
@@ -169,6 +168,8 @@ def load_reference(path: Path, folder: Path) -> tuple[list[str], np.ndarray, np.
 
 
 def make_reference(args) -> None:
+    import torch
+
     folder = args.tracks
     paths = track_paths(folder)
     means, vectors, patches, seconds = track_vectors(paths, "cpu", "float32", batch=64, workers=args.workers)
@@ -180,6 +181,8 @@ def make_reference(args) -> None:
 
 
 def main() -> None:
+    import torch
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--out", type=Path, default=Path(os.environ["OUT"]) if os.environ.get("OUT") else None)
