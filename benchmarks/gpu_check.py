@@ -34,7 +34,6 @@ import traceback
 from pathlib import Path
 
 import numpy as np
-import torch
 
 MODEL = "mre-zs-musicnn"
 STARTED = time.monotonic()
@@ -169,6 +168,8 @@ def load_reference(path: Path, folder: Path) -> tuple[list[str], np.ndarray, np.
 
 
 def make_reference(args) -> None:
+    import torch
+
     folder = args.tracks
     paths = track_paths(folder)
     means, vectors, patches, seconds = track_vectors(paths, "cpu", "float32", batch=64, workers=args.workers)
@@ -180,6 +181,8 @@ def make_reference(args) -> None:
 
 
 def main() -> None:
+    import torch
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--out", type=Path, default=Path(os.environ["OUT"]) if os.environ.get("OUT") else None)
@@ -187,8 +190,8 @@ def main() -> None:
     parser.add_argument("--reference", type=Path, default=Path("cpu_reference.npz"))
     parser.add_argument("--word-vectors", default=None, help="for the training section (default: bundled GloVe)")
     parser.add_argument("--repeat", type=int, default=8, help="the track list repeated this many times for throughput")
-    parser.add_argument("--batch", type=int, default=256)
-    parser.add_argument("--also-batch", type=int, default=64, help="a second, shorter throughput run (0: none)")
+    parser.add_argument("--batch", type=int, default=64, help="patches per model call (the runner's default)")
+    parser.add_argument("--also-batch", type=int, default=256, help="a second, shorter throughput run (0: none)")
     parser.add_argument("--workers", type=int, default=16)
     parser.add_argument("--formats", default="flac,mp3,wav",
                         help="throughput also on the tracks transcoded to these (comma-separated; '' for none)")

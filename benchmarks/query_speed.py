@@ -29,6 +29,7 @@ def _percentiles(seconds: list[float]) -> dict:
 
 
 def store_latency(store: Path, k: int = 10) -> dict:
+    from mre.indexer.index_spec import search as index_search
     from mre.retrieval import Library
 
     library = Library(store)
@@ -44,7 +45,7 @@ def store_latency(store: Path, k: int = 10) -> dict:
             whole.append(time.perf_counter() - started)
             query = library.model.query_vector(text).vector.astype(np.float32)[None]
             started = time.perf_counter()
-            index.search(query, min(k, len(library)))
+            index_search(index, query, min(k, len(library)))
             faiss_only.append(time.perf_counter() - started)
             started = time.perf_counter()
             scores = vectors @ query[0]

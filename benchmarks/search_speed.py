@@ -83,8 +83,10 @@ def numpy_search(database: np.ndarray):
 
 
 def faiss_search(index):
+    from mre.indexer.index_spec import search as index_search
+
     def search(query: np.ndarray) -> np.ndarray:
-        return index.search(query[None, :], K)[1][0]
+        return index_search(index, query[None, :], K)[1][0]
     return search
 
 

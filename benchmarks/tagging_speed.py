@@ -29,7 +29,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
 
 from mre.embedder.runner import (
     cpu_batch_size,
@@ -64,6 +63,8 @@ class _CastModel:
         self.frontend, self.output_dim = model.frontend, model.output_dim
 
     def patch_outputs(self, patches):
+        import torch
+
         with torch.autocast(device_type=self.device.type, dtype=self.dtype):
             return self.model.patch_outputs(patches)
 
@@ -103,6 +104,8 @@ def _best_seconds(function, repeats: int = 3) -> float:
 def measure_model_alone(model, run_model, patches: torch.Tensor) -> dict:
     """``run_model`` (the model, or it under autocast) on one CPU thread, best of 3, its
     GFLOP/s by ``model``'s count, and a reference convolution's GFLOP/s."""
+    import torch
+
     saved_threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -122,12 +125,16 @@ def measure_model_alone(model, run_model, patches: torch.Tensor) -> dict:
 
 
 def max_deviation_from_float32(model, run_model, patches: torch.Tensor) -> float:
+    import torch
+
     with torch.inference_mode():
         return float((run_model.patch_outputs(patches).float() - model.patch_outputs(patches).float()).abs().max())
 
 
 def measure(paths: list[str], model_name: str, batch_size: int, workers: int, device: str, dtype: str,
             model_threads: int | None = None, rounds: int = 1) -> dict:
+    import torch
+
     from mre.embedder.models.factory import load_model
     from mre.embedder.runner import choose_device
 
@@ -186,6 +193,8 @@ def measure(paths: list[str], model_name: str, batch_size: int, workers: int, de
 
 
 def _sample_patches(path: str, model, device: torch.device, count: int = 8) -> torch.Tensor:
+    import torch
+
     from mre.embedder.audio.decode import load_audio
     from mre.embedder.audio.frontend import MelFrontend, make_patches
 
@@ -197,6 +206,8 @@ def _sample_patches(path: str, model, device: torch.device, count: int = 8) -> t
 
 
 def main(argv: list[str] | None = None) -> None:
+    import torch
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folder", nargs="?", type=Path)
     parser.add_argument("--model", default="musicnn-mtt")

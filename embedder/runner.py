@@ -226,17 +226,6 @@ def _decode_one(args: tuple[str, int, float | None, Callable | None]) -> Decoded
     return DecodedTrack(path, samples, info, None, extras, len(samples) / sample_rate, said[0] if said else None)
 
 
-def _decode_server_modules() -> list[str]:
-    """What the decode server imports once, before it forks workers: this module, and torch
-    when the program has imported it. Every new worker re-runs the program's main module
-    (multiprocessing's spawn protocol); a main that imports torch (a benchmark, a user's script)
-    cost each new worker ~0.9 s, three quarters of the time of 16 workers decoding a few
-    hundred tracks. With torch already in the server that import is free. (The main module
-    itself is not imported there: it may read sys.argv or do work at import, which the server
-    does not have and which would stop it.)"""
-    return ["mre.embedder.runner"] + (["torch"] if "torch" in sys.modules else [])
-
-
 def decode_stream(
     paths: list[str],
     sample_rate: int,
@@ -255,7 +244,10 @@ def decode_stream(
     # this module (numpy, soundfile, soxr; decoding needs no torch) once, so each worker
     # forks ready instead of importing them: first track 0.24 s instead of 1.2 s.
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(_decode_server_modules())  # no effect once the server runs
+    # A new worker also re-runs the program's main module (multiprocessing's spawn protocol):
+    # a main that imports torch at its top costs every worker ~1 s, so mre's own entry points
+    # and benchmarks import torch only inside their functions.
+    context.set_forkserver_preload(["mre.embedder.runner"])  # no effect once the server runs
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=lifetime.init_worker,
                                initargs=(os.getpid(), lifetime.process_start_time(os.getpid())))
     try:

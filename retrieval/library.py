@@ -16,7 +16,7 @@ from mre.embedder.audio.attributes import ATTRIBUTE_NAMES
 from mre.embedder.models.factory import load_model, shown_scores
 from mre.embedder.models.scoring import attribute_scores, standardised
 from mre.embedder.models.tag_space import TagSpace, best_tags, named_tags_space, vocabulary_space
-from mre.indexer.index_spec import row_lists, row_scores, search_allowed, use_single_query_threads
+from mre.indexer.index_spec import row_lists, row_scores, search as index_search, search_allowed, use_single_query_threads
 from mre.indexer.paths import PATH_BYTES, printable_path, readable_path, table_paths
 from mre.indexer.store import Store, StoreError
 from mre.indexer.tables import TOP_TAGS_PER_TRACK
@@ -165,7 +165,7 @@ class Library:
             return np.zeros(0), np.zeros(0, dtype=np.int64)
         index = self.generation.audio_index()
         use_single_query_threads()  # one query at a time: a second thread only adds sync cost
-        scores, rows = index.search(np.asarray(vector, dtype=np.float32)[None], k)
+        scores, rows = index_search(index, np.asarray(vector, dtype=np.float32)[None], k)
         keep = rows[0] >= 0
         return scores[0][keep], rows[0][keep]
 

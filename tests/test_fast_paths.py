@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -178,3 +179,32 @@ def test_benchmark_prints_its_settings_and_ratios(clip_folder, tmp_path, capsys)
     assert figures["ratio_end_to_end_vs_decode"] == pytest.approx(
         figures["end_to_end_x_realtime"] / figures["decode_only_x_realtime"], rel=0.02)  # each rounded to 0.1
     assert figures["model_gflops_1_thread"] > 0 and figures["reference_conv_gflops_1_thread"] > 0
+
+
+def test_gpu_check_transcodes_tracks_to_each_format(clip_folder, tmp_path):
+    # the GPU measurement's copies of its tracks: same samples (FLAC, WAV at 16 bits) or the
+    # same length (MP3), at the track's own rate, readable by the decoder the engine uses
+    from mre.benchmarks.gpu_check import transcode
+
+    paths = sorted(str(p) for p in clip_folder.glob("*.wav"))
+    for fmt in ("flac", "mp3", "wav"):
+        copies = transcode(paths, tmp_path / fmt, fmt, workers=1)
+        assert [Path(c).suffix for c in copies] == [f".{fmt}"] * len(paths)
+        for source, copy in zip(paths, copies):
+            original, rate = sf.read(source, dtype="float32")
+            again, copy_rate = sf.read(copy, dtype="float32")
+            assert copy_rate == rate
+            if fmt == "mp3":  # a lossy codec: the length, within one MPEG frame of 1152 samples
+                assert abs(len(again) - len(original)) <= 1152
+            else:  # 16-bit PCM: within half a step of 2^-15
+                np.testing.assert_allclose(again, original, rtol=0, atol=2.0 ** -16)
+
+
+def test_benchmark_main_modules_do_not_import_torch():
+    # every new decode worker re-runs the program's main module: one importing torch cost each
+    # worker ~1 s (16 workers on a GPU machine decoded at a quarter of their speed)
+    import subprocess
+    import sys
+
+    code = "import sys, mre.benchmarks.gpu_check, mre.benchmarks.tagging_speed; print('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"

@@ -17,7 +17,9 @@ from mre.indexer.index_spec import (
     exact_top_k_of_rows,
     flat_max_vectors,
     maybe_to_gpu,
+    query_side,
     recall_at_k,
+    search,
     search_allowed,
     search_params,
     tune_search_params,
@@ -38,7 +40,7 @@ def unit_vectors(n, dim, seed):
 
 def recall_at_10(index, database, queries):
     exact = np.argpartition(-(queries @ database.T), 10, axis=1)[:, :10]
-    _, found = index.search(queries, 10)
+    _, found = search(index, queries, 10)
     return np.mean([len(set(e) & set(f)) / 10 for e, f in zip(exact, found)])
 
 
@@ -53,9 +55,10 @@ def test_large_stores_get_an_approximate_index():
     assert choose_index_spec(IVF_MIN_VECTORS - 1, 100) == "PQ100x4fs,RFlat"
     assert search_params("PQ100x4fs,RFlat", 100_000) == {"k_factor_rf": REFINE_K_FACTOR}
     assert choose_index_spec(5000, 51, flat_max=1000) == "PQ51x4fs,RFlat"  # odd dimension: one per sub-quantizer
-    assert choose_index_spec(1_000_000, 100) == "IVF1024,PQ100x4fs,RFlat"  # inverted lists from IVF_MIN_VECTORS
-    assert choose_index_spec(10_000_000, 192) == "IVF2048,PQ192x4fs,RFlat"
-    assert choose_index_spec(5000, 16, flat_max=1000, ivf_min=2000) == "IVF64,PQ16x4fs,RFlat"
+    # inverted lists from IVF_MIN_VECTORS, made on partly whitened vectors
+    assert choose_index_spec(1_000_000, 100) == "Whiten0.5,IVF1024,PQ100x4fs,RFlat"
+    assert choose_index_spec(10_000_000, 192) == "Whiten0.5,IVF2048,PQ192x4fs,RFlat"
+    assert choose_index_spec(5000, 16, flat_max=1000, ivf_min=2000) == "Whiten0.5,IVF64,PQ16x4fs,RFlat"
     # without a measurement (a user's spec, no tuning data), 7/8 of the lists are probed
     assert search_params("IVF1024,PQ100x4fs,RFlat", 10_000_000) == {"nprobe": 896, "k_factor_rf": REFINE_K_FACTOR}
     with pytest.raises(IndexSpecError):
@@ -75,7 +78,7 @@ def test_inverted_file_is_chosen_trained_on_a_sample_and_tuned_by_measurement(mo
     database = clustered_vectors(30_000, 24, seed=0)
     queries = clustered_vectors(400, 24, seed=1)
     spec = choose_index_spec(len(database), 24, flat_max=1000, ivf_min=10_000)
-    assert spec == "IVF128,PQ24x4fs,RFlat"
+    assert spec == "Whiten0.5,IVF128,PQ24x4fs,RFlat"
     index = build_index(database, spec)
     params, tuning = tune_search_params(index, database, spec, queries=queries[:200])
     assert tuning["train_sample"] == 64 * 128 < len(database)  # trained on a sample, not the whole store
@@ -88,10 +91,10 @@ def test_inverted_file_is_chosen_trained_on_a_sample_and_tuned_by_measurement(mo
     if params["nprobe"] > 1:
         lower = max(v for v in index_spec._probe_ladder(128) if v < params["nprobe"])
         faiss.extract_index_ivf(index).nprobe = lower
-        assert recall_at_k(index.search(queries[:200], 10)[1], exact) < TUNE_TARGET_RECALL
+        assert recall_at_k(search(index, queries[:200], 10)[1], exact) < TUNE_TARGET_RECALL
         faiss.extract_index_ivf(index).nprobe = params["nprobe"]
     # queries it was not tuned on: the target, less three standard errors of a recall from 200 x 10 hits
-    held_out = recall_at_k(index.search(queries[200:], 10)[1], exact_top_k(database, queries[200:], 10))
+    held_out = recall_at_k(search(index, queries[200:], 10)[1], exact_top_k(database, queries[200:], 10))
     target = TUNE_TARGET_RECALL
     assert held_out >= target - 3 * np.sqrt(target * (1 - target) / (200 * 10))
 
@@ -142,6 +145,46 @@ def test_filtered_search_keeps_recall_exact_and_through_the_lists(monkeypatch):
     assert search_allowed(index, database, queries[0], 10, np.zeros(0, np.int64), params)[1].size == 0
 
 
+def anisotropic_vectors(n, dim, seed):
+    """Vectors whose spread differs 100-fold between directions, not aligned with the axes."""
+    rng = np.random.default_rng(seed)
+    rotation, _ = np.linalg.qr(rng.standard_normal((dim, dim)))
+    return ((rng.standard_normal((n, dim)) * np.geomspace(10.0, 0.1, dim)) @ rotation).astype(np.float32)
+
+
+def test_whitened_lists_keep_every_inner_product():
+    # the index holds A x and is searched with (AᵀA)⁻¹ q: with every list probed over exact
+    # vectors, it finds what exact search finds, scores included
+    database = anisotropic_vectors(4000, 12, seed=8)
+    queries = anisotropic_vectors(50, 12, seed=9)
+    index = build_index(database, "Whiten0.5,IVF16,Flat")
+    apply_search_params(index, {"nprobe": 16})
+    scores, found = search(index, queries, 10)
+    exact = queries.astype(np.float64) @ database.T.astype(np.float64)
+    np.testing.assert_array_equal(found, np.argsort(-exact, axis=1)[:, :10])
+    # float32 rounding of q(AᵀA)⁻¹, of A q' and A x, and of their dot product (d terms each)
+    transform = faiss.downcast_VectorTransform(faiss.downcast_index(index).chain.at(0))
+    a = faiss.vector_to_array(transform.A).reshape(12, 12).astype(np.float64)
+    bound = 4 * 12 * 2.0 ** -24 * np.linalg.norm(a) * np.linalg.norm(np.linalg.inv(a)) * \
+        np.linalg.norm(queries, axis=1)[:, None] * np.linalg.norm(database[found], axis=2)
+    assert (np.abs(scores - np.take_along_axis(exact, found, axis=1)) <= bound).all()
+    # an index without the transform takes the queries as they are
+    plain = build_index(database, "Flat")
+    np.testing.assert_array_equal(query_side(plain, queries), queries)
+
+
+def test_whitened_index_survives_a_write_and_read(tmp_path):
+    database = anisotropic_vectors(6000, 16, seed=10)
+    queries = anisotropic_vectors(40, 16, seed=11)
+    spec = "Whiten0.5,IVF32,PQ16x4fs,RFlat"
+    index = build_index(database, spec)
+    params, _ = tune_search_params(index, database, spec, queries=queries)
+    faiss.write_index(index, str(tmp_path / "index.faiss"))
+    loaded = faiss.read_index(str(tmp_path / "index.faiss"))
+    apply_search_params(loaded, params)
+    np.testing.assert_array_equal(search(loaded, queries, 10)[1], search(index, queries, 10)[1])
+
+
 def test_approximate_index_keeps_recall_on_random_vectors():
     database = unit_vectors(20_000, 100, seed=0)
     queries = unit_vectors(100, 100, seed=1)
@@ -184,6 +227,8 @@ def test_benchmark_reports_engine_against_numpy():
     ("Blah12", "could not parse"),
     ("PQ7", "multiple of the number of subquantizers"),
     ("  ", "index spec is empty"),
+    ("Whiten9,IVF8,Flat", "whitening power must lie in 0..4"),
+    ("Whiten0.5,Blah", "could not parse"),
 ])
 def test_bad_index_spec_is_one_clear_error(spec, message):
     with pytest.raises(IndexSpecError, match=message) as raised:
@@ -205,7 +250,7 @@ def test_benchmark_measures_the_tuned_inverted_file_and_plots_latency_against_si
 
     report = run(sizes=[2000, 6000], dim=16, n_queries=20, flat_max=1000, ivf_min=3000, threads=None, echo=None)
     small, large = report["sizes"]
-    assert small["engine"]["spec"] == "PQ16x4fs,RFlat" and large["engine"]["spec"] == "IVF64,PQ16x4fs,RFlat"
+    assert small["engine"]["spec"] == "PQ16x4fs,RFlat" and large["engine"]["spec"] == "Whiten0.5,IVF64,PQ16x4fs,RFlat"
     engine = large["engine"]
     chosen = f"nprobe={engine['search_params']['nprobe']}"
     assert chosen in [point["setting"] for point in large["sweep"]] and engine["tuning"]["query_source"] == "vectors"

@@ -231,14 +231,14 @@ def test_large_store_gets_a_tuned_inverted_file_that_round_trips_through_meta(tm
     store.commit(tracks_table(paths, vectors), vectors, tags, tag_vectors, None, {"model_id": "test-model"})
     generation = store.open_live()
     record = generation.meta["audio_index"]
-    assert record["spec"] == "IVF128,PQ16x4fs,RFlat"
+    assert record["spec"] == "Whiten0.5,IVF128,PQ16x4fs,RFlat"
     assert record["tuning"]["train_sample"] == 64 * 128 and record["tuning"]["query_source"] == "queries"
     assert record["tuning"]["recall_at_10"] >= index_spec.TUNE_TARGET_RECALL
     index = generation.audio_index()
     assert faiss.extract_index_ivf(index).nprobe == record["search_params"]["nprobe"] < 128
     # the reopened index answers the tuning queries with the recall meta.json recorded
     queries, _ = index_spec.tuning_queries(vectors, tag_vectors)
-    found = index.search(queries, 10)[1]
+    found = index_spec.search(index, queries, 10)[1]
     assert index_spec.recall_at_k(found, index_spec.exact_top_k(vectors, queries, 10)) == pytest.approx(
         record["tuning"]["recall_at_10"], abs=1e-4)  # meta rounds to 4 places
     # a grown store's next generation is trained and tuned afresh on its own vectors
@@ -246,7 +246,7 @@ def test_large_store_gets_a_tuned_inverted_file_that_round_trips_through_meta(tm
     paths += [f"/music/more{i:05d}.wav" for i in range(20_000)]
     store.commit(tracks_table(paths, grown), grown, tags, tag_vectors, None, {"model_id": "test-model"})
     newer = store.open_live()
-    assert newer.meta["audio_index"]["spec"] == "IVF256,PQ16x4fs,RFlat" and newer.audio_index().ntotal == 40_000
+    assert newer.meta["audio_index"]["spec"] == "Whiten0.5,IVF256,PQ16x4fs,RFlat" and newer.audio_index().ntotal == 40_000
     assert newer.meta["audio_index"]["tuning"]["recall_at_10"] >= index_spec.TUNE_TARGET_RECALL
 
 

@@ -165,7 +165,7 @@ def build_corpus(options: CorpusOptions, workers: int = 1, progress: bool = Fals
         "version": MANIFEST_VERSION,
         "purpose": "held-out evaluation" if options.held_out_evaluation else "training",
         "held_out_evaluation": options.held_out_evaluation,
-        "seed": options.seed, "clips": options.clips, "seconds": options.seconds,
+        "seed": options.seed, "clip_count": options.clips, "seconds": options.seconds,
         "length_jitter": options.length_jitter, "sample_rate": options.sample_rate, "audio_format": options.audio_format,
         "soundfonts": [{"name": p.name, "sha256": sha256(p), "held_out": is_held_out(p),
                         "clips": sum(r["soundfont"] == p.name for r in rows)} for p in options.soundfonts],

@@ -56,7 +56,8 @@ class Chord:
 
 
 # Progressions as (semitones above the tonic, quality), one chord per bar. Each starts on the
-# tonic and leans on the dominant or subdominant so the key is audible.
+# tonic (the ii–V–I ones resolve to it instead) and leans on the dominant or subdominant so
+# the key is audible.
 PROGRESSIONS = {
     "pop major": [((0, "maj"), (7, "maj"), (9, "min"), (5, "maj")), ((0, "maj"), (5, "maj"), (7, "maj"), (0, "maj")),
                   ((0, "maj"), (9, "min"), (5, "maj"), (7, "maj")), ((0, "maj"), (5, "maj"), (0, "maj"), (7, "maj"))],
