@@ -56,9 +56,9 @@ IVF_MIN_VECTORS = 250_000
 # deviation to this power (``Whiten<power>,`` in the spec; queries get the inverse, so inner
 # products are unchanged). Chosen on a store-like sample and tag queries of their own (another
 # seed and the other half of the tags than the benchmark measures): at 1M, ``IVF1024,Flat``
-# (exact vectors in the lists), recall@10 with the 32 / 64 / 192 best lists searched was 0.81 / 0.88 / 0.95 for the raw vectors, 0.92 / 0.97 / 0.995 for power 0.3,
-# 0.95 / 0.99 / 0.999 for 0.5, 0.93 / 0.98 / 1.0 for 0.7 and 0.91 / 0.98 / 0.999 for 1
-# (full whitening). A few directions carry most of the spread; the lists cut those finely and
+# (exact vectors in the lists), recall@10 with the 32 / 64 / 192 best lists searched was
+# 0.81 / 0.88 / 0.95 for the raw vectors, 0.92 / 0.97 / 0.995 for power 0.3, 0.95 / 0.99 /
+# 0.999 for 0.5, 0.93 / 0.98 / 1.0 for 0.7 and 0.91 / 0.98 / 0.999 for 1 (full whitening). A few directions carry most of the spread; the lists cut those finely and
 # the rest hardly at all, so a query along a weak direction needed most lists.
 WHITEN_POWER = 0.5
 # Inverted lists: about sqrt(n), a power of two, within these bounds (training and adding
@@ -226,10 +226,9 @@ def build_index(vectors: np.ndarray, spec: str) -> Any:
     index = faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
     if not index.is_trained or power is not None:
         nlist = parse_ivf_lists(spec) or 1
-        if n_vectors < max(nlist, 2 if power is not None else 0):
-            raise IndexSpecError(
-                f"index spec {spec!r} needs at least {max(nlist, 2)} vectors to train, got {n_vectors}"
-            )
+        needed = max(nlist, 2) if power is not None else nlist  # a spread needs two vectors
+        if n_vectors < needed:
+            raise IndexSpecError(f"index spec {spec!r} needs at least {needed} vectors to train, got {n_vectors}")
         sample_size = train_sample_size(n_vectors, spec)
         rng = np.random.default_rng(TRAIN_SEED)
         sample = vectors if sample_size == n_vectors else vectors[np.sort(rng.choice(n_vectors, sample_size, replace=False))]
