@@ -135,3 +135,59 @@ def test_validation_words_are_seen_tags_of_one_family_or_a_seeded_draw():
     assert validation_words(seen, "woodwinds") == ["oboe"]  # the flute is a pipe, not a woodwind here
     drawn = validation_words(seen, "random")
     assert drawn == validation_words(seen, "random") and len(drawn) == 3 and set(drawn) <= set(seen)
+
+
+class _FixedEncoder:
+    """A sentence encoder stand-in with fixed, deliberately non-unit vectors."""
+
+    dim = 4
+    table = {"bossa nova": [3.0, 0.0, 4.0, 0.0], "dub": [0.0, 2.0, 0.0, 0.0], "qzxvq": [1.0, 1.0, 1.0, 1.0]}
+
+    def encode(self, texts):
+        return np.array([self.table[t] for t in texts], np.float32)
+
+
+def test_the_concatenated_word_branch_is_glove_then_weighted_unit_sentence_vector():
+    """training.choose_word_branch's glove+minilm: GloVe's unit phrase vector first, then the
+    sentence vector (projected first when asked) scaled to unit length times its weight."""
+    from mre.embedder.words.space import WordSpace, load_word_vectors
+    from mre.training.choose_word_branch import ConcatPhrases, SentencePhrases, word_branch
+
+    eps = 4 * np.finfo(np.float32).eps  # unit vectors rescaled once in float32
+    glove = WordSpace(load_word_vectors(None))
+    concat = ConcatPhrases([glove, SentencePhrases(_FixedEncoder())], [1.0, 0.5], "glove+fixed")
+    assert concat.dim == glove.dim + 4
+    vector = concat.phrase_vector("bossa nova").vector
+    assert vector.shape == (glove.dim + 4,) and vector.dtype == np.float32
+    assert np.abs(vector[:glove.dim] - glove.phrase_vector("bossa nova").vector).max() <= eps
+    assert np.abs(vector[glove.dim:] - 0.5 * np.array([0.6, 0.0, 0.8, 0.0])).max() <= eps
+    matrix = concat.phrase_matrix(["bossa nova", "dub"])
+    assert np.abs(matrix[0] - vector).max() <= eps
+    assert np.abs(np.linalg.norm(matrix[:, :glove.dim], axis=1) - 1).max() <= eps
+    assert np.abs(matrix[1, glove.dim:] - [0.0, 0.5, 0.0, 0.0]).max() <= eps
+    assert concat.phrase_matrix([]).shape == (0, glove.dim + 4)
+    # a projected sentence part is scaled to unit length after the projection
+    basis, centre = np.eye(4, dtype=np.float32)[:2], np.array([1.0, 0.0, 0.0, 0.0], np.float32)
+    projected = ConcatPhrases([glove, SentencePhrases(_FixedEncoder(), basis, centre)], [1.0, 1.0], "p")
+    assert projected.dim == glove.dim + 2
+    assert np.abs(projected.phrase_vector("bossa nova").vector[glove.dim:] - [1.0, 0.0]).max() <= eps
+    # no GloVe word: no vector, as GloVe alone
+    assert concat.phrase_vector("qzxvq").vector is None
+    with pytest.raises(SystemExit, match="glove\\+minilm"):
+        word_branch("glove+minilm-wd0.1", glove)
+
+
+@needs_model
+def test_the_concatenated_word_branch_by_name(encoder):
+    from mre.embedder.words.space import WordSpace, load_word_vectors
+    from mre.training.choose_word_branch import word_branch
+
+    glove = WordSpace(load_word_vectors(None))
+    words, decay = word_branch("glove+minilm-pca50-w0.5", glove)
+    assert decay == 0.0 and words.dim == glove.dim + 50
+    vector = words.phrase_vector("lullaby").vector
+    assert abs(float(np.linalg.norm(vector[glove.dim:])) - 0.5) <= 4 * np.finfo(np.float32).eps
+    plain, _ = word_branch("glove+minilm", glove)
+    assert plain.dim == glove.dim + 384
+    sentence = encoder.encode(["lullaby"])[0]
+    assert np.abs(plain.phrase_vector("lullaby").vector[glove.dim:] - sentence / np.linalg.norm(sentence)).max() < 1e-5

@@ -21,7 +21,10 @@ mean of two words); ``minilm-pcaK`` (those vectors projected on the K first prin
 the MiniLM vectors of the shipped tag vocabulary and the taggers' labels: a word list fixed
 before any corpus, no labels or audio); ``minilm-wdX`` (weight decay X on the word
 projection's weight: the directions no training tag spans keep only their random start
-otherwise).
+otherwise); ``glove+minilm`` (both together: the GloVe phrase vector and the MiniLM vector,
+each scaled to unit length, concatenated in that order, 50 + 384 inputs), with ``-pcaK``
+(the MiniLM part projected as ``minilm-pcaK`` before its scaling) and ``-wW`` (the MiniLM
+part multiplied by W after its scaling: ``glove+minilm-pca50-w0.5``).
 """
 from __future__ import annotations
 
@@ -40,6 +43,7 @@ from mre.training.corpus.held_out import FAMILY_WORDS
 VALIDATION_UNSEEN_FRACTION = 0.15  # as training/choose_backbone.py
 SPLIT_SEED = 0  # the clips' and tags' split, the same for every run (make model's seed)
 _BRANCH_RE = re.compile(r"^(glove|minilm)(?:-pca(\d+)|-wd([0-9.e-]+))?$")
+_CONCAT_RE = re.compile(r"^glove\+minilm(?:-pca(\d+))?(?:-w([0-9.]+))?$")
 
 
 class SentencePhrases:
@@ -75,6 +79,42 @@ class SentencePhrases:
         return np.stack([self._cache[t] for t in texts]) if texts else np.zeros((0, self.dim), np.float32)
 
 
+class ConcatPhrases:
+    """Word-space stand-in for training: a phrase's vector is its vectors in several word spaces,
+    each scaled to unit length, multiplied by its part's weight and concatenated in order."""
+
+    def __init__(self, parts: Sequence, weights: Sequence[float], vectors_id: str):
+        if len(parts) != len(weights):
+            raise ValueError("one weight per part")
+        self.parts, self.weights, self.vectors_id = list(parts), [float(w) for w in weights], vectors_id
+
+    @property
+    def dim(self) -> int:
+        return sum(part.dim for part in self.parts)
+
+    @staticmethod
+    def _unit(rows: np.ndarray) -> np.ndarray:
+        norms = np.linalg.norm(rows, axis=-1, keepdims=True)
+        return rows / np.where(norms > 0, norms, 1.0)
+
+    def phrase_vector(self, text: str):
+        from mre.embedder.words.space import PhraseVector
+
+        phrases = [part.phrase_vector(text) for part in self.parts]
+        first = phrases[0]  # the words used and ignored: the first part's reading (GloVe's)
+        vector = None
+        if all(phrase.vector is not None for phrase in phrases):
+            vector = np.concatenate([w * self._unit(np.asarray(phrase.vector, np.float32))
+                                     for w, phrase in zip(self.weights, phrases)]).astype(np.float32)
+        return PhraseVector(text, first.tokens_used, first.ignored, first.suggestions, vector)
+
+    def phrase_matrix(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), np.float32)
+        return np.hstack([w * self._unit(np.asarray(part.phrase_matrix(texts), np.float32))
+                          for w, part in zip(self.weights, self.parts)]).astype(np.float32)
+
+
 def principal_axes(encoder, k: int) -> tuple[np.ndarray, np.ndarray]:
     """The K first principal axes of MiniLM's vectors of the shipped tag vocabulary and the taggers' labels."""
     from mre.embedder.words.labels import MSD_LABELS, MTT_LABELS
@@ -106,9 +146,16 @@ def validation_words(seen: list[str], kept_out: str) -> list[str]:
 
 def word_branch(name: str, glove):
     """(word space, word-branch weight decay) for a branch name."""
+    concat = _CONCAT_RE.match(name)
+    if concat is not None:
+        pca, weight = concat.groups()
+        minilm, _ = word_branch(f"minilm-pca{pca}" if pca else "minilm", glove)
+        return ConcatPhrases([glove, minilm], [1.0, float(weight or 1.0)], f"{glove.vectors_id}+{minilm.vectors_id}"
+                             + (f"-w{weight}" if weight else "")), 0.0
     match = _BRANCH_RE.match(name)
     if match is None:
-        raise SystemExit(f"unknown word branch {name!r}: glove, minilm, minilm-pcaK or minilm-wdX")
+        raise SystemExit(f"unknown word branch {name!r}: glove, minilm, minilm-pcaK, minilm-wdX "
+                         "or glove+minilm[-pcaK][-wW]")
     kind, pca, decay = match.groups()
     if kind == "glove":
         if pca or decay:
