@@ -249,7 +249,8 @@ def build_index(vectors: np.ndarray, spec: str) -> Any:
         except RuntimeError as error:
             raise IndexSpecError(f"cannot train index {spec!r}: {_first_line(error)}") from None
         index.is_trained = True
-        _use_uniform_levels(index, sample)
+        if scalar is not None:
+            _use_uniform_levels(scalar, sample)
     if n_vectors:
         index.add(vectors)
     apply_search_params(index, search_params(spec, n_vectors))
@@ -275,12 +276,20 @@ def scalar_pq(index: Any) -> Any | None:
     return pq if pq is not None and pq.dsub == 1 and pq.nbits == 4 else None
 
 
+def _pretransform(index: Any) -> Any | None:
+    """``index`` as an IndexPreTransform (what ``Whiten`` builds), or None when it is not one."""
+    import faiss
+
+    outer = faiss.downcast_index(index) if type(index).__name__ == "Index" else index
+    return outer if type(outer).__name__ == "IndexPreTransform" else None
+
+
 def _inner(index: Any) -> Any:
     """The index behind a ``Whiten`` transform (``index`` itself when there is none)."""
     import faiss
 
-    index = faiss.downcast_index(index) if type(index).__name__ == "Index" else index
-    return faiss.downcast_index(index.index) if type(index).__name__ == "IndexPreTransform" else index
+    outer = _pretransform(index)
+    return index if outer is None else faiss.downcast_index(outer.index)
 
 
 def query_side(index: Any, queries: np.ndarray) -> np.ndarray:
@@ -309,8 +318,8 @@ def _whitening(index: Any) -> Any | None:
     """The ``Whiten`` transform in front of ``index`` (a bias-free LinearTransform), or None."""
     import faiss
 
-    outer = faiss.downcast_index(index) if type(index).__name__ == "Index" else index
-    if type(outer).__name__ != "IndexPreTransform" or outer.chain.size() != 1:
+    outer = _pretransform(index)
+    if outer is None or outer.chain.size() != 1:
         return None
     transform = faiss.downcast_VectorTransform(outer.chain.at(0))
     return transform if type(transform).__name__ == "LinearTransform" and not transform.have_bias else None
@@ -329,9 +338,10 @@ def search(index: Any, queries: np.ndarray, k: int, params: Any = None) -> tuple
     return index.search(queries, k) if params is None else index.search(queries, k, params=params)
 
 
-def _use_uniform_levels(index: Any, sample: np.ndarray) -> None:
-    """Replace the k-means levels of a one-dimension-per-sub-quantizer PQ with 16 evenly spaced
-    levels over each dimension's range in ``sample`` (before any vector is added).
+def _use_uniform_levels(pq: Any, sample: np.ndarray) -> None:
+    """Replace the k-means levels of a one-dimension-per-sub-quantizer PQ (``scalar_pq`` of
+    the index) with 16 evenly spaced levels over each dimension's range in ``sample`` (before
+    any vector is added).
 
     A search wants the *extremes* of a direction (the tracks scoring highest for a query);
     k-means puts its levels where the bulk is and maps the whole upper tail to one level, so
@@ -341,9 +351,6 @@ def _use_uniform_levels(index: Any, sample: np.ndarray) -> None:
     """
     import faiss
 
-    pq = scalar_pq(index)
-    if pq is None:
-        return
     low, high = sample.min(axis=0), sample.max(axis=0)
     low, high = low - LEVEL_MARGIN * (high - low), high + LEVEL_MARGIN * (high - low)
     levels = np.linspace(low, high, pq.ksub, axis=1)  # [dim, 16]
