@@ -86,8 +86,6 @@ def _float32_convolutions(device):
         torch.backends.cudnn.allow_tf32 = before
 
 
-
-
 @contextlib.contextmanager
 def _model_precision(device, precision: str):
     """The model's batch in float32 proper (no TF32), or under autocast to a half precision."""
@@ -245,8 +243,8 @@ def decode_stream(
     # forks ready instead of importing them: first track 0.24 s instead of 1.2 s.
     context = multiprocessing.get_context("forkserver")
     # A new worker also re-runs the program's main module (multiprocessing's spawn protocol):
-    # a main that imports torch at its top costs every worker ~1 s, so mre's own entry points
-    # and benchmarks import torch only inside their functions.
+    # a main that imports torch at its top costs every worker ~1 s, so the `mre` command and
+    # the throughput benchmarks import torch only inside their functions.
     context.set_forkserver_preload(["mre.embedder.runner"])  # no effect once the server runs
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=lifetime.init_worker,
                                initargs=(os.getpid(), lifetime.process_start_time(os.getpid())))

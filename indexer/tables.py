@@ -22,6 +22,7 @@ class StoreLockedError(StoreError):
 # Tags the index stores per track (the `top_tags` column), and a track's card shows.
 TOP_TAGS_PER_TRACK = 5
 
+
 def track_id_for(path: str) -> str:
     """Stable track id: the first 16 hex digits of the SHA-1 of the absolute path."""
     return hashlib.sha1(path.encode("utf-8", "surrogateescape")).hexdigest()[:16]
