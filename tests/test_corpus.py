@@ -20,9 +20,11 @@ from mre.training.datasets import read_tracks_table  # noqa: E402
 from mre.cli.main import main  # noqa: E402
 from mre.training.corpus import music  # noqa: E402
 from mre.training.corpus.arrangements import FAST_BPM, SLOW_BPM, make_arrangement  # noqa: E402
-from mre.training.corpus.build import CorpusOptions, build_corpus, bundled_soundfont, resolve_soundfonts  # noqa: E402
+from mre.training.corpus.build import (CorpusOptions, build_corpus, bundled_soundfont, render_with_fallback,  # noqa: E402
+                                      resolve_soundfonts)
 from mre.training.corpus.instruments import DRUM_KEYS, FAMILIES, INSTRUMENTS, in_family, instrument  # noqa: E402
-from mre.training.corpus.render import HeldOutSoundFont, Renderer, check_soundfont, draw_variation, is_held_out  # noqa: E402
+from mre.training.corpus.render import (HeldOutSoundFont, Renderer, SoundFontGap, check_soundfont,  # noqa: E402
+                                       draw_variation, is_held_out)
 from mre.training.corpus.styles import STYLES  # noqa: E402
 
 CLIPS, SECONDS, SEED = 12, 3.0, 7
@@ -105,6 +107,30 @@ def test_musescore_general_is_held_out_of_training_corpora(tmp_path):
                                        "--soundfont", str(renamed)])
     assert result.exit_code == 1 and "held out" in result.output and "Traceback" not in result.output
     assert not (tmp_path / "c").exists()
+
+
+def test_a_soundfont_that_plays_a_part_silent_hands_the_clip_to_the_next_one():
+    # TimGM6mb plays this whistle solo (seed 0, clip 4015) silent: a 10 s clip seen in a real build
+    arrangement = make_arrangement(0, 4015, 10.0)
+    assert arrangement.style == "solo whistle"
+    variation = draw_variation(arrangement, 2, 10.0, 0.0) | {"soundfont": 0}
+    renderer = Renderer([bundled_soundfont()], 16000)
+    with pytest.raises(SoundFontGap, match="whistle silent"):
+        renderer.render(arrangement, variation)
+
+    class GapInFirst:                       # the same arrangement: the first font has the gap
+        calls = []
+
+        def render(self, arrangement, variation):
+            self.calls.append(variation["soundfont"])
+            if variation["soundfont"] == 0:
+                raise SoundFontGap("no whistle")
+            return np.ones(4), {}, {}
+
+    audio, used, played = render_with_fallback(GapInFirst(), arrangement, variation, 2)
+    assert GapInFirst.calls == [0, 1] and played["soundfont"] == 1 and used["fallback_from"] == 0
+    with pytest.raises(ValueError, match="cannot be rendered with any SoundFont"):
+        render_with_fallback(renderer, arrangement, variation, 1)
 
 
 def test_tempo_words_and_the_bpm_column_are_what_is_heard(corpus):

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from mre.training.corpus.arrangements import catalogue, make_arrangement
-from mre.training.corpus.render import Renderer, check_soundfont, draw_variation, is_held_out, sha256
+from mre.training.corpus.render import Renderer, SoundFontGap, check_soundfont, draw_variation, is_held_out, sha256
 from mre.util.atomic import write_text_atomic
 
 FORMATS = {"flac": ("FLAC", "PCM_16"), "ogg": ("OGG", "VORBIS")}
@@ -90,6 +90,26 @@ def _start_worker(options: CorpusOptions) -> None:
     _renderer = Renderer(list(options.soundfonts), options.sample_rate)
 
 
+def render_with_fallback(renderer: Renderer, arrangement, variation: dict, n_fonts: int) -> tuple:
+    """Render with the drawn SoundFont; where it lacks a part's sound, with the next one in the
+    order given (the same one every time: the corpus stays a function of its seed). Returns the
+    audio, what was used and the variation with the SoundFont that played it."""
+    drawn = variation["soundfont"]
+    gaps = []
+    for step in range(n_fonts):
+        tried = variation | {"soundfont": (drawn + step) % n_fonts}
+        try:
+            audio, used, _ = renderer.render(arrangement, tried)
+        except SoundFontGap as gap:
+            gaps.append(str(gap))
+            continue
+        if step:
+            used["fallback_from"] = drawn
+        return audio, used, tried
+    raise ValueError(f"clip {arrangement.index} ({arrangement.style}) cannot be rendered with any SoundFont given: "
+                     f"{gaps[-1]}")
+
+
 def render_clip(index: int) -> dict:
     """Make, render and write clip `index`; returns its table row and manifest entry."""
     import soundfile as sf
@@ -97,7 +117,7 @@ def render_clip(index: int) -> dict:
     options, renderer = _options, _renderer
     arrangement = make_arrangement(options.seed, index, options.seconds)
     variation = draw_variation(arrangement, len(options.soundfonts), options.seconds, options.length_jitter)
-    audio, used, _ = renderer.render(arrangement, variation)
+    audio, used, variation = render_with_fallback(renderer, arrangement, variation, len(options.soundfonts))
     relative = audio_path(index, options.audio_format)
     target = options.out / relative
     target.parent.mkdir(parents=True, exist_ok=True)

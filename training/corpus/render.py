@@ -34,6 +34,11 @@ class HeldOutSoundFont(ValueError):
     """A held-out SoundFont given for a training corpus."""
 
 
+class SoundFontGap(ValueError):
+    """The SoundFont lacks a part's instrument, or plays it silent at the part's notes (TimGM6mb's
+    whistle in one 10 s solo of seed 0): the clip is rendered with another SoundFont."""
+
+
 def is_held_out(path: str | Path) -> bool:
     """True for MuseScore General: by file name, by where Debian installs it (links followed),
     or by the name written inside the file (a renamed copy)."""
@@ -133,7 +138,7 @@ class Renderer:
         else:
             channel, program = 0, instrument(part.instrument).program
             if synth.sfpreset_name(font_id, 0, program) is None:
-                raise ValueError(f"the SoundFont has no General MIDI program {program} ({part.instrument})")
+                raise SoundFontGap(f"the SoundFont has no General MIDI program {program} ({part.instrument})")
             synth.program_select(channel, font_id, 0, program)
             low_level.channel_set_tuning(channel, variation["tuning_cents"] / 100.0)
         rate = self.sample_rate
@@ -176,6 +181,9 @@ class Renderer:
         used, stems = {}, {}
         for k, part in enumerate(arrangement.parts):
             stem, info = self.stem(variation["soundfont"], arrangement, k, variation, rng)
+            if part.notes and not np.any(stem):
+                raise SoundFontGap(f"clip {arrangement.index} ({arrangement.style}): the SoundFont plays "
+                                   f"{part.instrument} silent")
             used.update(info)
             stems[k] = stem[start:].astype(np.float64)
         n = len(next(iter(stems.values())))
@@ -191,7 +199,7 @@ class Renderer:
             e = variation["echo"]
             mix += effects.echo(delayed, rate, e["beats"] * arrangement.seconds_per_beat, e["feedback"], e["wet"])
         if not np.any(mix):
-            raise ValueError(f"clip {arrangement.index} ({arrangement.style}) rendered silent")
+            raise SoundFontGap(f"clip {arrangement.index} ({arrangement.style}) rendered silent")
         if variation["chorus"]:
             mix = effects.chorus(mix, rate, **variation["chorus"])
         eq = variation["eq"]
