@@ -49,6 +49,10 @@ def build(out, clips, seed, soundfonts, seconds, workers, sample_rate, audio_for
         manifest = build_corpus(options, workers=workers, progress=not quiet)
     except (ValueError, OSError) as error:
         raise click.ClickException(str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__) from None
+    if manifest.get("reused"):
+        click.echo(f"{out} already holds this corpus ({clips} clips, seed {seed}, the same SoundFont files): "
+                   "nothing rendered")
+        return
     render = manifest["render"]
     click.echo(f"wrote {clips} clips ({render['audio_seconds'] / 60:.1f} min of audio, "
                f"{manifest['tag_vocabulary_size']} tags) to {out}: tracks.csv, manifest.json")

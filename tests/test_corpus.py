@@ -92,6 +92,21 @@ def test_same_seed_gives_the_same_corpus_and_another_seed_another(corpus, tmp_pa
     assert [c["tags"] for c in other["clips"]] != [c["tags"] for c in manifest["clips"][:4]]
 
 
+def test_building_the_same_corpus_again_renders_nothing_and_other_options_render_anew(corpus):
+    out, manifest, _ = corpus
+    options = CorpusOptions(out=out, clips=CLIPS, seed=SEED, soundfonts=(bundled_soundfont(),), seconds=SECONDS)
+    first = out / manifest["clips"][0]["path"]
+    before = first.stat().st_mtime_ns
+    again = build_corpus(options)
+    assert again["reused"] and again["clip_count"] == CLIPS and first.stat().st_mtime_ns == before
+    result = CliRunner().invoke(main, ["corpus", "build", "--out", str(out), "--clips", str(CLIPS), "--seed", str(SEED),
+                                       "--seconds", str(SECONDS), "--soundfont", "timgm6mb", "--quiet"])
+    assert result.exit_code == 0 and "nothing rendered" in result.output
+    from mre.training.corpus.build import already_built
+    assert already_built(CorpusOptions(**{**options.__dict__, "seed": SEED + 1})) is None
+    assert already_built(CorpusOptions(**{**options.__dict__, "clips": CLIPS - 1})) is None
+
+
 def test_musescore_general_is_held_out_of_training_corpora(tmp_path):
     fake = tmp_path / "MuseScore_General.sf3"
     fake.write_bytes(b"RIFF....sfbkLIST")

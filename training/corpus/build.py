@@ -142,8 +142,36 @@ def _prepare_out(out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
 
 
+def _options_record(options: CorpusOptions) -> dict:
+    """What decides a corpus's clips, as its manifest records it."""
+    return {"version": MANIFEST_VERSION, "seed": options.seed, "clip_count": options.clips, "seconds": options.seconds,
+            "length_jitter": options.length_jitter, "sample_rate": options.sample_rate,
+            "audio_format": options.audio_format, "held_out_evaluation": options.held_out_evaluation}
+
+
+def already_built(options: CorpusOptions) -> dict | None:
+    """The manifest of OUT when it holds this very corpus, complete (same options and SoundFont
+    files, every clip on disk): a second `make model` reuses it instead of rendering again."""
+    path = Path(options.out) / "manifest.json"
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if any(manifest.get(key) != value for key, value in _options_record(options).items()):
+        return None
+    fonts = [(p.name, sha256(p)) for p in options.soundfonts]
+    if [(f.get("name"), f.get("sha256")) for f in manifest.get("soundfonts", [])] != fonts:
+        return None
+    clips = manifest.get("clips", [])
+    if len(clips) != options.clips or not all((Path(options.out) / c["path"]).is_file() for c in clips):
+        return None
+    return manifest
+
+
 def build_corpus(options: CorpusOptions, workers: int = 1, progress: bool = False, log=None) -> dict:
-    """Render the corpus; returns the manifest (also written to OUT/manifest.json)."""
+    """Render the corpus; returns the manifest (also written to OUT/manifest.json). When OUT
+    already holds this corpus complete, nothing is rendered and its manifest comes back with
+    "reused": True."""
     if options.clips < 1:
         raise ValueError("--clips must be at least 1")
     if not 1.0 <= options.seconds <= 600.0:
@@ -153,6 +181,9 @@ def build_corpus(options: CorpusOptions, workers: int = 1, progress: bool = Fals
     for font in options.soundfonts:
         check_soundfont(font, options.held_out_evaluation)
     out = Path(options.out)
+    existing = already_built(options)
+    if existing is not None:
+        return existing | {"reused": True}
     _prepare_out(out)
     options = CorpusOptions(**{**options.__dict__, "out": out})
     from tqdm import tqdm
@@ -182,11 +213,8 @@ def build_corpus(options: CorpusOptions, workers: int = 1, progress: bool = Fals
         writer.writerows(rows)
     tag_counts = Counter(tag for r in rows for tag in r["tags"].split("|"))
     manifest = {
-        "version": MANIFEST_VERSION,
         "purpose": "held-out evaluation" if options.held_out_evaluation else "training",
-        "held_out_evaluation": options.held_out_evaluation,
-        "seed": options.seed, "clip_count": options.clips, "seconds": options.seconds,
-        "length_jitter": options.length_jitter, "sample_rate": options.sample_rate, "audio_format": options.audio_format,
+        **_options_record(options),
         "soundfonts": [{"name": p.name, "sha256": sha256(p), "held_out": is_held_out(p),
                         "clips": sum(r["soundfont"] == p.name for r in rows)} for p in options.soundfonts],
         "tag_vocabulary_size": len(tag_counts),
