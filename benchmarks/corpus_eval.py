@@ -157,6 +157,27 @@ def held_out_figures(folder: Path, model: CorpusZeroShotModel, old: ZeroShotTagg
     return figures
 
 
+BOOTSTRAP_RESAMPLES = 2000
+
+
+def paired_interval(truth: np.ndarray, old_scores: np.ndarray, new_scores: np.ndarray,
+                    resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0) -> tuple[float, float]:
+    """95 % interval of (new − old) macro ROC-AUC over tracks drawn with replacement, the same
+    draw for both models (paired): how far a difference on a few dozen tracks is from noise.
+    A draw where a tag lacks positives or negatives leaves that tag out of both macros."""
+    rng = np.random.default_rng(seed)
+    differences = []
+    for _ in range(resamples):
+        draw = rng.integers(0, len(truth), len(truth))
+        old_auc = tag_retrieval_auc(truth[draw], old_scores[draw]).roc_auc
+        new_auc = tag_retrieval_auc(truth[draw], new_scores[draw]).roc_auc
+        kept = np.isfinite(old_auc) & np.isfinite(new_auc)
+        if kept.any():
+            differences.append(float(new_auc[kept].mean() - old_auc[kept].mean()))
+    low, high = np.percentile(differences, [2.5, 97.5])
+    return float(low), float(high)
+
+
 def demo_figures(model: CorpusZeroShotModel, old: ZeroShotTaggerModel, workers: int | None) -> dict:
     import immich_memories_music
 
@@ -169,12 +190,15 @@ def demo_figures(model: CorpusZeroShotModel, old: ZeroShotTaggerModel, workers: 
     rows, means, attributes = embed(paths, model, None, workers)
     truth = truth[rows]
     figures = {"tracks": len(rows)}
+    mood_scores = {}
     for name, make_vector, scorer in (("old", lambda m: old.track_vector(m[:model.label_dim]), old),
                                       ("new", model.track_vector, model)):
         scores = query_scores(scorer, np.stack([make_vector(m) for m in means]), tags, attributes)
         moods = macro(truth, scores, tags, list(DEMO_MOODS))
         sounds = macro(truth, scores, tags, list(DEMO_SOUNDS))
         figures[name] = {"moods": moods[0], "sounds": sounds[0], "per_tag": moods[1] | sounds[1]}
+        mood_scores[name] = scores[:, :len(DEMO_MOODS)]
+    figures["moods_interval"] = paired_interval(truth[:, :len(DEMO_MOODS)], mood_scores["old"], mood_scores["new"])
     return figures
 
 
@@ -217,6 +241,9 @@ def format_figures(held_out: dict, demo: dict | None) -> str:
         lines.append(f"  {'tags':32s}      {'mre-zs-musicnn':>14s}  {'mre-zs-corpus':>13s}")
         lines.append(f"  {'5 mood folders':32s}      {f(demo['old']['moods']):>14s}  {f(demo['new']['moods']):>13s}")
         lines.append(f"  {'acoustic / electronic':32s}      {f(demo['old']['sounds']):>14s}  {f(demo['new']['sounds']):>13s}")
+        low, high = demo["moods_interval"]
+        lines.append(f"  mood folders, new − old: {demo['new']['moods'] - demo['old']['moods']:+.3f} (95 % interval over "
+                     f"{BOOTSTRAP_RESAMPLES:,} paired resamples of the tracks: {low:+.3f} to {high:+.3f})")
         for tag in DEMO_MOODS + DEMO_SOUNDS:
             lines.append(f"    {tag:30s}      {f(demo['old']['per_tag'].get(tag)):>14s}  {f(demo['new']['per_tag'].get(tag)):>13s}")
     return "\n".join(lines)

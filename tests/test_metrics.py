@@ -147,3 +147,15 @@ def test_roc_curve_matches_sklearn_with_ties():
     np.testing.assert_allclose(fpr, expected_fpr)
     np.testing.assert_allclose(tpr, expected_tpr)
     assert np.trapezoid(tpr, fpr) == pytest.approx(roc_auc(labels[:, 0], scores[:, 0]))
+
+
+def test_the_paired_interval_of_a_difference_on_few_tracks_is_zero_for_one_model_and_clear_of_zero_for_a_better_one():
+    from mre.benchmarks.corpus_eval import paired_interval
+
+    rng = np.random.default_rng(1)
+    truth = rng.random((28, 5)) < 0.25
+    truth[:2] = [[True] * 5, [False] * 5]       # every tag has both kinds of track
+    scores = rng.random((28, 5))
+    assert paired_interval(truth, scores, scores, resamples=200) == (0.0, 0.0)
+    low, high = paired_interval(truth, scores, scores + truth, resamples=200)   # every positive lifted
+    assert 0.0 < low <= high <= 1.0
