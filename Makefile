@@ -54,21 +54,23 @@ train-demo: install
 	$(MRE) bench quality --dataset folders --root $(DEMO_TRACKS) --model mre-zs-musicnn \
 		--model demo-models/paper.mre --model demo-models/musicnn.mre --out demo-models/bench
 
-# The shipped corpus model (MODEL_CARD.md): the held-out tag list (seeded), a 4,000-clip corpus
-# rendered through FluidR3_GM and TimGM6mb (never MuseScore General, held out for evaluation),
-# training with the musicnn taggers' features, the weights file mre ships, and the paper's
-# control (random word vectors) in models/. Every step is seeded: the same commands give the
-# same files. An existing corpus is reused (its manifest says it is complete).
+# The shipped corpus model (MODEL_CARD.md): the held-out tag list (seeded), an 8,000-clip corpus
+# rendered through three SoundFonts of real-instrument samples, FluidR3_GM, TimGM6mb and
+# csound's GM bank (never MuseScore General, held out for evaluation), training with the musicnn
+# taggers' features, the weights file mre ships, and the paper's control (random word vectors)
+# in models/. Every step is seeded: the same commands give the same files. `mre corpus build`
+# renders nothing when corpus/train already holds this corpus.
 FLUIDR3 ?= /usr/share/sounds/sf2/FluidR3_GM.sf2
+CSOUND_GM ?= /usr/share/sounds/sf2/sf_GMbank.sf2
 model: install
+	@test -f $(FLUIDR3) -a -f $(CSOUND_GM) || { echo "make model needs FluidR3_GM and csound's GM bank: apt-get install fluid-soundfont-gm csound-soundfont"; exit 1; }
 	$(PY) -m mre.training.corpus.held_out > /dev/null
-	test -f corpus/train/manifest.json || $(MRE) corpus build --out corpus/train --clips 4000 --seed 0 --workers 2 \
-		--quiet --soundfont $(FLUIDR3) --soundfont timgm6mb
+	$(MRE) corpus build --out corpus/train --clips 8000 --seed 0 --workers 2 --quiet \
+		--soundfont $(FLUIDR3) --soundfont timgm6mb --soundfont $(CSOUND_GM)
 	$(PY) -m mre.training.model_build --corpus corpus/train --work models --ship embedder/weights/mre-zs-corpus.npz
 
 # mre info's learned key profiles and tempo-octave decision (README, "Tempo and key from the
-# corpus"): a 1,500-clip FluidR3_GM + TimGM6mb corpus (seed 0: the first 1,500 clips of
-# corpus/train) and embedder/audio/data/attribute_model.json; then the held-out figures.
+# corpus"): a 1,500-clip FluidR3_GM + TimGM6mb corpus (seed 0) and embedder/audio/data/attribute_model.json; then the held-out figures.
 attribute-model: install
 	test -f corpus/attributes/manifest.json || $(MRE) corpus build --out corpus/attributes --clips 1500 --seed 0 \
 		--workers 2 --quiet --soundfont $(FLUIDR3) --soundfont timgm6mb
