@@ -29,7 +29,7 @@ def bench():
               help="For gtzan: folder with train/valid/test list files (default: the root).")
 @click.option("--split", default="test", show_default=True, help="Which split to evaluate.")
 @click.option("--model", "models", multiple=True,
-              help="Model name or model file (default mre-zs-musicnn); repeat to compare models side by side.")
+              help="Model name or model file (default mre-zs-corpus); repeat to compare models side by side.")
 @click.option("--out", type=click.Path(file_okay=False), default="bench-out", show_default=True,
               help="Folder for quality.json, per_tag.csv and the PNGs.")
 @json_option
@@ -38,7 +38,7 @@ def bench():
 @click.option("--workers", type=click.IntRange(min=0), default=None, help="Decode processes (default: cores − 1).")
 @click.option("--threshold", type=float, default=None,
               help="Per-track predictions (predictions.csv) keep the tags scoring this or more  [default: 0.15]. "
-                   "Scores are 0–1 for mre-zs-musicnn and the taggers; the taggers learnt from sparse tags, so most "
+                   "Scores are 0–1 for the zero-shot models and the taggers; the taggers learnt from sparse tags, so most "
                    "tags of a track score near 0 and one that applies stands out at 0.15 or more (where mre train's "
                    "teacher takes a label as a track's tag). A trained model's scores are cosines: choose your own.")
 @one_line_errors
@@ -62,12 +62,13 @@ def quality(dataset, root, tracks, split_dir, split, models, out, as_json, devic
     from mre.benchmarks.quality import format_comparison, format_table
     from mre.benchmarks.quality_predictions import DEFAULT_THRESHOLD, format_examples
     from mre.benchmarks.quality_run import run_quality
+    from mre.embedder.models.factory import DEFAULT_MODEL
 
     models = list(models) or [None]
     reports = []
     for model in models:
         # several models: each writes into its own sub-folder of --out
-        target = Path(out) / Path(model or "mre-zs-musicnn").name if len(models) > 1 else Path(out)
+        target = Path(out) / Path(model or DEFAULT_MODEL).name if len(models) > 1 else Path(out)
         report, written = run_quality(dataset, root, tracks=tracks, split_dir=split_dir, split=split, model_name=model,
                                       out=target, device=device, word_vectors=word_vectors, workers=workers,
                                       threshold=DEFAULT_THRESHOLD if threshold is None else threshold)
@@ -80,7 +81,7 @@ def quality(dataset, root, tracks, split_dir, split, models, out, as_json, devic
     if as_json:
         emit_json(reports[0].to_json() if len(reports) == 1 else {"models": [r.to_json() for r in reports]})
     elif len(reports) > 1:
-        click.echo(format_comparison(reports, [model or "mre-zs-musicnn" for model in models]))
+        click.echo(format_comparison(reports, [model or DEFAULT_MODEL for model in models]))
 
 
 @bench.command()
@@ -115,7 +116,7 @@ def speed(library, sizes, search_vectors, reindex_files, model, device, out, as_
 
     from mre.benchmarks import reindex_speed, search_speed, tagging_speed
     from mre.embedder.audio.decode import audio_files_under
-    from mre.embedder.models.factory import load_model
+    from mre.embedder.models.factory import DEFAULT_MODEL, load_model
     from mre.embedder.runner import default_workers
 
     sizes = [int(s) for s in sizes.replace("_", "").split(",") if s.strip()]
@@ -128,7 +129,7 @@ def speed(library, sizes, search_vectors, reindex_files, model, device, out, as_
             paths = [str(p) for p in audio_files_under(library)]
         else:
             paths = tagging_speed._demo_files() or tagging_speed._generated_files(Path(scratch))
-        model_name = model or "mre-zs-musicnn"
+        model_name = model or DEFAULT_MODEL
         report["embedding"] = figures = tagging_speed.measure(paths, model_name, 64, default_workers(), device, "float32")
         click.echo(f"embedding ({model_name}, {figures['device']}): end to end {figures['end_to_end_x_realtime']}× "
                    f"realtime, decode only {figures['decode_only_x_realtime']}× — ratio "

@@ -15,7 +15,7 @@ k_option = click.option("-k", "k", type=click.IntRange(min=1), default=10, show_
                         help="How many results.")
 model_option = click.option(
     "--model", default=None,
-    help="Model name (zero-shot: mre-zs-musicnn, mre-zs-corpus; taggers musicnn-msd, musicnn-mtt, musicnn-vgg-msd, "
+    help="Model name (zero-shot: mre-zs-corpus, the default, and mre-zs-musicnn; taggers musicnn-msd, musicnn-mtt, musicnn-vgg-msd, "
          "musicnn-vgg-mtt) or a model file.")
 device_option = click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
                              show_default=True, help="Where the model runs.")

@@ -50,7 +50,11 @@ def test_a_file_has_the_same_tags_in_the_store_and_as_an_outside_path(cli, store
                                    "--json").stdout)
     [outside_tags] = json.loads(cli("tags", outside, "--store", store, "-k", "12", "--json").stdout)
     assert [e["tag"] for e in outside_tags["tags"]] == [e["tag"] for e in inside_tags["tags"]]
-    assert [e["score"] for e in outside_tags["tags"]] == [e["score"] for e in inside_tags["tags"]]
+    # the trained head runs on the patches of one file here and on batches mixing several files
+    # when indexing: float32 matrix products of another shape round the last bits differently
+    # (seen: 1e-6, one step of the 6 places shown); the order above is asserted exactly
+    assert [e["score"] for e in outside_tags["tags"]] == pytest.approx([e["score"] for e in inside_tags["tags"]],
+                                                                      abs=1e-5)
     inside_card, outside_card = json.loads(cli("info", music_library / "techno_a.wav", outside, "--store", store,
                                                "--json").stdout)
     assert outside_card["top_tags"] == inside_card["top_tags"] == [e["tag"] for e in inside_tags["tags"][:5]]

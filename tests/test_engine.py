@@ -9,6 +9,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from mre.embedder.models.factory import DEFAULT_MODEL
+
 
 def test_index_summary_and_store_layout(store, music_library):
     current = (store / "CURRENT").read_text().strip()
@@ -21,7 +23,7 @@ def test_index_summary_and_store_layout(store, music_library):
                                         "vector", "model_id", "top_tags"}
     assert all(6.9 <= d <= 7.1 for d in tracks.column("duration").to_pylist())
     meta = json.loads((generation / "meta.json").read_text())
-    assert meta["model_id"].startswith("mre-zs-musicnn@")
+    assert meta["model_id"].startswith(f"{DEFAULT_MODEL}@")
     assert meta["counts"]["tracks"] == 8
     skipped = pq.read_table(generation / "skipped.parquet").to_pylist()
     assert {Path(r["path"]).name for r in skipped} == {"empty.wav", "notes.mp3", "truncated.wav"}

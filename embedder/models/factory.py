@@ -17,9 +17,10 @@ from mre.embedder.models.zeroshot import MODEL_NAME as TAGGER_ZEROSHOT_MODEL, Ze
 if TYPE_CHECKING:
     import torch
 
-# The model `mre index` uses when none is named. mre-zs-musicnn stays available by name, and a
-# store made with it keeps being searched with it (the store records its model).
-DEFAULT_MODEL = TAGGER_ZEROSHOT_MODEL
+# The model `mre index` uses when none is named: the taggers' labels plus the space trained on
+# the rendered corpus (MODEL_CARD.md). mre-zs-musicnn stays available by name, and a store made
+# with it keeps being indexed and searched with it (the store records its model).
+DEFAULT_MODEL = CORPUS_MODEL_NAME
 
 __all__ = ["DEFAULT_MODEL", "TaggerModel", "load_model", "model_names", "shown_scores"]
 
