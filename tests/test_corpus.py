@@ -107,6 +107,13 @@ def test_building_the_same_corpus_again_renders_nothing_and_other_options_render
     assert already_built(CorpusOptions(**{**options.__dict__, "clips": CLIPS - 1})) is None
 
 
+def test_a_smaller_corpus_built_over_a_larger_one_leaves_none_of_its_clips(tmp_path):
+    _build(tmp_path, clips=4)
+    smaller = _build(tmp_path, clips=2)
+    on_disk = sorted(str(p.relative_to(tmp_path)) for p in (tmp_path / "audio").rglob("*.flac"))
+    assert on_disk == sorted(c["path"] for c in smaller["clips"]) and len(on_disk) == 2
+
+
 def test_musescore_general_is_held_out_of_training_corpora(tmp_path):
     fake = tmp_path / "MuseScore_General.sf3"
     fake.write_bytes(b"RIFF....sfbkLIST")

@@ -168,6 +168,15 @@ def already_built(options: CorpusOptions) -> dict | None:
     return manifest
 
 
+def _clip_paths(out: Path) -> set[str]:
+    """The clip files the manifest in OUT lists (none without one)."""
+    try:
+        manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+        return {str(c["path"]) for c in manifest.get("clips", []) if ".." not in Path(str(c["path"])).parts}
+    except (OSError, ValueError, KeyError, TypeError):
+        return set()
+
+
 def build_corpus(options: CorpusOptions, workers: int = 1, progress: bool = False, log=None) -> dict:
     """Render the corpus; returns the manifest (also written to OUT/manifest.json). When OUT
     already holds this corpus complete, nothing is rendered and its manifest comes back with
@@ -185,6 +194,7 @@ def build_corpus(options: CorpusOptions, workers: int = 1, progress: bool = Fals
     if existing is not None:
         return existing | {"reused": True}
     _prepare_out(out)
+    earlier = _clip_paths(out)  # a corpus built here before with other options: its clips
     options = CorpusOptions(**{**options.__dict__, "out": out})
     from tqdm import tqdm
 
@@ -227,4 +237,6 @@ def build_corpus(options: CorpusOptions, workers: int = 1, progress: bool = Fals
         "clips": [r["entry"] for r in results],
     }
     write_text_atomic(out / "manifest.json", json.dumps(manifest, indent=1) + "\n")
+    for stale in earlier - {r["path"] for r in rows}:  # not left to be indexed or trained on by mistake
+        (out / stale).unlink(missing_ok=True)
     return manifest
