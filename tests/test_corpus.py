@@ -105,6 +105,31 @@ def test_building_the_same_corpus_again_renders_nothing_and_other_options_render
     from mre.training.corpus.build import already_built
     assert already_built(CorpusOptions(**{**options.__dict__, "seed": SEED + 1})) is None
     assert already_built(CorpusOptions(**{**options.__dict__, "clips": CLIPS - 1})) is None
+    manifest_path = out / "manifest.json"
+    kept = manifest_path.read_text()
+    try:      # made by other generator code: not this corpus
+        manifest_path.write_text(json.dumps(json.loads(kept) | {"generator": "other code"}))
+        assert already_built(options) is None
+    finally:
+        manifest_path.write_text(kept)
+
+
+def test_the_generator_fingerprint_follows_the_code_not_its_prose(tmp_path):
+    import shutil
+
+    from mre.training.corpus import build as build_module
+    from mre.training.corpus.build import GENERATOR_MODULES, generator_fingerprint
+
+    source = os.path.dirname(build_module.__file__)
+    for name in GENERATOR_MODULES:
+        shutil.copy(os.path.join(source, f"{name}.py"), tmp_path / f"{name}.py")
+    assert generator_fingerprint(tmp_path) == generator_fingerprint()
+    render = tmp_path / "render.py"
+    text = render.read_text()
+    render.write_text(text.replace('"""Playing an arrangement', '"""Rendering an arrangement', 1) + "\n# a comment\n")
+    assert generator_fingerprint(tmp_path) == generator_fingerprint()
+    render.write_text(text.replace("LEVEL_DBFS = {", "LEVEL_DBFS = {**{}, ", 1))
+    assert generator_fingerprint(tmp_path) != generator_fingerprint()
 
 
 def test_a_smaller_corpus_built_over_a_larger_one_leaves_none_of_its_clips(tmp_path):

@@ -16,6 +16,7 @@ the same seed extends a smaller one.
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import sys
 import time
@@ -142,16 +143,39 @@ def _prepare_out(out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
 
 
+# the modules that make a clip's music, tags and sound: a corpus made by other code is not "this corpus"
+GENERATOR_MODULES = ("arrangements", "music", "styles", "instruments", "render", "effects")
+
+
+def generator_fingerprint(folder: Path | None = None) -> str:
+    """sha256 over the generator modules' code, docstrings and comments left out (an edit of the
+    prose does not make a corpus stale; an edit of the code does)."""
+    import ast
+
+    digest = hashlib.sha256()
+    folder = Path(__file__).resolve().parent if folder is None else Path(folder)
+    for name in GENERATOR_MODULES:
+        tree = ast.parse((folder / f"{name}.py").read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            body = getattr(node, "body", None)
+            if isinstance(body, list) and body and isinstance(body[0], ast.Expr) \
+                    and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str):
+                node.body = body[1:] or [ast.Pass()]
+        digest.update(name.encode() + ast.dump(tree).encode())
+    return digest.hexdigest()
+
+
 def _options_record(options: CorpusOptions) -> dict:
     """What decides a corpus's clips, as its manifest records it."""
-    return {"version": MANIFEST_VERSION, "seed": options.seed, "clip_count": options.clips, "seconds": options.seconds,
+    return {"version": MANIFEST_VERSION, "generator": generator_fingerprint(), "seed": options.seed, "clip_count": options.clips, "seconds": options.seconds,
             "length_jitter": options.length_jitter, "sample_rate": options.sample_rate,
             "audio_format": options.audio_format, "held_out_evaluation": options.held_out_evaluation}
 
 
 def already_built(options: CorpusOptions) -> dict | None:
-    """The manifest of OUT when it holds this very corpus, complete (same options and SoundFont
-    files, every clip on disk): a second `make model` reuses it instead of rendering again."""
+    """The manifest of OUT when it holds this very corpus, complete (same options, generator code
+    and SoundFont files, every clip on disk): a second `make model` reuses it instead of
+    rendering again."""
     path = Path(options.out) / "manifest.json"
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
