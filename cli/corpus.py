@@ -50,8 +50,8 @@ def build(out, clips, seed, soundfonts, seconds, workers, sample_rate, audio_for
     except (ValueError, OSError) as error:
         raise click.ClickException(str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__) from None
     if manifest.get("reused"):
-        click.echo(f"{out} already holds this corpus ({clips} clips, seed {seed}, the same generator code and SoundFont files): "
-                   "nothing rendered")
+        click.echo(f"{out} already holds this corpus ({clips} clips, seed {seed}, the same generator code and "
+                   "SoundFont files): nothing rendered")
         return
     render = manifest["render"]
     click.echo(f"wrote {clips} clips ({render['audio_seconds'] / 60:.1f} min of audio, "

@@ -167,7 +167,8 @@ def generator_fingerprint(folder: Path | None = None) -> str:
 
 def _options_record(options: CorpusOptions) -> dict:
     """What decides a corpus's clips, as its manifest records it."""
-    return {"version": MANIFEST_VERSION, "generator": generator_fingerprint(), "seed": options.seed, "clip_count": options.clips, "seconds": options.seconds,
+    return {"version": MANIFEST_VERSION, "generator": generator_fingerprint(), "seed": options.seed,
+            "clip_count": options.clips, "seconds": options.seconds,
             "length_jitter": options.length_jitter, "sample_rate": options.sample_rate,
             "audio_format": options.audio_format, "held_out_evaluation": options.held_out_evaluation}
 
