@@ -58,3 +58,16 @@ def test_pole_words_relate_to_their_attribute():
     assert model.query_vector("energetic").attribute_weights["onset_density"] > 0
     assert model.query_vector("not energetic").attribute_weights["onset_density"] < 0
     assert model.query_vector("piano").attribute_weights == {}  # label words stay exact
+
+
+def test_major_and_minor_weigh_the_mode_and_lend_it_to_no_other_word():
+    from mre.embedder.models.zeroshot import ZeroShotTaggerModel
+
+    model = ZeroShotTaggerModel()
+    major, minor = model.attribute_weights("major"), model.attribute_weights("minor")
+    assert major["mode_strength"] > 0 > minor["mode_strength"]
+    assert model.attribute_weights("sad minor key")["mode_strength"] < 0
+    assert model.attribute_weights("no minor")["mode_strength"] > 0
+    # GloVe's major − minor direction ("major league", "minor injury") reaches these words; the mode does not
+    for word in ("tuba", "viola", "lullaby", "banjo", "league"):
+        assert "mode_strength" not in model.attribute_weights(word), word

@@ -73,7 +73,15 @@ ATTRIBUTE_POLES = (
     ("calm", "energetic", {"bpm": 1.0, "loudness_db": 1.0, "onset_density": 1.0}),
     ("sad", "happy", {"mode_strength": 1.0, "bpm": 1.0, "loudness_db": 1.0}),
 )
-ATTRIBUTE_COLUMNS = tuple(dict.fromkeys(column for _, _, cues in ATTRIBUTE_POLES for column in cues))
+# Pole pairs whose words name the attribute outright, weighed only for those words themselves:
+# the direction minor → major in GloVe is mostly "minor injury" against "major league", so let
+# loose on every word it would move instrument words by the mode (measured on the training
+# corpus's validation clips: MODEL_CARD.md, "Tried, not adopted: a mode pole"); "major" and
+# "minor" in a query are the mode.
+WORD_POLES = (
+    ("minor", "major", {"mode_strength": 1.0}),
+)
+ATTRIBUTE_COLUMNS = tuple(dict.fromkeys(column for _, _, cues in ATTRIBUTE_POLES + WORD_POLES for column in cues))
 # A relation r of a query to a pole pair moves the score by r standard deviations of the label
 # evidence (the score's scale is set where it is computed: mre.embedder.models.scoring.attribute_scores);
 # a pair's cues share that weight (unit-length cue vector).
@@ -130,6 +138,7 @@ class ZeroShotTaggerModel:
         self._label_hubness: np.ndarray | None = None          # with _label_matrix
         self._frequent: np.ndarray | None = None               # unit vectors of the frequent words (CSLS)
         self._poles: list | None = None                        # attribute pole directions and their cues
+        self._word_poles: dict | None = None                   # WORD_POLES by pole word
 
     # tags a trained model learnt from; the taggers' zero-shot models learnt none here
     seen_tags: list[str] | None = None
@@ -243,23 +252,45 @@ class ZeroShotTaggerModel:
         cue columns (unit-length cue vector).
         """
         if self._poles is None:
-            directions = []
-            for low, high, cues in ATTRIBUTE_POLES:
-                low_vec, high_vec = self.words.phrase_vector(low).vector, self.words.phrase_vector(high).vector
-                if low_vec is not None and high_vec is not None:
-                    direction = high_vec - low_vec
-                    norm = float(np.sqrt(sum(v * v for v in cues.values())))
-                    directions.append((direction / max(float(np.linalg.norm(direction)), 1e-12),
-                                       {column: v / norm for column, v in cues.items()}))
-            self._poles = directions
+            self._poles = self._pole_directions(ATTRIBUTE_POLES)
+        return self._relations(phrase_vector, self._poles)
+
+    def _pole_directions(self, poles) -> list:
+        """(unit direction high − low, cue shares) of each pole pair whose words have vectors."""
+        directions = []
+        for low, high, cues in poles:
+            low_vec, high_vec = self.words.phrase_vector(low).vector, self.words.phrase_vector(high).vector
+            if low_vec is not None and high_vec is not None:
+                direction = high_vec - low_vec
+                norm = float(np.sqrt(sum(v * v for v in cues.values())))
+                directions.append((direction / max(float(np.linalg.norm(direction)), 1e-12),
+                                   {column: v / norm for column, v in cues.items()}))
+        return directions
+
+    @staticmethod
+    def _relations(phrase_vector: np.ndarray, poles: list) -> dict[str, float]:
         unit = phrase_vector / max(float(np.linalg.norm(phrase_vector)), 1e-12)
         threshold = 2.0 / np.sqrt(len(unit))
         weights: dict[str, float] = {}
-        for direction, cues in self._poles:
+        for direction, cues in poles:
             relation = float(direction @ unit)
             if abs(relation) >= threshold:
                 for column, share in cues.items():
                     weights[column] = weights.get(column, 0.0) + relation * share
+        return weights
+
+    def _word_pole_relations(self, tokens: tuple[str, ...]) -> dict[str, float]:
+        """The WORD_POLES weights of a run of words: each of its words that is a pole word of
+        one of them ("minor", "major") relates to that pole alone, as any word does in
+        _pole_relations."""
+        if self._word_poles is None:
+            self._word_poles = {word: self._pole_directions([pole]) for pole in WORD_POLES for word in pole[:2]}
+        weights: dict[str, float] = {}
+        for token in tokens:
+            if token in self._word_poles:
+                vector = self.words.phrase_vector(token).vector
+                for column, weight in self._relations(vector, self._word_poles[token]).items():
+                    weights[column] = weights.get(column, 0.0) + weight
         return weights
 
     def attribute_weights(self, text: str) -> dict[str, float]:
@@ -286,7 +317,10 @@ class ZeroShotTaggerModel:
                 vector = self.words.phrase_vector(" ".join(seq)).vector
                 if vector is not None:
                     known = True
-                    for column, weight in self._pole_relations(vector).items():
+                    relations = self._pole_relations(vector)
+                    for column, weight in self._word_pole_relations(seq).items():
+                        relations[column] = relations.get(column, 0.0) + weight
+                    for column, weight in relations.items():
                         sums[column] = sums.get(column, 0.0) + sign * weight
             known_terms += bool(known)
         # averaged over the query's terms, as the label weights are
