@@ -27,6 +27,8 @@ HELD_OUT_NAME = re.compile(r"muse[\W_]*score[\W_]*general", re.IGNORECASE)
 HELD_OUT_DIRS = ("/usr/share/sounds/sf2", "/usr/share/sounds/sf3", "/usr/share/mscore", "/usr/share/musescore")
 # dBFS RMS by dynamic: soft clips sit ~10 dB under medium ones, loud ones ~6 dB over, as
 # quiet and loud passages of mastered music do (EBU R 128 loudness ranges of 5-20 LU).
+# TinySoundFont's quick release after a reset: a held organ note falls silent 11.6 ms after it; 40 times that
+RELEASE_SECONDS = 0.5
 LEVEL_DBFS = {"soft": (-32.0, -27.0), "medium": (-24.0, -18.0), "loud": (-15.0, -11.0)}
 
 
@@ -128,6 +130,10 @@ class Renderer:
         part = arrangement.parts[part_index]
         low_level = synth.soundfonts[font_id]
         low_level.reset()
+        # reset only starts a quick release of the voices still sounding: rendered on, they would
+        # take voice slots and change the order voices are summed in, so a clip's last bits
+        # would depend on the clips this process rendered before. Let them die first.
+        low_level.render(np.zeros((int(RELEASE_SECONDS * self.sample_rate), 2), dtype=np.float32), False)
         used = {}
         if part.drums:
             channel, preset = 9, DRUM_KITS[part.instrument].preset
