@@ -138,7 +138,7 @@ class ZeroShotTaggerModel:
         self._label_hubness: np.ndarray | None = None          # with _label_matrix
         self._frequent: np.ndarray | None = None               # unit vectors of the frequent words (CSLS)
         self._poles: list | None = None                        # attribute pole directions and their cues
-        self._word_poles: dict | None = None                   # WORD_POLES by pole word
+        self._word_poles: dict | None = None                   # WORD_POLES weights by pole word
 
     # tags a trained model learnt from; the taggers' zero-shot models learnt none here
     seen_tags: list[str] | None = None
@@ -282,15 +282,18 @@ class ZeroShotTaggerModel:
     def _word_pole_relations(self, tokens: tuple[str, ...]) -> dict[str, float]:
         """The WORD_POLES weights of a run of words: each of its words that is a pole word of
         one of them ("minor", "major") relates to that pole alone, as any word does in
-        _pole_relations."""
+        _pole_relations (a word's weights are computed once; none where the word vectors lack
+        the pole's words)."""
         if self._word_poles is None:
-            self._word_poles = {word: self._pole_directions([pole]) for pole in WORD_POLES for word in pole[:2]}
+            self._word_poles = {}
+            for pole in WORD_POLES:
+                directions = self._pole_directions([pole])
+                for word in pole[:2] if directions else ():
+                    self._word_poles[word] = self._relations(self.words.phrase_vector(word).vector, directions)
         weights: dict[str, float] = {}
         for token in tokens:
-            if token in self._word_poles:
-                vector = self.words.phrase_vector(token).vector
-                for column, weight in self._relations(vector, self._word_poles[token]).items():
-                    weights[column] = weights.get(column, 0.0) + weight
+            for column, weight in self._word_poles.get(token, {}).items():
+                weights[column] = weights.get(column, 0.0) + weight
         return weights
 
     def attribute_weights(self, text: str) -> dict[str, float]:
