@@ -70,7 +70,8 @@ model: install
 	$(PY) -m mre.training.model_build --corpus corpus/train --work models --ship embedder/weights/mre-zs-corpus.npz
 
 # mre info's learned key profiles and tempo-octave decision (README, "Tempo and key from the
-# corpus"): a 1,500-clip FluidR3_GM + TimGM6mb corpus (seed 0) and embedder/audio/data/attribute_model.json; then the held-out figures.
+# corpus"): a 1,500-clip FluidR3_GM + TimGM6mb corpus (seed 0) and
+# embedder/audio/data/attribute_model.json; then the held-out figures.
 attribute-model: install
 	test -f corpus/attributes/manifest.json || $(MRE) corpus build --out corpus/attributes --clips 1500 --seed 0 \
 		--workers 2 --quiet --soundfont $(FLUIDR3) --soundfont timgm6mb
