@@ -83,6 +83,10 @@ TUNE_K = 10
 TRAIN_SAMPLE_MIN = 65536
 TRAIN_POINTS_PER_LIST = 64
 TRAIN_SEED = 1234
+# Vectors are added this many at a time: a whitened index transforms what it is given in one
+# piece, so one call with a whole store held a transformed copy of it beside the original and
+# the index's exact copy (10M x 92: peak 11.3 GiB for 3.4 GiB of vectors).
+ADD_BLOCK = 1 << 18
 
 _SEARCH_PARAM_NAMES = ("nprobe", "efSearch", "k_factor_rf", "k_factor", "quantizer_efSearch")
 
@@ -251,8 +255,8 @@ def build_index(vectors: np.ndarray, spec: str) -> Any:
         index.is_trained = True
         if scalar is not None:
             _use_uniform_levels(scalar, sample)
-    if n_vectors:
-        index.add(vectors)
+    for start in range(0, n_vectors, ADD_BLOCK):
+        index.add(vectors[start:start + ADD_BLOCK])
     apply_search_params(index, search_params(spec, n_vectors))
     return index
 

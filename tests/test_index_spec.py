@@ -185,6 +185,32 @@ def test_whitened_index_survives_a_write_and_read(tmp_path):
     np.testing.assert_array_equal(search(loaded, queries, 10)[1], search(index, queries, 10)[1])
 
 
+def test_a_store_added_in_blocks_is_the_index_added_at_once(monkeypatch):
+    # big stores are added a block at a time (no whole transformed copy): the same index, up
+    # to the float32 rounding of A x, whose summation order follows the block's size
+    database = anisotropic_vectors(6000, 16, seed=12)
+    queries = anisotropic_vectors(40, 16, seed=13)
+    spec = "Whiten0.5,IVF32,PQ16x4fs,RFlat"
+    at_once = build_index(database, spec)
+    monkeypatch.setattr(index_spec, "ADD_BLOCK", 1000)
+    in_blocks = build_index(database, spec)
+    assert in_blocks.ntotal == at_once.ntotal == len(database)
+    exact = queries.astype(np.float64) @ database.T.astype(np.float64)
+    transform = faiss.downcast_VectorTransform(faiss.downcast_index(at_once).chain.at(0))
+    a = faiss.vector_to_array(transform.A).reshape(16, 16).astype(np.float64)
+    # as in test_whitened_lists_keep_every_inner_product, for the largest vector
+    bound = 4 * 16 * 2.0 ** -24 * np.linalg.norm(a) * np.linalg.norm(np.linalg.inv(a)) * \
+        np.linalg.norm(queries, axis=1)[:, None] * np.linalg.norm(database, axis=1).max()
+    ranked = []
+    for index in (at_once, in_blocks):
+        apply_search_params(index, {"nprobe": 32, "k_factor_rf": 32})
+        scores, found = search(index, queries, 10)
+        assert (np.abs(scores - np.take_along_axis(exact, found, axis=1)) <= bound).all()
+        ranked.append(np.take_along_axis(exact, found, axis=1))
+    # rank by rank the same tracks, or tracks whose exact scores tie within the rounding
+    assert (np.abs(ranked[0] - ranked[1]) <= 2 * bound).all()
+
+
 def test_approximate_index_keeps_recall_on_random_vectors():
     database = unit_vectors(20_000, 100, seed=0)
     queries = unit_vectors(100, 100, seed=1)
