@@ -49,13 +49,11 @@ def test_a_file_has_the_same_tags_in_the_store_and_as_an_outside_path(cli, store
     [inside_tags] = json.loads(cli("tags", music_library / "techno_a.wav", "--store", store, "-k", "12",
                                    "--json").stdout)
     [outside_tags] = json.loads(cli("tags", outside, "--store", store, "-k", "12", "--json").stdout)
-    assert [e["tag"] for e in outside_tags["tags"]] == [e["tag"] for e in inside_tags["tags"]]
     # the corpus model's trained head runs on the patches of one file here and on batches mixing
     # several files when indexing: float32 products of another shape round differently. Bound:
     # each of its three products (200+200 → 256 → 100, then the word's inner product) is off by
     # at most n·u of its standardised, order-one terms; the scale multiplies that, the sigmoid's
-    # slope (≤ 1/4) carries it to the shown score, rounded to 6 places on both sides. The order
-    # above is asserted exactly.
+    # slope (≤ 1/4) carries it to the shown score, rounded to 6 places on both sides.
     from mre.embedder.models.factory import load_model
 
     model = load_model()                     # the default, which indexed the store
@@ -63,11 +61,21 @@ def test_a_file_has_the_same_tags_in_the_store_and_as_an_outside_path(cli, store
     products = sum(head[k].shape[1] for k in ("head_weight_1", "head_weight_2") if k in head) + \
         (model.trained_dim if head else 0)
     bound = 0.25 * getattr(model, "scale", 0.0) * products * 2.0 ** -24 + 1e-6
-    assert [e["score"] for e in outside_tags["tags"]] == pytest.approx([e["score"] for e in inside_tags["tags"]],
-                                                                      abs=bound)
+    inside = {e["tag"]: e["score"] for e in inside_tags["tags"]}
+    ranked_inside = [e["score"] for e in inside_tags["tags"]]
+
+    def same_order(tags, ranks):
+        # rank by rank the same tag, or one whose in-store score ties with it within the bound
+        # (two tags that close may swap places on another CPU); the 12 listed cover the 10 ranks
+        return all(tag in inside and abs(inside[tag] - ranked_inside[rank]) <= 2 * bound
+                   for rank, tag in zip(range(ranks), tags))
+
+    assert same_order([e["tag"] for e in outside_tags["tags"]], 10)
+    assert [e["score"] for e in outside_tags["tags"]] == pytest.approx(ranked_inside, abs=bound)
     inside_card, outside_card = json.loads(cli("info", music_library / "techno_a.wav", outside, "--store", store,
                                                "--json").stdout)
-    assert outside_card["top_tags"] == inside_card["top_tags"] == [e["tag"] for e in inside_tags["tags"][:5]]
+    assert len(outside_card["top_tags"]) == len(inside_card["top_tags"]) == 5
+    assert same_order(outside_card["top_tags"], 5) and same_order(inside_card["top_tags"], 5)
 
 
 def test_info_needs_no_store_for_files(cli, store, music_library, tmp_path):
