@@ -1,6 +1,6 @@
 """Tempo, key and mode of `mre info` on a held-out rendered corpus, against the fixed rules.
 
-    python -m mre.benchmarks.corpus_attributes [--held-out corpus/heldout] [--clips 400] [--seed 20190] [--json OUT]
+    python -m mre.benchmarks.corpus_attributes [--held-out corpus/heldout] [--clips 600] [--seed 20190] [--json OUT]
 
 The held-out set is rendered through MuseScore General (the SoundFont no training corpus
 contains, `mre corpus build --held-out-evaluation`) with a seed the training corpus does not
@@ -33,10 +33,10 @@ import numpy as np
 
 from mre.benchmarks.attribute_eval import fixed_rules, mirex_key_score
 from mre.embedder.audio import attributes as A
+from mre.training.corpus.build import HELD_OUT_CLIPS, HELD_OUT_SEED
 
 SAMPLE_RATE = 16000
 TOLERANCE = 0.04
-HELD_OUT_SEED = 20190  # the training corpus is seed 0; clips depend on (seed, index) only
 OCTAVES = (0.5, 1.0, 2.0)
 OCTAVES_AND_THIRDS = (1.0 / 3.0, 0.5, 1.0, 2.0, 3.0)
 METHODS = ("shipped", "fixed rules", "naive prior")
@@ -77,22 +77,13 @@ def score(rows: list[dict], method: str) -> dict:
 
 
 def ensure_held_out(folder: Path, clips: int, seed: int, workers: int) -> dict:
-    """The held-out set's manifest, rendering the set first if the folder holds none."""
-    from mre.training.corpus.build import CorpusOptions, build_corpus, resolve_soundfonts
+    """The held-out set's manifest (rendered, or rendered again, unless the folder holds it)."""
+    from mre.training.corpus.build import held_out_set
 
-    manifest_path = folder / "manifest.json"
-    if not manifest_path.is_file():
-        font = sorted(Path("/usr/share/sounds/sf3").glob("MuseScore_General*.sf3")) + \
-            sorted(Path("/usr/share/sounds/sf2").glob("MuseScore_General*.sf2"))
-        if not font:
-            raise SystemExit("MuseScore General is not installed (apt-get install musescore-general-soundfont)")
-        options = CorpusOptions(out=folder, clips=clips, seed=seed, held_out_evaluation=True,
-                                soundfonts=resolve_soundfonts([str(font[-1])], held_out_evaluation=True))
-        build_corpus(options, workers=workers, progress=True)
-    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    if not manifest.get("held_out_evaluation"):
-        raise SystemExit(f"{folder} is a training corpus, not a held-out evaluation set")
-    return manifest
+    try:
+        return held_out_set(folder, clips, seed, workers)
+    except ValueError as error:
+        raise SystemExit(str(error)) from None
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -102,7 +93,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     parser = argparse.ArgumentParser(prog="python -m mre.benchmarks.corpus_attributes", description=__doc__.split("\n")[0])
     parser.add_argument("--held-out", type=Path, default=Path("corpus/heldout"))
-    parser.add_argument("--clips", type=int, default=400, help="clips to render when the set is not there yet")
+    parser.add_argument("--clips", type=int, default=HELD_OUT_CLIPS, help="clips in the held-out set (the same set as corpus_eval's by default)")
     parser.add_argument("--seed", type=int, default=HELD_OUT_SEED)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")

@@ -35,9 +35,8 @@ from mre.embedder.audio.attributes import extract_attributes
 from mre.embedder.models.corpus_model import CorpusZeroShotModel
 from mre.embedder.runner import embed_files
 from mre.embedder.models.zeroshot import ZeroShotTaggerModel
+from mre.training.corpus.build import HELD_OUT_CLIPS, HELD_OUT_SEED
 
-HELD_OUT_SOUNDFONT = Path("/usr/share/sounds/sf3/MuseScore_General_Full.sf3")
-HELD_OUT_SEED = 20190        # the training corpus is seed 0; clips depend on (seed, index) only
 MIN_POSITIVES = 3            # a tag with fewer positive clips gives an AUC of a few pairs
 DEMO_MOODS = ("calm", "energetic", "happy", "nostalgic", "tender")
 DEMO_SOUNDS = ("acoustic", "electronic")
@@ -59,22 +58,6 @@ class _SharedPass:
         if self.control is None:
             return outputs
         return torch.cat([outputs, self.control.head_embedding(tagger_outputs)], dim=1)
-
-
-def ensure_held_out_set(folder: Path, clips: int, seed: int, workers: int) -> Path:
-    """Render the held-out set unless a complete one (same seed, held-out flag) is there."""
-    from mre.training.corpus.build import CorpusOptions, build_corpus, resolve_soundfonts
-
-    manifest_path = folder / "manifest.json"
-    if manifest_path.is_file():
-        manifest = json.loads(manifest_path.read_text())
-        if not manifest.get("held_out_evaluation"):
-            raise SystemExit(f"{folder} is a training corpus, not a held-out evaluation set")
-        return folder
-    fonts = resolve_soundfonts([str(HELD_OUT_SOUNDFONT)], held_out_evaluation=True)
-    build_corpus(CorpusOptions(out=folder, clips=clips, seed=seed, soundfonts=fonts, held_out_evaluation=True),
-                 workers=workers, progress=True)
-    return folder
 
 
 def embed(paths: list[str], model, control, workers: int | None) -> tuple[list[int], np.ndarray, list[dict]]:
@@ -283,7 +266,7 @@ def format_goals(held_out: dict, demo: dict | None, speed: dict | None) -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--held-out", type=Path, default=Path("corpus/heldout"))
-    parser.add_argument("--clips", type=int, default=600)
+    parser.add_argument("--clips", type=int, default=HELD_OUT_CLIPS)
     parser.add_argument("--seed", type=int, default=HELD_OUT_SEED)
     parser.add_argument("--weights", type=Path, default=None, help="corpus model weights (default: the shipped ones)")
     parser.add_argument("--control", type=Path, default=Path("models/control.npz"),
@@ -303,7 +286,13 @@ def main(argv: list[str] | None = None) -> None:
         with np.load(args.control) as arrays:
             vocabulary = [str(t) for t in arrays["seen_tags"]] + [str(t) for t in arrays["unseen_tags"]]
         control = CorpusZeroShotModel(path=args.control, word_space=random_word_space(vocabulary, model.words.dim))
-    folder = ensure_held_out_set(args.held_out, args.clips, args.seed, args.workers or 1)
+    from mre.training.corpus.build import held_out_set
+
+    try:
+        held_out_set(args.held_out, args.clips, args.seed, args.workers or 1)
+    except ValueError as error:
+        raise SystemExit(str(error)) from None
+    folder = args.held_out
     held_out = held_out_figures(folder, model, old, control, args.workers)
     demo = None if args.no_demo else demo_figures(model, old, args.workers)
     print(format_figures(held_out, demo))

@@ -139,6 +139,31 @@ def test_a_smaller_corpus_built_over_a_larger_one_leaves_none_of_its_clips(tmp_p
     assert on_disk == sorted(c["path"] for c in smaller["clips"]) and len(on_disk) == 2
 
 
+def test_a_held_out_set_left_by_other_generator_code_is_rendered_again(corpus, tmp_path, monkeypatch):
+    # benchmarks measure what a fresh checkout renders: TimGM6mb stands in for MuseScore General
+    from mre.training.corpus import build as build_module
+
+    monkeypatch.setattr(build_module, "held_out_soundfont", bundled_soundfont)
+    held_out = tmp_path / "heldout"
+    made = build_module.held_out_set(held_out, clips=2, seed=SEED, progress=False)
+    first = held_out / made["clips"][0]["path"]
+    audio, before = first.read_bytes(), first.stat().st_mtime_ns
+    assert build_module.held_out_set(held_out, clips=5, seed=1, progress=False)["clip_count"] == 2  # kept as it is
+    assert first.stat().st_mtime_ns == before
+    manifest_path = held_out / "manifest.json"
+    manifest_path.write_text(json.dumps(json.loads(manifest_path.read_text()) | {"generator": "older code"}))
+    again = build_module.held_out_set(held_out, progress=False)
+    assert again["generator"] == made["generator"] and again["clip_count"] == 2 and again["seed"] == SEED
+    assert first.stat().st_mtime_ns != before and first.read_bytes() == audio
+    # a set whose SoundFont is not here cannot be rendered again: one line says what to do
+    manifest_path.write_text(json.dumps(json.loads(manifest_path.read_text()) | {"generator": "older code"}))
+    monkeypatch.setattr(build_module, "held_out_soundfont", lambda: first)
+    with pytest.raises(ValueError, match="render it again"):
+        build_module.held_out_set(held_out, progress=False)
+    with pytest.raises(ValueError, match="training corpus"):
+        build_module.held_out_set(corpus[0], progress=False)
+
+
 def test_musescore_general_is_held_out_of_training_corpora(tmp_path):
     fake = tmp_path / "MuseScore_General.sf3"
     fake.write_bytes(b"RIFF....sfbkLIST")

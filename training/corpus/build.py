@@ -35,6 +35,9 @@ COLUMNS = ("path", "tags", "split", "style", "bpm", "key", "mode", "seconds", "s
 # train / valid / test, the 80/10/10 split `mre train` makes when a table has none
 SPLIT_FRACTIONS = (("train", 0.8), ("valid", 0.1), ("test", 0.1))
 MANIFEST_VERSION = 1
+# Held-out evaluation sets: the training corpus is seed 0, and clips depend on (seed, index) only.
+HELD_OUT_SEED = 20190
+HELD_OUT_CLIPS = 600
 
 
 @dataclass(frozen=True)
@@ -265,3 +268,49 @@ def build_corpus(options: CorpusOptions, workers: int = 1, progress: bool = Fals
     for stale in earlier - {r["path"] for r in rows}:  # not left to be indexed or trained on by mistake
         (out / stale).unlink(missing_ok=True)
     return manifest
+
+
+def held_out_soundfont() -> Path:
+    """MuseScore General as Debian's musescore-general-soundfont installs it."""
+    for folder in ("/usr/share/sounds/sf3", "/usr/share/sounds/sf2"):
+        for name in ("MuseScore_General_Full", "MuseScore_General"):
+            for suffix in (".sf3", ".sf2"):
+                if (Path(folder) / (name + suffix)).is_file():
+                    return Path(folder) / (name + suffix)
+    raise ValueError("MuseScore General is not installed (apt-get install musescore-general-soundfont)")
+
+
+def held_out_set(folder: Path, clips: int = HELD_OUT_CLIPS, seed: int = HELD_OUT_SEED, workers: int = 1,
+                 progress: bool = True) -> dict:
+    """The manifest of the held-out evaluation set in FOLDER.
+
+    An empty folder gets ``clips`` clips of ``seed`` rendered through MuseScore General alone. A
+    set already there is measured as it is (its own clips, seed and SoundFonts), unless other
+    generator code made it: then it is rendered again with its own options, so a benchmark
+    measures what a fresh checkout renders, not clips an older generator left. A training
+    corpus there is refused, not overwritten. Raises ValueError with a one-line reason.
+    """
+    folder = Path(folder)
+    try:
+        manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        manifest = None
+    if manifest is None:
+        fonts = resolve_soundfonts([str(held_out_soundfont())], held_out_evaluation=True)
+        return build_corpus(CorpusOptions(out=folder, clips=clips, seed=seed, soundfonts=fonts,
+                                          held_out_evaluation=True), workers=workers, progress=progress)
+    if not manifest.get("held_out_evaluation"):
+        raise ValueError(f"{folder} is a training corpus, not a held-out evaluation set")
+    complete = all((folder / c["path"]).is_file() for c in manifest.get("clips", []))
+    if manifest.get("generator") == generator_fingerprint() and complete:
+        return manifest
+    font = held_out_soundfont()
+    if [(f.get("name"), f.get("sha256")) for f in manifest.get("soundfonts", [])] != [(font.name, sha256(font))]:
+        raise ValueError(f"{folder} was rendered by other generator code through SoundFonts not found here; "
+                         f"render it again (mre corpus build --held-out-evaluation --out {folder} ...) or remove it")
+    options = CorpusOptions(out=folder, clips=int(manifest["clip_count"]), seed=int(manifest["seed"]),
+                            soundfonts=(check_soundfont(font, True),), seconds=float(manifest["seconds"]),
+                            length_jitter=float(manifest["length_jitter"]),
+                            sample_rate=int(manifest["sample_rate"]), audio_format=str(manifest["audio_format"]),
+                            held_out_evaluation=True)
+    return build_corpus(options, workers=workers, progress=progress)
