@@ -255,10 +255,25 @@ def build_index(vectors: np.ndarray, spec: str) -> Any:
         index.is_trained = True
         if scalar is not None:
             _use_uniform_levels(scalar, sample)
+    _reserve_exact_copy(index, n_vectors)
     for start in range(0, n_vectors, ADD_BLOCK):
         index.add(vectors[start:start + ADD_BLOCK])
     apply_search_params(index, search_params(spec, n_vectors))
     return index
+
+
+def _reserve_exact_copy(index: Any, n_vectors: int) -> None:
+    """Give a re-ranking index's exact copy (``RFlat``) its whole size before the adds: grown
+    block by block, each reallocation held the old buffer beside one up to twice the size
+    (6M x 193: peak 12.1 GB against 10.5 GB reserved, for 4.6 GB of vectors)."""
+    import faiss
+
+    refine = getattr(_inner(index), "refine_index", None)
+    if refine is None or n_vectors <= ADD_BLOCK:
+        return
+    codes = faiss.downcast_index(refine).codes
+    codes.resize(n_vectors * faiss.downcast_index(refine).code_size)
+    codes.resize(0)  # a vector shrunk keeps its capacity: the adds fill it without moving it
 
 
 def scalar_pq(index: Any) -> Any | None:
