@@ -1,7 +1,7 @@
 """Search speed at scale: the index the engine chooses against numpy brute force, in one run.
 
     python -m mre.benchmarks.search_speed [--sizes 10000,100000,1000000] [--vectors store|random]
-        [--model mre-zs-musicnn] [--dim 92] [--queries 200] [--out search_speed.json]
+        [--model NAME] [--dim 100] [--queries 200] [--out search_speed.json]
 
 Vectors (``--vectors``):
 
@@ -332,7 +332,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="comma-separated store sizes (default: 10000,100000,1000000)")
     parser.add_argument("--vectors", choices=("store", "random"), default="store",
                         help="store-like vectors fitted to --model's embeddings, or random unit vectors")
-    parser.add_argument("--model", default="mre-zs-musicnn", help="model whose vectors and queries --vectors store uses")
+    parser.add_argument("--model", default=None,
+                        help="model whose vectors and queries --vectors store uses (default: the default model)")
     parser.add_argument("--dim", type=int, default=100, help="dimension of --vectors random")
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
@@ -349,6 +350,10 @@ def main(argv: list[str] | None = None) -> None:
     if not sizes or min(sizes) <= K or args.dim <= 0 or args.queries <= 0:
         parser.error(f"sizes must be > {K}, --dim and --queries positive")
     cache = args.out.parent if args.out else None
+    if args.model is None:
+        from mre.embedder.models.factory import DEFAULT_MODEL
+
+        args.model = DEFAULT_MODEL
     report = run(sizes, args.dim, args.queries, args.seed, args.index_spec, args.flat_max, args.threads or None,
                  vectors=args.vectors, model_name=args.model, cache_dir=cache)
     if args.out:
