@@ -88,8 +88,8 @@ def quality(dataset, root, tracks, split_dir, split, models, out, as_json, devic
 @click.option("--library", type=click.Path(exists=True, file_okay=False), default=None,
               help="Audio for the embedding figures (default: the demo library, else generated clips).")
 @click.option("--sizes", default="10000,100000,1000000", show_default=True,
-              help="Search benchmark sizes (e.g. 1000000,10000000: 10M store-like vectors take ~7 GiB per copy "
-                   "with the default model, ~3.4 GiB with mre-zs-musicnn).")
+              help="Search benchmark sizes (e.g. 1000000,10000000: 10M store-like vectors with the default model "
+                   "need ~17 GiB of memory, with mre-zs-musicnn ~8 GiB).")
 @click.option("--search-vectors", type=click.Choice(["store", "random"]), default="store", show_default=True,
               help="Search on vectors drawn from a mixture fitted to the model's embeddings of real audio (--library, "
                    "else the demo library and generated clips; queries: its vocabulary tags), or random unit vectors.")
