@@ -30,6 +30,7 @@ import pyarrow.parquet as pq
 from mre.util.atomic import write_parquet_atomic
 from mre.indexer.diskspace import disk_full_errors
 from mre.indexer.paths import PATH_BYTES, path_columns, table_paths
+from mre.indexer.tables import numpy_of
 
 CACHE_NAME = "fingerprints.parquet"
 # fpcalc's own default, and what AcoustID fingerprints: two minutes is plenty to tell one
@@ -161,8 +162,8 @@ def load_cache(store_root: Path | str) -> dict[Key, Fingerprint]:
     errors = table.column("error").to_pylist()
     column = table.column("fingerprint").combine_chunks()
     # one flat buffer split by the list offsets: no Python list of ints per row
-    offsets = column.offsets.to_numpy()
-    values = column.values.to_numpy(zero_copy_only=False).astype(np.uint32, copy=False)
+    offsets = numpy_of(column.offsets)
+    values = numpy_of(column.values).astype(np.uint32, copy=False)
     cached = {}
     for row, path_text in enumerate(paths):
         items = None if errors[row] is not None else values[offsets[row]:offsets[row + 1]]

@@ -27,7 +27,7 @@ from mre.indexer.diff import diff_library
 from mre.indexer.paths import PATH_BYTES, printable_path, stored_path, table_paths, with_path_bytes
 from mre.indexer.scan import FileEntry, is_under, scan_library
 from mre.indexer.store import Store, track_id_for, tracks_schema, vectors_from_column
-from mre.indexer.tables import TOP_TAGS_PER_TRACK, optional_vectors_column
+from mre.indexer.tables import TOP_TAGS_PER_TRACK, arrow_mask, optional_vectors_column
 
 # staged parts are flushed this often so an interruption loses at most this much work
 FLUSH_SECONDS = 10.0
@@ -241,8 +241,8 @@ def _index(
     if live_tracks is not None and live_tracks.num_rows:
         paths = table_paths(live_tracks)
         mask = np.array([is_under(p, root_path) for p in paths], dtype=bool)
-        in_root = live_tracks.filter(pa.array(mask))
-        outside = live_tracks.filter(pa.array(~mask))
+        in_root = live_tracks.filter(arrow_mask(mask))
+        outside = live_tracks.filter(arrow_mask(~mask))
     else:
         outside = None
     diff = diff_library(scan.files, in_root)

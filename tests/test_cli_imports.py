@@ -1,4 +1,4 @@
-"""Import discipline: commands load lazily, and the word side never imports torch, scipy or gensim.
+"""Import discipline: commands load lazily, and the word side never imports torch, scipy, gensim or pandas.
 
 `mre --help`, `mre query` on a store of the default model and `mre index` of an unchanged
 library run in a fresh interpreter each, which then reports what it imported: a module
@@ -16,7 +16,7 @@ import pytest
 
 from mre.cli.main import COMMANDS, main
 
-HEAVY = ("torch", "scipy", "gensim", "ray")
+HEAVY = ("torch", "scipy", "gensim", "ray", "pandas")
 
 # Runs mre in-process (click's CliRunner), then prints its output, the heavy modules and mre's
 # command modules that were imported, as one Python literal on the last line.

@@ -276,3 +276,23 @@ def test_stores_built_by_the_old_chooser_still_open_and_search(tmp_path, spec, o
     rows = np.arange(0, 3000, 2)
     _, hits = search_allowed(index, vectors, vectors[10], 5, rows, old_params)
     assert hits[0] == 10 and np.isin(hits, rows).all()
+
+
+def test_arrow_arrays_read_and_made_without_pandas_keep_their_values():
+    # numpy_of and arrow_mask read and build Arrow buffers directly (pyarrow's own conversions
+    # import pandas): sliced arrays, every numeric type, and nulls must come out as pyarrow's do
+    from mre.indexer.tables import arrow_mask, numpy_of, vectors_from_column
+
+    for values, kind in (([1, -2, 3, 4, 5], pa.int32()), ([2**40, 7, -1, 0, 9], pa.int64()),
+                         ([1, 2, 2**31, 4, 5], pa.uint32()), ([0.5, -1.25, 3e9, 4.0, 1e-30], pa.float32()),
+                         ([0.1, 2.0, -3.5, 1e300, 0.0], pa.float64()), ([1.0, None, 3.0, 4.0, 5.0], pa.float64())):
+        array = pa.array(values, kind)
+        for part in (array, array.slice(1, 3), array.slice(4)):
+            np.testing.assert_array_equal(numpy_of(part), part.to_numpy(zero_copy_only=False))
+    mask = np.random.default_rng(3).random(77) < 0.5
+    assert arrow_mask(mask).to_pylist() == mask.tolist()
+    table = pa.table({"n": np.arange(77)})
+    assert table.filter(arrow_mask(mask)).column("n").to_pylist() == np.flatnonzero(mask).tolist()
+    vectors = np.random.default_rng(4).standard_normal((9, 5)).astype(np.float32)
+    column = pa.FixedSizeListArray.from_arrays(pa.array(vectors.ravel(), pa.float32()), 5)
+    np.testing.assert_array_equal(vectors_from_column(column.slice(2, 4), "t"), vectors[2:6])
