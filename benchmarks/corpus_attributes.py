@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     parser = argparse.ArgumentParser(prog="python -m mre.benchmarks.corpus_attributes", description=__doc__.split("\n")[0])
     parser.add_argument("--held-out", type=Path, default=Path("corpus/heldout"))
-    parser.add_argument("--clips", type=int, default=HELD_OUT_CLIPS, help="clips in the held-out set (the same set as corpus_eval's by default)")
+    parser.add_argument("--clips", type=int, default=HELD_OUT_CLIPS, help="clips to render when the folder holds no set (default: the set corpus_eval measures)")
     parser.add_argument("--seed", type=int, default=HELD_OUT_SEED)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")

@@ -306,11 +306,15 @@ def held_out_set(folder: Path, clips: int = HELD_OUT_CLIPS, seed: int = HELD_OUT
         return manifest
     font = held_out_soundfont()
     if [(f.get("name"), f.get("sha256")) for f in manifest.get("soundfonts", [])] != [(font.name, sha256(font))]:
-        raise ValueError(f"{folder} was rendered by other generator code through SoundFonts not found here; "
-                         f"render it again (mre corpus build --held-out-evaluation --out {folder} ...) or remove it")
-    options = CorpusOptions(out=folder, clips=int(manifest["clip_count"]), seed=int(manifest["seed"]),
-                            soundfonts=(check_soundfont(font, True),), seconds=float(manifest["seconds"]),
-                            length_jitter=float(manifest["length_jitter"]),
-                            sample_rate=int(manifest["sample_rate"]), audio_format=str(manifest["audio_format"]),
-                            held_out_evaluation=True)
+        raise ValueError(f"{folder} is incomplete or was rendered by other generator code, through SoundFonts not "
+                         f"found here; render it again (mre corpus build --held-out-evaluation --out {folder} ...) "
+                         "or remove it")
+    defaults = CorpusOptions(out=folder, clips=clips, seed=seed, soundfonts=())
+    options = CorpusOptions(
+        out=folder, clips=int(manifest.get("clip_count") or len(manifest.get("clips", [])) or clips),
+        seed=int(manifest.get("seed", seed)), soundfonts=(check_soundfont(font, True),),
+        seconds=float(manifest.get("seconds", defaults.seconds)),
+        length_jitter=float(manifest.get("length_jitter", defaults.length_jitter)),
+        sample_rate=int(manifest.get("sample_rate", defaults.sample_rate)),
+        audio_format=str(manifest.get("audio_format", defaults.audio_format)), held_out_evaluation=True)
     return build_corpus(options, workers=workers, progress=progress)
