@@ -85,8 +85,12 @@ def long_library(tmp_path_factory):
 # `mre index` as a user runs it, except that it saves staged work only on its way out and
 # touches a marker once two tracks are finished: the signal then finds work to save.
 _INDEX_WITH_MARKER = """
-import pathlib, sys
+import pathlib, signal, sys
 import mre.indexer.pipeline as pipeline
+
+# Ctrl-C as in a terminal: a test run started in the background (`make test &`) hands its
+# children SIGINT ignored, and Python then installs no KeyboardInterrupt for it
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 marker = pathlib.Path(sys.argv.pop())
 pipeline.FLUSH_SECONDS = 1e9
