@@ -92,7 +92,7 @@ def numpy_of(array: pa.Array) -> np.ndarray:
     pyarrow's ``to_numpy`` imports pandas (even zero-copy), ~0.25 s of a query or a no-op
     `mre index`; with nulls or another type, ``to_numpy`` as before."""
     dtype = _NUMPY_TYPES.get(array.type)
-    if dtype is None or array.null_count:
+    if dtype is None or array.null_count or array.buffers()[1] is None:
         return array.to_numpy(zero_copy_only=False)
     size = np.dtype(dtype).itemsize
     return np.frombuffer(array.buffers()[1], dtype=dtype, count=len(array), offset=array.offset * size)
