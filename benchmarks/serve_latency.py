@@ -51,8 +51,10 @@ def synthetic_store(demo: Path, out: Path, n_tracks: int, seed: int = 0) -> Path
     """A store of `n_tracks` rows shaped like `demo`'s, committed with Store.commit."""
     import pyarrow as pa
 
+    from mre.embedder.models.tag_space import top_ranked
     from mre.indexer.paths import PATH_BYTES
     from mre.indexer.store import Store, track_id_for
+    from mre.indexer.tables import TOP_TAGS_PER_TRACK
 
     with Store(demo).open_live() as generation:
         tracks, tags, tag_vectors = generation.tracks(), generation.tags(), generation.tag_vectors()
@@ -65,9 +67,8 @@ def synthetic_store(demo: Path, out: Path, n_tracks: int, seed: int = 0) -> Path
     paths = [f"/synthetic/{i // 1000:03d}/track-{i:06d}.opus" for i in range(n_tracks)]
     names = np.array(tags.column("tag").to_pylist(), dtype=object)
     top = []
-    for start in range(0, n_tracks, 10_000):  # top tags in slices: a 100k × 1k score matrix at once is 0.5 GB
-        scores = new_vectors[start:start + 10_000] @ tag_vectors.T
-        best = np.argsort(-scores, axis=1)[:, :5]
+    for start in range(0, n_tracks, 10_000):  # top tags in slices, ranked as the index ranks them
+        best = top_ranked(new_vectors[start:start + 10_000] @ tag_vectors.T, TOP_TAGS_PER_TRACK)
         top.extend(list(names[row]) for row in best)
     bpm = np.asarray([v or 0.0 for v in table.column("bpm").to_pylist()]) * rng.uniform(0.95, 1.05, n_tracks)
     for name, values, kind in (("path", paths, pa.string()), (PATH_BYTES, [None] * n_tracks, pa.binary()),
