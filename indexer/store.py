@@ -179,11 +179,14 @@ class Generation:
             self._cache[name] = load()
         return self._cache[name]
 
-    def _table(self, file_name: str) -> pa.Table:
+    def _table(self, file_name: str, columns=None, leave_out: tuple[str, ...] = ()) -> pa.Table:
         path = self.path / file_name
         try:
             # one file, read as it is: read_table would import pyarrow.dataset first (~40 ms of a query)
-            return pq.ParquetFile(path, memory_map=True).read()
+            handle = pq.ParquetFile(path, memory_map=True)
+            if leave_out:
+                columns = [name for name in handle.schema_arrow.names if name not in leave_out]
+            return handle.read(columns=columns)
         except (OSError, pa.ArrowInvalid) as error:
             reason = getattr(error, "strerror", None) or specs._first_line(error).replace(f"'{path}'", "the file")
             raise StoreError(f"cannot read {path}: {reason}") from None
@@ -210,10 +213,20 @@ class Generation:
     def tracks(self) -> pa.Table:
         return self._cached("tracks", lambda: self._table("tracks.parquet"))
 
+    def track_rows(self) -> pa.Table:
+        """The tracks table without its vector column: what a search shows of a hit, read
+        without decoding the vectors (1M tracks: 0.6 s against ~3.5 s for the whole table)."""
+        if "tracks" in self._cache:
+            return self._cache["tracks"].drop_columns(["vector"])
+        return self._cached("track_rows", lambda: self._table("tracks.parquet", leave_out=("vector",)))
+
     def track_vectors(self) -> np.ndarray:
-        return self._cached(
-            "track_vectors", lambda: vectors_from_column(self.tracks().column("vector"), f"{self.path}/tracks.parquet")
-        )
+        def load() -> np.ndarray:
+            column = self._cache["tracks"].column("vector") if "tracks" in self._cache else \
+                self._table("tracks.parquet", columns=["vector"]).column("vector")
+            return vectors_from_column(column, f"{self.path}/tracks.parquet")
+
+        return self._cached("track_vectors", load)
 
     def audio_index(self):
         return self._cached("audio_index", lambda: self._index("audio.faiss", "audio_index"))

@@ -128,7 +128,7 @@ def find_duplicates(store: Store | str | Path | None = None, paths: list[str] | 
     except StoreError as error:
         raise DuplicatesError(str(error)) from None
     with generation:
-        tracks = generation.tracks()
+        tracks = generation.track_rows()
         vectors = generation.track_vectors()
     keys = list(zip(table_paths(tracks), tracks.column("size").to_pylist(), tracks.column("mtime_ns").to_pylist()))
     update = update_fingerprints(store, keys, keep=set(keys), workers=workers, progress=progress)

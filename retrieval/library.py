@@ -126,11 +126,11 @@ class Library:
                 f"this store was made with model {self.meta.get('model_id')}; it cannot be searched with "
                 f"{self.model.model_id} — re-index with `mre index PATH --model {model}` or drop --model")
         self.device = device
-        self._tracks = generation.tracks()
+        self._tracks = generation.track_rows()  # the vectors are read only when a search needs them
         self._paths = table_paths(self._tracks)
         self._ids = self._tracks.column("track_id").to_pylist()
-        self._row_of_path = {p: i for i, p in enumerate(self._paths)}
-        self._row_of_id = {t: i for i, t in enumerate(self._ids)}
+        self._path_rows: dict[str, int] | None = None  # see _row_of_path: a query never needs them
+        self._id_rows: dict[str, int] | None = None
         self._vectors: np.ndarray | None = None  # loaded on first use: a query of a big store may not need them
         self._tag_space: TagSpace | None = None
         self._tag_attribute_cache: tuple[list[str], np.ndarray, np.ndarray] | None = None  # see _tag_attributes
@@ -139,6 +139,18 @@ class Library:
         self._custom_vocabulary = vocabulary
 
     # -- helpers ----------------------------------------------------------------------------
+    @property
+    def _row_of_path(self) -> dict[str, int]:
+        if self._path_rows is None:
+            self._path_rows = {p: i for i, p in enumerate(self._paths)}
+        return self._path_rows
+
+    @property
+    def _row_of_id(self) -> dict[str, int]:
+        if self._id_rows is None:
+            self._id_rows = {t: i for i, t in enumerate(self._ids)}
+        return self._id_rows
+
     def __len__(self) -> int:
         return len(self._paths)
 

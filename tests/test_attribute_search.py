@@ -216,3 +216,17 @@ def test_a_whitened_inverted_file_answers_queries_as_exact_search_does(cli, stor
         # shown scores are rounded to 6 places; the transform's float32 rounding (bounded from
         # A's condition number in test_index_spec) moves them by about one of those steps here
         assert [h["score"] for h in through] == pytest.approx([h["score"] for h in exact], abs=1e-5)
+
+
+def test_a_query_without_attribute_words_reads_no_vectors(store):
+    # a big store's vector column is most of its table and slow to decode: a query the index
+    # answers alone (no attribute weights, no filter) reads the tracks' other columns only
+    from mre.retrieval.library import Library
+
+    library = Library(store)
+    query = library.model.query_vector("rock")
+    assert not query.attribute_weights
+    assert library.query("rock", k=3)
+    assert not {"tracks", "track_vectors"} & set(library.generation._cache)
+    assert library.query("calm", k=3)  # an attribute word scores every track: now the vectors are read
+    assert "track_vectors" in library.generation._cache and "tracks" not in library.generation._cache

@@ -66,7 +66,7 @@ class View:
     def facts(self) -> dict[str, dict]:
         """track id → bpm, key, mode (what a result line shows beside the CLI's hit fields)."""
         if self._facts is None:
-            tracks = self.library.generation.tracks()
+            tracks = self.library.generation.track_rows()
             columns = {name: (tracks.column(name).to_pylist() if name in tracks.column_names else [None] * tracks.num_rows)
                        for name in ("bpm", "key", "mode")}
             ids = tracks.column("track_id").to_pylist()
@@ -91,7 +91,7 @@ class View:
             work = self._duplicates.get(min_score)
             if work is not None:
                 return work
-            tracks = self.library.generation.tracks()
+            tracks = self.library.generation.track_rows()
             paths = table_paths(tracks)
             keys = list(zip(paths, tracks.column("size").to_pylist(), tracks.column("mtime_ns").to_pylist()))
             check_fpcalc(self.library.store.root, keys)
@@ -104,7 +104,7 @@ class View:
 
     def _map_data(self) -> dict:
         generation = self.library.generation
-        tracks = generation.tracks()
+        tracks = generation.track_rows()
         tag_names = generation.tags().column("tag").to_pylist()
         words = maps.chosen_words(tracks.column("top_tags").to_pylist(), tag_names)
         tag_rows = generation.tag_vectors()[words] if words else np.zeros((0, self.library.track_vectors.shape[1]))
