@@ -358,6 +358,29 @@ def search(index: Any, queries: np.ndarray, k: int, params: Any = None) -> tuple
     return index.search(queries, k) if params is None else index.search(queries, k, params=params)
 
 
+def stored_vectors(index: Any, rows: np.ndarray) -> np.ndarray | None:
+    """The vectors of ``rows`` as they were indexed, read back from an index that keeps them
+    exactly (``Flat``, or an exact ``RFlat`` copy, whitened or not), float32 [len(rows), d];
+    None for an index that keeps only codes (a query then reads the store's own vectors).
+    A whitened copy holds ``A x``: ``x`` comes back through ``A⁻¹``, off by about κ(A)·d·u."""
+    import faiss
+
+    inner = _inner(index)
+    exact = getattr(inner, "refine_index", None)
+    exact = faiss.downcast_index(exact) if exact is not None else inner
+    if type(exact).__name__ not in ("IndexFlat", "IndexFlatIP", "IndexFlatL2"):
+        return None
+    transform = _whitening(index)
+    if _pretransform(index) is not None and transform is None:
+        return None  # another transform than Whiten: its inverse is not ours to know
+    rows = np.asarray(rows, dtype=np.int64)
+    kept = exact.reconstruct_batch(rows) if len(rows) else np.zeros((0, exact.d), dtype=np.float32)
+    if transform is None:
+        return kept
+    matrix = faiss.vector_to_array(transform.A).reshape(transform.d_out, transform.d_in).astype(np.float64)
+    return np.linalg.solve(matrix, kept.astype(np.float64).T).T.astype(np.float32)
+
+
 def _use_uniform_levels(pq: Any, sample: np.ndarray) -> None:
     """Replace the k-means levels of a one-dimension-per-sub-quantizer PQ (``scalar_pq`` of
     the index) with 16 evenly spaced levels over each dimension's range in ``sample`` (before

@@ -16,7 +16,8 @@ from mre.embedder.audio.attributes import ATTRIBUTE_NAMES
 from mre.embedder.models.factory import load_model, shown_scores
 from mre.embedder.models.scoring import attribute_scores, standardised
 from mre.embedder.models.tag_space import TagSpace, best_tags, named_tags_space, vocabulary_space
-from mre.indexer.index_spec import row_lists, row_scores, search as index_search, search_allowed, use_single_query_threads
+from mre.indexer.index_spec import (row_lists, row_scores, search as index_search, search_allowed, stored_vectors,
+                                    use_single_query_threads)
 from mre.indexer.paths import PATH_BYTES, printable_path, readable_path, table_paths
 from mre.indexer.store import Store, StoreError
 from mre.indexer.tables import TOP_TAGS_PER_TRACK
@@ -30,6 +31,13 @@ SIMILAR_CANDIDATES_PER_RESULT = 20
 # The spread of a query's label evidence over the store is estimated on at most this many
 # evenly spaced tracks: a standard deviation from 10k samples is within ~1 % of the whole's.
 LABEL_SPREAD_SAMPLE = 10_000
+# Above this many tracks, a query with attribute weights ("calm", "trumpet": a third of the
+# vocabulary) is answered from two short lists, the index's best tracks by label evidence and
+# the best by the attribute part, each this long at first, scored exactly from the vectors the
+# index keeps; the lists grow 4x (twice at most, and never past a quarter of the store) while a
+# track in neither could still reach the top k, and then every track is scored.
+ATTRIBUTE_SCAN_LIMIT = 50_000
+ATTRIBUTE_CANDIDATES = 1024
 
 
 class LibraryError(Exception):
@@ -233,9 +241,10 @@ class Library:
     def label_spread(self, label_weights: np.ndarray) -> np.ndarray:
         """Standard deviation over the store of each row of `label_weights` [Q, D] scored against
         the track vectors (estimated on a sample of LABEL_SPREAD_SAMPLE tracks); 1.0 where it is 0."""
-        vectors = self.track_vectors
-        if len(vectors) > LABEL_SPREAD_SAMPLE:
-            vectors = vectors[np.linspace(0, len(vectors) - 1, LABEL_SPREAD_SAMPLE).astype(int)]
+        n = len(self)
+        sample = np.linspace(0, n - 1, LABEL_SPREAD_SAMPLE).astype(np.int64) if n > LABEL_SPREAD_SAMPLE else \
+            np.arange(n, dtype=np.int64)
+        vectors = self._vectors_of_rows(sample)
         spread = (vectors @ np.atleast_2d(label_weights).astype(np.float32).T).std(axis=0) if len(vectors) else np.zeros(0)
         return np.where(spread > 0, spread, 1.0).astype(np.float64)
 
@@ -253,11 +262,57 @@ class Library:
             params = self.meta.get("audio_index", {}).get("search_params", {})
             return search_allowed(self.generation.audio_index(), self.track_vectors, vector, k, rows, params,
                                   self._audio_row_lists)
+        if rows is None and len(self) > ATTRIBUTE_SCAN_LIMIT:
+            found = self._attribute_top(vector, k, attribute_weights)
+            if found is not None:
+                return found
         if rows is None:
             rows = np.arange(len(self))
         scores = self._exact_scores(vector, rows, attribute_weights)
         order = np.argsort(-scores, kind="stable")[:k]
         return scores[order], rows[order]
+
+    def _vectors_of_rows(self, rows: np.ndarray) -> np.ndarray:
+        """Vectors of some tracks: from the store's vectors once they are read, else from the
+        index, which keeps them exactly (index_spec.stored_vectors), else the store's."""
+        if self._vectors is None:
+            kept = stored_vectors(self.generation.audio_index(), rows)
+            if kept is not None:
+                return kept
+        return self.track_vectors[rows]
+
+    def _attribute_top(self, vector: np.ndarray, k: int,
+                       attribute_weights: dict[str, float]) -> tuple[np.ndarray, np.ndarray] | None:
+        """Top-k (scores, rows) of a query with attribute weights from two short lists (see
+        ATTRIBUTE_CANDIDATES), scored as `_exact_scores` scores them; None when the lists
+        would grow past a quarter of the store, or the index keeps no vectors."""
+        columns = list(attribute_weights)
+        weights = np.array([attribute_weights[c] for c in columns])
+        z = np.stack([self.attribute_z(column) for column in columns], axis=1)
+        spread = self.label_spread(vector)[0]
+        part = attribute_scores(np.zeros(len(self)), spread, weights, z)
+        index = self.generation.audio_index()
+        k = min(k, len(self))
+        count = max(ATTRIBUTE_CANDIDATES, 4 * k)
+        use_single_query_threads()
+        while count <= min(len(self) // 4, ATTRIBUTE_CANDIDATES * 16):
+            _, found = index_search(index, np.asarray(vector, dtype=np.float32)[None], count)
+            label_rows = found[0][found[0] >= 0]
+            attribute_rows = np.argpartition(-part, count - 1)[:count]
+            rows = np.union1d(label_rows, attribute_rows)
+            kept = stored_vectors(index, rows) if self._vectors is None else self._vectors[rows]
+            if kept is None or not len(label_rows):
+                return None
+            label = kept @ np.asarray(vector, dtype=np.float32)
+            totals = attribute_scores(label, spread, weights, z[rows])
+            order = np.argsort(-totals, kind="stable")[:k]
+            # a track in neither list has at most the index list's lowest label evidence and
+            # at most the other list's lowest attribute part
+            bound = label[np.isin(rows, label_rows)].min() + part[attribute_rows].min()
+            if len(order) == k and totals[order[-1]] > bound:
+                return totals[order], rows[order]
+            count *= 4
+        return None
 
     def _audio_row_lists(self) -> np.ndarray:
         """Which inverted list of the track index holds each track: read once per opened store,

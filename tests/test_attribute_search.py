@@ -230,3 +230,67 @@ def test_a_query_without_attribute_words_reads_no_vectors(store):
     assert not {"tracks", "track_vectors"} & set(library.generation._cache)
     assert library.query("calm", k=3)  # an attribute word scores every track: now the vectors are read
     assert "track_vectors" in library.generation._cache and "tracks" not in library.generation._cache
+
+
+def test_attribute_queries_of_a_big_store_find_what_scoring_every_track_finds(store, tmp_path, monkeypatch):
+    # above ATTRIBUTE_SCAN_LIMIT a query with attribute weights is answered from two short
+    # lists when a bound shows nothing else can enter the top k: the same tracks, in the same
+    # order, as scoring every track (the index made exact here: every list probed)
+    import numpy as np
+    import pyarrow as pa
+
+    from mre.indexer.index_spec import apply_search_params
+    from mre.indexer.store import Store
+    from mre.retrieval import library as library_module
+    from mre.retrieval.library import Library
+
+    with Store(store).open_live() as generation:
+        tracks, tags, tag_vectors = generation.track_rows(), generation.tags(), generation.tag_vectors()
+        vectors, skipped, meta = generation.track_vectors(), generation.skipped(), dict(generation.meta)
+    rng = np.random.default_rng(11)
+    rows = rng.integers(0, tracks.num_rows, 3000)
+    big = tracks.take(pa.array(rows))
+    for name in ("loudness_db", "bpm", "onset_density", "percussiveness", "brightness", "dynamic_range_db"):
+        values = np.asarray([np.nan if v is None else v for v in big.column(name).to_pylist()], dtype=np.float64)
+        values = values + rng.normal(0, 0.3 * (np.nanstd(values) or 1.0), len(values))
+        big = big.set_column(big.column_names.index(name), name, pa.array(values, pa.float64()))
+    paths = [f"/big/{i:05d}.wav" for i in range(3000)]
+    big = big.set_column(big.column_names.index("path"), "path", pa.array(paths))
+    big = big.set_column(big.column_names.index("track_id"), "track_id", pa.array([f"t{i:05d}" for i in range(3000)]))
+    noise = rng.normal(0, 1, (3000, vectors.shape[1])).astype(np.float32) * (0.3 * vectors.std(axis=0) + 1e-3)
+    with Store(tmp_path / "big").commit(big, vectors[rows] + noise, tags, tag_vectors, skipped, meta,
+                                        index_spec=f"Whiten0.5,IVF8,PQ{vectors.shape[1]}x4fs,RFlat"):
+        pass
+    monkeypatch.setattr(library_module, "ATTRIBUTE_CANDIDATES", 32)
+    words = ["calm", "calm piano", "trumpet", "dub reggae", "energetic", "quiet", "loud", "slow", "fast", "upbeat"]
+    answered = []
+    original = Library._attribute_top
+
+    def counted(self, *args):
+        found = original(self, *args)
+        answered.append(found is not None)
+        return found
+
+    monkeypatch.setattr(Library, "_attribute_top", counted)
+    results = {}
+    for limit in (0, 10**9):  # two lists above 0 tracks; every track scored below 10**9
+        monkeypatch.setattr(library_module, "ATTRIBUTE_SCAN_LIMIT", limit)
+        library = Library(tmp_path / "big")
+        apply_search_params(library.generation.audio_index(), {"nprobe": 8, "k_factor_rf": 64})
+        results[limit] = {word: library.search(word, k=10).hits for word in words}
+    assert any(answered)  # here 3 of the 6 attribute words came from the lists, the others fell back
+    # the lists read the vectors back through A⁻¹: off by at most `err`, which moves a total
+    # (label evidence + spread · attribute part) by |q|·err·(1 + Σ|w|·max|z|), the shown score
+    # by a quarter of that (the sigmoid's slope), plus the 6-place rounding on both sides
+    from mre.indexer.index_spec import stored_vectors
+
+    with Store(tmp_path / "big").open_live() as generation:
+        err = float(np.linalg.norm(stored_vectors(generation.audio_index(), np.arange(3000))
+                                   - generation.track_vectors(), axis=1).max())
+    for word in words:
+        fast, full = results[0][word], results[10**9][word]
+        assert [h.track_id for h in fast] == [h.track_id for h in full], word
+        query = library.model.query_vector(word)
+        reach = sum(abs(w) * np.abs(library.attribute_z(c)).max() for c, w in (query.attribute_weights or {}).items())
+        bound = 0.25 * float(np.linalg.norm(query.vector)) * err * (1 + reach) + 1e-6
+        assert [h.score for h in fast] == pytest.approx([h.score for h in full], abs=bound), word

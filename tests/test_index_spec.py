@@ -307,3 +307,21 @@ def test_store_like_vectors_follow_their_reference():
     assert np.median(nearest) < between / 2
     with pytest.raises(ValueError, match="at least 3 reference vectors"):
         StoreVectorModel.fit(reference[:2])
+
+
+def test_an_index_that_keeps_the_vectors_gives_them_back():
+    # queries with attribute weights score their candidates from the index's exact copy
+    from mre.indexer.index_spec import stored_vectors
+
+    database = anisotropic_vectors(6000, 16, seed=14)
+    rows = np.array([0, 17, 5999, 17])
+    for spec in ("Flat", "PQ16x4fs,RFlat"):
+        np.testing.assert_array_equal(stored_vectors(build_index(database, spec), rows), database[rows])
+    whitened = build_index(database, "Whiten0.5,IVF16,PQ16x4fs,RFlat")
+    transform = faiss.downcast_VectorTransform(faiss.downcast_index(whitened).chain.at(0))
+    a = faiss.vector_to_array(transform.A).reshape(16, 16).astype(np.float64)
+    # A x rounded to float32 (d terms), then solved back: off by about κ(A)·d·u·|x|
+    bound = 4 * 16 * 2.0 ** -24 * np.linalg.cond(a) * np.linalg.norm(database[rows], axis=1)
+    back = stored_vectors(whitened, rows)
+    assert (np.linalg.norm(back - database[rows], axis=1) <= bound).all()
+    assert stored_vectors(build_index(database, "IVF16,PQ16x4fs"), rows) is None  # codes only
