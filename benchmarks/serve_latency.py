@@ -15,7 +15,8 @@ starts it, and this process asks it, on one kept-alive connection:
 
 The synthetic store is written by the store's own writer (`Store.commit`): rows drawn from the
 demo store's tracks with Gaussian noise on their vectors (a tenth of each label's spread over
-the demo tracks), so the vectors, attributes and tag vocabulary are shaped like a real store's
+the demo tracks) and on their tempo, loudness and other attributes, so the vectors, attributes
+and tag vocabulary are shaped like a real store's
 and the index is the one the engine chooses at that size. Its files do not exist: nothing here
 plays audio.
 """
@@ -47,6 +48,11 @@ def ensure_demo_store(store: Path) -> None:
         subprocess.run([*mre_command(), "index", str(demo_tracks()), "--store", str(store)], check=True)
 
 
+# attribute columns a synthetic store's copies of one track get noise on (0.3 of the column's spread)
+JITTERED_ATTRIBUTES = ("loudness_db", "dynamic_range_db", "brightness", "onset_density", "percussiveness",
+                       "beat_strength", "mode_strength")
+
+
 def synthetic_store(demo: Path, out: Path, n_tracks: int, seed: int = 0) -> Path:
     """A store of `n_tracks` rows shaped like `demo`'s, committed with Store.commit."""
     import pyarrow as pa
@@ -71,9 +77,15 @@ def synthetic_store(demo: Path, out: Path, n_tracks: int, seed: int = 0) -> Path
         best = top_ranked(new_vectors[start:start + 10_000] @ tag_vectors.T, TOP_TAGS_PER_TRACK)
         top.extend(list(names[row]) for row in best)
     bpm = np.asarray([v or 0.0 for v in table.column("bpm").to_pylist()]) * rng.uniform(0.95, 1.05, n_tracks)
-    for name, values, kind in (("path", paths, pa.string()), (PATH_BYTES, [None] * n_tracks, pa.binary()),
-                               ("track_id", [track_id_for(p) for p in paths], pa.string()),
-                               ("top_tags", top, pa.list_(pa.string())), ("bpm", bpm, pa.float64())):
+    columns = [("path", paths, pa.string()), (PATH_BYTES, [None] * n_tracks, pa.binary()),
+               ("track_id", [track_id_for(p) for p in paths], pa.string()),
+               ("top_tags", top, pa.list_(pa.string())), ("bpm", bpm, pa.float64())]
+    for name in JITTERED_ATTRIBUTES:  # copies of one track must not share its loudness to the last digit
+        if name in table.column_names:
+            values = np.asarray([np.nan if v is None else v for v in table.column(name).to_pylist()], dtype=np.float64)
+            spread = float(np.nanstd(values)) if np.isfinite(values).any() else 0.0
+            columns.append((name, values + rng.normal(0.0, 0.3 * (spread or 1.0), n_tracks), pa.float64()))
+    for name, values, kind in columns:
         table = table.set_column(table.column_names.index(name), name, pa.array(values, kind))
     meta["library_roots"] = ["/synthetic"]
     with Store(out).commit(table, new_vectors, tags, tag_vectors, generation.skipped(), meta):
