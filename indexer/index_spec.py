@@ -358,27 +358,32 @@ def search(index: Any, queries: np.ndarray, k: int, params: Any = None) -> tuple
     return index.search(queries, k) if params is None else index.search(queries, k, params=params)
 
 
-def stored_vectors(index: Any, rows: np.ndarray) -> np.ndarray | None:
-    """The vectors of ``rows`` as they were indexed, read back from an index that keeps them
-    exactly (``Flat``, or an exact ``RFlat`` copy, whitened or not), float32 [len(rows), d];
-    None for an index that keeps only codes (a query then reads the store's own vectors).
-    A whitened copy holds ``A x``: ``x`` comes back through ``A⁻¹``, off by about κ(A)·d·u."""
+def exact_copy(index: Any) -> tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]] | None:
+    """The vectors an index keeps exactly (``Flat``, or an ``RFlat`` copy, whitened or not) as a
+    read-only [n, d] float32 view of its memory (no copy: valid while ``index`` lives), and the
+    map queries [q, d] go through to meet them: ``view @ to_query(q).T`` are the inner products
+    with the indexed vectors (a whitened copy holds ``A x`` and meets ``A⁻ᵀ q``). None for an
+    index that keeps only codes, or another transform than ``Whiten``."""
     import faiss
 
     inner = _inner(index)
     exact = getattr(inner, "refine_index", None)
     exact = faiss.downcast_index(exact) if exact is not None else inner
-    if type(exact).__name__ not in ("IndexFlat", "IndexFlatIP", "IndexFlatL2"):
+    if type(exact).__name__ not in ("IndexFlat", "IndexFlatIP") or exact.metric_type != faiss.METRIC_INNER_PRODUCT:
         return None
-    transform = _whitening(index)
-    if _pretransform(index) is not None and transform is None:
-        return None  # another transform than Whiten: its inverse is not ours to know
-    rows = np.asarray(rows, dtype=np.int64)
-    kept = exact.reconstruct_batch(rows) if len(rows) else np.zeros((0, exact.d), dtype=np.float32)
-    if transform is None:
-        return kept
-    matrix = faiss.vector_to_array(transform.A).reshape(transform.d_out, transform.d_in).astype(np.float64)
-    return np.linalg.solve(matrix, kept.astype(np.float64).T).T.astype(np.float32)
+    if _pretransform(index) is not None and _whitening(index) is None:
+        return None
+    n, d = int(exact.ntotal), int(exact.d)
+    if n:
+        view = faiss.rev_swig_ptr(exact.codes.data(), n * d * 4).view(np.float32).reshape(n, d)
+    else:
+        view = np.zeros((0, d), dtype=np.float32)
+    view.flags.writeable = False
+
+    def to_query(queries: np.ndarray) -> np.ndarray:
+        return _transformed(index, query_side(index, np.atleast_2d(np.asarray(queries, dtype=np.float32))))
+
+    return view, to_query
 
 
 def _use_uniform_levels(pq: Any, sample: np.ndarray) -> None:

@@ -309,19 +309,25 @@ def test_store_like_vectors_follow_their_reference():
         StoreVectorModel.fit(reference[:2])
 
 
-def test_an_index_that_keeps_the_vectors_gives_them_back():
-    # queries with attribute weights score their candidates from the index's exact copy
-    from mre.indexer.index_spec import stored_vectors
+def test_an_index_that_keeps_the_vectors_scores_them_in_place():
+    # a query with attribute weights scores every track against the index's exact copy (a view
+    # of its memory), not against the store's vector column
+    from mre.indexer.index_spec import exact_copy
 
     database = anisotropic_vectors(6000, 16, seed=14)
-    rows = np.array([0, 17, 5999, 17])
+    queries = anisotropic_vectors(5, 16, seed=15)
+    exact = queries.astype(np.float64) @ database.T.astype(np.float64)
     for spec in ("Flat", "PQ16x4fs,RFlat"):
-        np.testing.assert_array_equal(stored_vectors(build_index(database, spec), rows), database[rows])
-    whitened = build_index(database, "Whiten0.5,IVF16,PQ16x4fs,RFlat")
-    transform = faiss.downcast_VectorTransform(faiss.downcast_index(whitened).chain.at(0))
+        view, to_query = exact_copy(build_index(database, spec))
+        np.testing.assert_array_equal(view, database)
+        np.testing.assert_array_equal(to_query(queries), queries)
+    index = build_index(database, "Whiten0.5,IVF16,PQ16x4fs,RFlat")
+    view, to_query = exact_copy(index)
+    assert view.shape == database.shape and not view.flags.writeable
+    # as in test_whitened_lists_keep_every_inner_product: float32 A x, (AᵀA)⁻¹ q, A q' and the product
+    transform = faiss.downcast_VectorTransform(faiss.downcast_index(index).chain.at(0))
     a = faiss.vector_to_array(transform.A).reshape(16, 16).astype(np.float64)
-    # A x rounded to float32 (d terms), then solved back: off by about κ(A)·d·u·|x|
-    bound = 4 * 16 * 2.0 ** -24 * np.linalg.cond(a) * np.linalg.norm(database[rows], axis=1)
-    back = stored_vectors(whitened, rows)
-    assert (np.linalg.norm(back - database[rows], axis=1) <= bound).all()
-    assert stored_vectors(build_index(database, "IVF16,PQ16x4fs"), rows) is None  # codes only
+    bound = 4 * 16 * 2.0 ** -24 * np.linalg.norm(a) * np.linalg.norm(np.linalg.inv(a)) * \
+        np.linalg.norm(queries, axis=1)[:, None] * np.linalg.norm(database, axis=1)[None]
+    assert (np.abs(to_query(queries) @ view.T - exact) <= bound).all()
+    assert exact_copy(build_index(database, "IVF16,PQ16x4fs")) is None  # codes only
