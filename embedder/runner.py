@@ -142,9 +142,18 @@ class _CpuPatchThreads:
 
         self.threads = threads
         self._pool = ThreadPoolExecutor(threads, initializer=torch.set_num_threads, initargs=(1,))
+        self._ready: set[int] = set()  # models that have run once on the calling thread
 
     def __call__(self, model: "PatchModel", patches: torch.Tensor) -> torch.Tensor:
         import torch
+
+        if id(model) not in self._ready:
+            # a model loads its weights on first use: on one thread, not on each slice's at once
+            # (two threads both loaded them, and CPython 3.11's AST state, which np.load's header
+            # parse uses, is per interpreter: "AST constructor recursion depth mismatch")
+            with torch.inference_mode():
+                model.patch_outputs(patches[:1])
+            self._ready.add(id(model))
 
         def run_slice(part: torch.Tensor) -> torch.Tensor:
             with torch.inference_mode():  # a per-thread mode: each worker thread enters it

@@ -208,3 +208,31 @@ def test_benchmark_main_modules_do_not_import_torch():
 
     code = "import sys, mre.benchmarks.gpu_check, mre.benchmarks.tagging_speed; print('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
+
+
+def test_a_model_loads_its_weights_once_on_the_calling_thread():
+    # the CPU threads run slices of a batch at once: a model's lazy weight loading must not run on
+    # several of them together (it did, and CPython 3.11's per-interpreter AST state, used by
+    # np.load's header parse, raised SystemError)
+    import threading
+
+    from mre.embedder.runner import CpuPatchThreads
+
+    class LazyModel:
+        def __init__(self):
+            self.loads = []
+
+        def patch_outputs(self, patches):
+            if not self.loads:
+                self.loads.append(threading.get_ident())
+            return patches.sum(dim=(1, 2))[:, None]
+
+    model, threads = LazyModel(), CpuPatchThreads(2)
+    try:
+        patches = torch.arange(8 * 3 * 4, dtype=torch.float32).reshape(8, 3, 4)
+        outputs = threads(model, patches)
+        threads(model, patches)
+    finally:
+        threads.close()
+    assert model.loads == [threading.get_ident()]
+    torch.testing.assert_close(outputs, patches.sum(dim=(1, 2))[:, None])
