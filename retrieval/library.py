@@ -136,7 +136,7 @@ class Library:
         self._tag_space: TagSpace | None = None
         self._tag_attribute_cache: tuple[list[str], np.ndarray, np.ndarray] | None = None  # see _tag_attributes
         self._row_lists: np.ndarray | None = None  # see _audio_row_lists
-        self._exact: tuple | None = None  # see _exact_copy
+        self._exact: tuple | None = None  # see _scoring_vectors
         self._custom_words = word_vectors is not None and word_vectors != stored_words
         self._custom_vocabulary = vocabulary
 
@@ -238,32 +238,28 @@ class Library:
         n = len(self)
         sample = np.linspace(0, n - 1, LABEL_SPREAD_SAMPLE).astype(np.int64) if n > LABEL_SPREAD_SAMPLE else \
             np.arange(n, dtype=np.int64)
-        weights = np.atleast_2d(label_weights).astype(np.float32)
-        copy = self._exact_copy() if self._vectors is None else None
-        if copy is not None:
-            view, to_query = copy
-            scores = view[sample] @ to_query(weights).T
-        else:
-            scores = self.track_vectors[sample] @ weights.T
+        matrix, to_query = self._scoring_vectors()
+        scores = matrix[sample] @ to_query(np.atleast_2d(label_weights).astype(np.float32)).T
         spread = scores.std(axis=0) if n else np.zeros(0)
         return np.where(spread > 0, spread, 1.0).astype(np.float64)
 
-    def _exact_copy(self) -> tuple[np.ndarray, object] | None:
-        """The track index's exact copy of the vectors and its query map (index_spec.exact_copy),
-        or None: scoring every track then reads no vector column (1M tracks: 0.2 s, not 3-5 s)."""
-        if self._exact is None:
-            index = self.generation.audio_index()
-            self._exact = (index, exact_copy(index))  # the index held beside its view
-        return self._exact[1]
+    def _scoring_vectors(self) -> tuple[np.ndarray, object]:
+        """What scores label evidence of the store's tracks, and the map queries [q, D] go
+        through to meet it: while the store's vectors are unread, the track index's exact copy
+        (index_spec.exact_copy: a view, so scoring every track reads no vector column; 1M
+        tracks: 0.2 s, not 3-5 s), else the vectors themselves."""
+        if self._vectors is None:
+            if self._exact is None:
+                index = self.generation.audio_index()
+                self._exact = (index, exact_copy(index))  # the index held beside its view
+            if self._exact[1] is not None:
+                return self._exact[1]
+        return self.track_vectors, lambda queries: np.atleast_2d(queries)
 
     def _label_scores(self, vector: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        """Label evidence of `rows` for one query: from the index's exact copy while the store's
-        vectors are unread, else from them."""
-        copy = self._exact_copy() if self._vectors is None else None
-        if copy is not None:
-            view, to_query = copy
-            return row_scores(view, to_query(vector)[0], rows)
-        return row_scores(self.track_vectors, vector, rows)
+        """Label evidence of `rows` for one query (see _scoring_vectors)."""
+        matrix, to_query = self._scoring_vectors()
+        return row_scores(matrix, to_query(vector)[0], rows)
 
     def _ranked(self, vector: np.ndarray, k: int, filters: Filters | None,
                 attribute_weights: dict[str, float] | None = None) -> tuple[np.ndarray, np.ndarray]:
