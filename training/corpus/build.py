@@ -180,10 +180,8 @@ def already_built(options: CorpusOptions) -> dict | None:
     """The manifest of OUT when it holds this very corpus, complete (same options, generator code
     and SoundFont files, every clip on disk): a second `make model` reuses it instead of
     rendering again."""
-    path = Path(options.out) / "manifest.json"
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    manifest = read_manifest(Path(options.out))
+    if manifest is None:
         return None
     if any(manifest.get(key) != value for key, value in _options_record(options).items()):
         return None
@@ -196,12 +194,21 @@ def already_built(options: CorpusOptions) -> dict | None:
     return manifest
 
 
+def read_manifest(out: Path) -> dict | None:
+    """The manifest.json in OUT, or None when there is none or it does not read as one."""
+    try:
+        manifest = json.loads((Path(out) / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return manifest if isinstance(manifest, dict) else None
+
+
 def _clip_paths(out: Path) -> set[str]:
     """The clip files the manifest in OUT lists (none without one)."""
     try:
-        manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
-        return {str(c["path"]) for c in manifest.get("clips", []) if ".." not in Path(str(c["path"])).parts}
-    except (OSError, ValueError, KeyError, TypeError):
+        return {str(c["path"]) for c in (read_manifest(out) or {}).get("clips", [])
+                if ".." not in Path(str(c["path"])).parts}
+    except (KeyError, TypeError):
         return set()
 
 
@@ -291,10 +298,7 @@ def held_out_set(folder: Path, clips: int = HELD_OUT_CLIPS, seed: int = HELD_OUT
     corpus there is refused, not overwritten. Raises ValueError with a one-line reason.
     """
     folder = Path(folder)
-    try:
-        manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        manifest = None
+    manifest = read_manifest(folder)
     if manifest is None:
         fonts = resolve_soundfonts([str(held_out_soundfont())], held_out_evaluation=True)
         return build_corpus(CorpusOptions(out=folder, clips=clips, seed=seed, soundfonts=fonts,
