@@ -196,13 +196,11 @@ def _sample_patches(path: str, model, device: torch.device, count: int = 8) -> t
     import torch
 
     from mre.embedder.audio.decode import load_audio
-    from mre.embedder.audio.frontend import MelFrontend, make_patches
+    from mre.embedder.runner import mel_patches
 
     config = model.frontend
     samples, _ = load_audio(path, config.sample_rate, max_seconds=count * config.patch_seconds)
-    with torch.inference_mode():
-        mel = MelFrontend(config).to(device)(torch.from_numpy(samples).to(device)[None])[0]
-    return make_patches(mel, config.patch_frames)[:count]
+    return torch.from_numpy(mel_patches(samples, [config])[0][:count]).to(device)
 
 
 def main(argv: list[str] | None = None) -> None:

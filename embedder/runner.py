@@ -1,9 +1,11 @@
 """The batch embedder: many audio files → one vector each, streamed in fixed-size patch batches.
 
-Decoding and resampling run in worker processes (they are CPU-bound C code that would
-otherwise serialise with the model); mel and model run in the parent on the chosen device,
-on batches of patches gathered across tracks, so a library of short clips fills batches as
-well as one long track does. A track's vector is ready once its last patch went through.
+Decoding, resampling and the mel front-end run in worker processes (CPU-bound work that
+would otherwise serialise with the model, and on a GPU machine leave one parent process to
+copy and transform every track); the workers send back each track's mel patches, a third of
+its samples' size. The model runs in the parent on the chosen device, on batches of patches
+gathered across tracks, so a library of short clips fills batches as well as one long track
+does. A track's vector is ready once its last patch went through.
 """
 from __future__ import annotations
 
@@ -30,8 +32,6 @@ from mre.embedder import lifetime  # imported by the decode server too: it then 
 if TYPE_CHECKING:
     import torch
 
-    from mre.embedder.audio.frontend import MelFrontend
-
 # Longer tracks are analysed on their first 15 minutes: beyond that the mean over patches
 # barely moves, and a 2-hour DJ mix would otherwise hold ~1 GB of samples in one worker.
 DEFAULT_MAX_SECONDS = 900.0
@@ -39,7 +39,9 @@ DEFAULT_MAX_SECONDS = 900.0
 
 @dataclass
 class DecodedTrack:
-    """What a worker sends back: the samples at the model's rate, or why it could not."""
+    """What a worker sends back: the samples at the model's rate, or — where front-ends were
+    asked for — each front-end's mel patches ``[P, patch_frames, n_mels]`` (float32) instead
+    of the samples; or why it could not."""
 
     path: str
     samples: np.ndarray | None
@@ -48,6 +50,7 @@ class DecodedTrack:
     extras: dict = field(default_factory=dict)
     analysed_seconds: float = 0.0
     decoder_messages: str | None = None  # what the decoder library printed while reading this file
+    patches: tuple[np.ndarray, ...] | None = None
 
 
 @dataclass
@@ -162,17 +165,6 @@ class _CpuPatchThreads:
         slice_size = -(-len(patches) // self.threads)
         return torch.cat(list(self._pool.map(run_slice, patches.split(slice_size))))
 
-    def mel(self, frontend: MelFrontend, waveform: torch.Tensor) -> torch.Tensor:
-        """The mel front-end on one of the single-threaded threads: with torch's threads its
-        many small operations met the same barrier stalls (1.1-2.1 s vs 0.13 s of a 13 s run)."""
-        import torch
-
-        def run() -> torch.Tensor:
-            with torch.inference_mode():
-                return frontend(waveform[None])[0]
-
-        return self._pool.submit(run).result()
-
     def close(self) -> None:
         self._pool.shutdown()
 
@@ -213,8 +205,8 @@ def _decoder_messages_captured(into: list) -> Iterator[None]:
             into.append(text if len(text) <= _MAX_DECODER_MESSAGE else text[:_MAX_DECODER_MESSAGE - 1] + "…")
 
 
-def _decode_one(args: tuple[str, int, float | None, Callable | None]) -> DecodedTrack:
-    path, sample_rate, max_seconds, analyse = args
+def _decode_one(args: tuple[str, int, float | None, Callable | None, tuple[FrontendConfig, ...]]) -> DecodedTrack:
+    path, sample_rate, max_seconds, analyse, frontends = args
     said: list[str] = []
     try:
         with _decoder_messages_captured(said):
@@ -230,7 +222,70 @@ def _decode_one(args: tuple[str, int, float | None, Callable | None]) -> Decoded
             extras = analyse(samples, sample_rate)
         except Exception as error:
             extras = {"analysis_error": f"{type(error).__name__}: {error}".splitlines()[0]}
-    return DecodedTrack(path, samples, info, None, extras, len(samples) / sample_rate, said[0] if said else None)
+    track = DecodedTrack(path, samples, info, None, extras, len(samples) / sample_rate, said[0] if said else None)
+    if frontends:
+        try:
+            track.patches = mel_patches(samples, frontends)
+        except Exception as error:  # a worker must report, never die: the run goes on
+            return DecodedTrack(path, None, info, f"{type(error).__name__}: {error}".splitlines()[0], extras,
+                                track.analysed_seconds, track.decoder_messages)
+        track.samples = None  # the patches replace them: they are what goes back to the parent
+    return track
+
+
+_mel_frontends: dict = {}  # this process's torch front-ends, one per configuration
+
+
+def mel_patches(samples: np.ndarray, frontends: Sequence[FrontendConfig]) -> tuple[np.ndarray, ...]:
+    """Each front-end's log-mel of ``samples`` cut into model inputs ``[P, patch_frames, n_mels]``.
+
+    The torch front-end on the CPU, whichever device runs the model: torch's CPU FFT and
+    matmul give the same bits on any number of threads (so a track's patches are the same
+    in a decode worker, on one thread, as in a process that decodes inline), and every
+    device's model reads the same inputs.
+    """
+    import torch
+
+    from mre.embedder.audio.frontend import MelFrontend, make_patches
+
+    waveform = torch.from_numpy(np.ascontiguousarray(samples))[None]
+    patches = []
+    with torch.inference_mode():
+        for config in frontends:
+            frontend = _mel_frontends.get(config)
+            if frontend is None:
+                frontend = _mel_frontends[config] = MelFrontend(config)
+            patches.append(make_patches(frontend(waveform)[0], config.patch_frames).numpy())
+    return tuple(patches)
+
+
+def _init_decode_worker(owner_pid: int, owner_start_time: str | None, mel: bool) -> None:
+    lifetime.init_worker(owner_pid, owner_start_time)
+    if mel:
+        import torch
+
+        # one torch thread per worker: the workers already fill the cores, one process each
+        torch.set_num_threads(1)
+
+
+def decode_server():
+    """The multiprocessing context the decode workers start from, its server started now.
+
+    forkserver: workers start from a clean process, not a fork of one whose torch thread
+    pools are already running (forking those can deadlock). The server imports this module
+    (numpy, soundfile, soxr) and torch with the mel front-end once, so each worker forks
+    ready instead of importing them (~1 s each). Started early (`embed_files` calls this
+    before it imports torch itself), the server's imports run beside the caller's.
+    """
+    context = multiprocessing.get_context("forkserver")
+    # A new worker also re-runs the program's main module (multiprocessing's spawn protocol):
+    # a main that imports torch at its top costs every worker ~1 s, so the `mre` command and
+    # the throughput benchmarks import torch only inside their functions.
+    context.set_forkserver_preload(["mre.embedder.runner", "mre.embedder.audio.frontend"])  # no effect once it runs
+    from multiprocessing import forkserver
+
+    forkserver.ensure_running()
+    return context
 
 
 def decode_stream(
@@ -239,24 +294,22 @@ def decode_stream(
     workers: int,
     max_seconds: float | None = DEFAULT_MAX_SECONDS,
     analyse: Callable | None = None,
+    frontends: Sequence[FrontendConfig] = (),
 ) -> Iterator[DecodedTrack]:
-    """Decoded tracks in input order; `workers=0` decodes in this process (tests, tiny jobs)."""
-    tasks = [(p, sample_rate, max_seconds, analyse) for p in paths]
+    """Decoded tracks in input order; `workers=0` decodes in this process (tests, tiny jobs).
+
+    frontends: front-ends at ``sample_rate`` whose mel patches the workers compute and send
+    back instead of the samples (``DecodedTrack.patches``, in this order); none: the samples.
+    """
+    frontends = tuple(frontends)
+    tasks = [(p, sample_rate, max_seconds, analyse, frontends) for p in paths]
     if workers <= 0 or len(paths) <= 1:
         for task in tasks:
             yield _decode_one(task)
         return
-    # forkserver: workers start from a clean process, not a fork of one whose torch
-    # thread pools are already running (forking those can deadlock). The server imports
-    # this module (numpy, soundfile, soxr; decoding needs no torch) once, so each worker
-    # forks ready instead of importing them: first track 0.24 s instead of 1.2 s.
-    context = multiprocessing.get_context("forkserver")
-    # A new worker also re-runs the program's main module (multiprocessing's spawn protocol):
-    # a main that imports torch at its top costs every worker ~1 s, so the `mre` command and
-    # the throughput benchmarks import torch only inside their functions.
-    context.set_forkserver_preload(["mre.embedder.runner"])  # no effect once the server runs
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=lifetime.init_worker,
-                               initargs=(os.getpid(), lifetime.process_start_time(os.getpid())))
+    context = decode_server()
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_decode_worker,
+                               initargs=(os.getpid(), lifetime.process_start_time(os.getpid()), bool(frontends)))
     try:
         # At most 2 tracks per worker in flight: the model is slower than decoding, and
         # pool.map would decode the whole library ahead of it, holding every track's samples.
@@ -275,50 +328,36 @@ def decode_stream(
 @dataclass
 class PatchedTrack:
     """A decoded track cut into model inputs: per front-end asked for, its mel patches
-    ``[P, patch_frames, n_mels]`` on the device; None where it did not decode (``decoded.error``).
-    ``decoded.samples`` is already freed."""
+    ``[P, patch_frames, n_mels]`` (float32, on the CPU); None where it did not decode
+    (``decoded.error``). ``decoded.samples`` is None: the worker sent the patches instead."""
 
     decoded: DecodedTrack
-    patches: tuple[torch.Tensor, ...] | None
+    patches: tuple[np.ndarray, ...] | None
 
 
 def patch_stream(
     paths: list[str],
     frontends: Sequence[FrontendConfig],
-    device: torch.device,
     *,
     workers: int,
     max_seconds: float | None = DEFAULT_MAX_SECONDS,
     analyse: Callable | None = None,
-    mel_threads: _CpuPatchThreads | None = None,
 ) -> Iterator[PatchedTrack]:
-    """The one decode → mel → patches path: each file decoded once (`decode_stream`), then every
-    front-end's mel of the same samples cut into patches, in input order.
+    """The one decode → mel → patches path: each file decoded once, then every front-end's mel
+    of the same samples cut into patches, in the decode workers (`decode_stream`), in input order.
 
     frontends: one or more front-ends at one sample rate (training's student and the musicnn
-    teacher read the same decode). mel_threads: on CPU, run the mel on the runner's
-    single-threaded threads (None: torch's own threading on this thread).
+    teacher read the same decode).
     """
-    import torch
-
-    from mre.embedder.audio.frontend import MelFrontend, make_patches
-
     rates = {config.sample_rate for config in frontends}
     if len(rates) != 1:
         raise ValueError(f"front-ends of one decode need one sample rate, got {sorted(rates)} Hz")
-    mels = [(MelFrontend(config).to(device), config.patch_frames) for config in frontends]
-    for decoded in decode_stream(paths, rates.pop(), workers, max_seconds, analyse):
-        if decoded.error is not None or decoded.samples is None:
+    for decoded in decode_stream(paths, rates.pop(), workers, max_seconds, analyse, frontends):
+        if decoded.error is not None or decoded.patches is None:
             yield PatchedTrack(decoded, None)
             continue
-        with torch.inference_mode():
-            waveform = torch.from_numpy(np.ascontiguousarray(decoded.samples)).to(device)
-            patches = []
-            for frontend, patch_frames in mels:
-                mel = mel_threads.mel(frontend, waveform) if mel_threads is not None else frontend(waveform[None])[0]
-                patches.append(make_patches(mel, patch_frames))
-        decoded.samples = None  # the samples are no longer needed: free them early
-        yield PatchedTrack(decoded, tuple(patches))
+        patches, decoded.patches = decoded.patches, None
+        yield PatchedTrack(decoded, patches)
 
 
 class PatchModel:
@@ -361,11 +400,13 @@ def embed_files(
     paths = [str(p) for p in paths]
     if not paths:
         return  # nothing to embed: torch is not even imported
+    if workers is None:
+        workers = default_workers()
+    if workers > 0 and len(paths) > 1:
+        decode_server()  # its imports run while this process imports torch and loads the model
     import torch
 
     torch_device = device if isinstance(device, torch.device) else choose_device(device)
-    if workers is None:
-        workers = default_workers()
     if model_threads is None:
         model_threads = default_model_threads()
     # autocast is per thread, so a reduced precision runs the batch whole, on torch's own threads
@@ -376,13 +417,14 @@ def embed_files(
 
     pending: dict[int, dict] = {}  # track index -> {track, n_patches, sum, done}
     next_to_emit = 0
-    batch_patches: list[torch.Tensor] = []
+    batch_patches: list[np.ndarray] = []
     batch_owner: list[int] = []
 
     def run_batch() -> None:
         if not batch_patches:
             return
-        patches = torch.cat(batch_patches).to(torch_device, non_blocking=True)
+        # one copy to the device a batch (the tracks' patches arrive from the workers on the CPU)
+        patches = torch.from_numpy(np.concatenate(batch_patches)).to(torch_device)
         if patch_threads is not None:
             outputs = patch_threads(model, patches).float().numpy()
         else:
@@ -414,8 +456,7 @@ def embed_files(
             yield track
 
     queued = 0
-    stream = patch_stream(paths, (model.frontend,), torch_device, workers=workers, max_seconds=max_seconds,
-                          analyse=analyse, mel_threads=patch_threads)
+    stream = patch_stream(paths, (model.frontend,), workers=workers, max_seconds=max_seconds, analyse=analyse)
     for index, patched in enumerate(stream):
         if patched.patches is None:
             pending[index] = {"track": patched.decoded, "n_patches": 0, "sum": None, "done": 0}

@@ -23,20 +23,27 @@ def test_every_front_end_cuts_the_same_decode_and_a_bad_file_is_reported(tmp_pat
     bad.write_text("not audio")
     musicnn = get_model_spec("musicnn-msd").frontend
     paper = replace(PAPER_FRONTEND, n_mels=64, patch_frames=62)
-    tracks = list(patch_stream([str(good), str(bad)], [musicnn, paper], torch.device("cpu"), workers=0))
+    inline = list(patch_stream([str(good), str(bad)], [musicnn, paper], workers=0))
+    in_workers = list(patch_stream([str(good), str(bad), str(good)], [musicnn, paper], workers=2))
 
-    assert [t.decoded.path for t in tracks] == [str(good), str(bad)]
-    assert tracks[1].patches is None and tracks[1].decoded.error
-    assert tracks[0].decoded.samples is None  # freed once cut
+    assert [t.decoded.path for t in inline] == [str(good), str(bad)]
+    assert [t.decoded.path for t in in_workers] == [str(good), str(bad), str(good)]
+    for tracks in (inline, in_workers):
+        assert tracks[1].patches is None and tracks[1].decoded.error
+        assert tracks[0].decoded.samples is None and tracks[0].decoded.patches is None  # the patches came instead
     samples, _ = load_audio(str(good), 16000)
-    for config, patches in zip([musicnn, paper], tracks[0].patches):
+    for index, config in enumerate([musicnn, paper]):
         with torch.inference_mode():
-            expected = make_patches(MelFrontend(config)(torch.from_numpy(samples)[None])[0], config.patch_frames)
-        assert patches.shape == expected.shape == (len(expected), config.patch_frames, config.n_mels)
-        assert torch.equal(patches, expected)  # the same computation on the same samples
+            expected = make_patches(MelFrontend(config)(torch.from_numpy(samples)[None])[0], config.patch_frames).numpy()
+        for tracks in (inline, in_workers):
+            patches = tracks[0].patches[index]
+            assert patches.shape == expected.shape == (len(expected), config.patch_frames, config.n_mels)
+            # the same computation on the same samples: in a worker on one torch thread, here on
+            # this process's threads, the same bits
+            np.testing.assert_array_equal(patches, expected)
+        np.testing.assert_array_equal(in_workers[2].patches[index], expected)
 
 
 def test_front_ends_of_one_decode_share_a_sample_rate():
     with pytest.raises(ValueError, match="one sample rate"):
-        next(patch_stream(["x.wav"], [PAPER_FRONTEND, replace(PAPER_FRONTEND, sample_rate=22050)],
-                          torch.device("cpu"), workers=0))
+        next(patch_stream(["x.wav"], [PAPER_FRONTEND, replace(PAPER_FRONTEND, sample_rate=22050)], workers=0))

@@ -304,7 +304,7 @@ def test_a_truncated_mp3_is_skipped_with_what_the_decoder_said(tmp_path):
     assert load_audio(whole, 16000)[1].duration == pytest.approx(4.0, abs=0.05)
     with pytest.raises(AudioError, match=r"truncated: the header declares 4.0 s of audio, the file decodes to 1.\d s"):
         load_audio(cut, 16000)
-    decoded = _decode_one((str(cut), 16000, None, None))
+    decoded = _decode_one((str(cut), 16000, None, None, ()))
     assert decoded.error.startswith("truncated:") and "\n" not in decoded.error
     assert "(decoder: " in decoded.error  # libmpg123's own warning, attached to this file
 

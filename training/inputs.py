@@ -153,7 +153,7 @@ def prepare_inputs(tracks: Sequence[LabelledTrack], config: ModelConfig, *, teac
     # one decode per file, the front-ends training needs on its samples: musicnn's (teacher
     # or backbone) first, then the paper branch's own
     frontends = ([musicnn_frontend] if needs_musicnn else []) + ([student_frontend] if config.audio_branch != "musicnn" else [])
-    stream = patch_stream(paths, frontends, device, workers=workers, max_seconds=max_seconds)
+    stream = patch_stream(paths, frontends, workers=workers, max_seconds=max_seconds)
     for index, patched in enumerate(stream):
         if progress is not None:
             progress(index + 1, len(paths))
@@ -162,7 +162,7 @@ def prepare_inputs(tracks: Sequence[LabelledTrack], config: ModelConfig, *, teac
             continue
         with torch.inference_mode():
             if needs_musicnn:
-                patches = patched.patches[0]
+                patches = torch.from_numpy(patched.patches[0]).to(device)
                 chosen = torch.from_numpy(_spread(len(patches), max_patches)).to(device)
                 outputs = threads(teacher_pass, patches) if threads else teacher_pass.patch_outputs(patches)
                 # the backbone taggers' penultimate features, MSD's first (BACKBONES)
@@ -173,7 +173,7 @@ def prepare_inputs(tracks: Sequence[LabelledTrack], config: ModelConfig, *, teac
                 student = features[chosen]
             else:
                 mel_patches = patched.patches[-1]
-                student = mel_patches[torch.from_numpy(_spread(len(mel_patches), max_patches)).to(device)]
+                student = torch.from_numpy(mel_patches[_spread(len(mel_patches), max_patches)])
         store[filled:filled + len(student)] = student.to(torch.float16).cpu().numpy()
         filled += len(student)
         owners.append(np.full(len(student), len(kept), dtype=np.int64))
