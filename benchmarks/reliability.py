@@ -94,7 +94,7 @@ def store_is_whole(store: Path) -> bool:
     if generation is None:
         return True  # nothing committed: the kill came first, nothing half-visible either
     with generation:
-        return generation.damage(hash_files=GENERATION_FILES) is None
+        return generation.damage(hash_files=GENERATION_FILES, strict=True) is None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -166,6 +166,36 @@ def test_damaged_store_gives_one_line_errors(tmp_path):
         store.open_live()
 
 
+def test_an_index_as_committed_is_not_hashed_again_and_one_copied_in_is(tmp_path, monkeypatch):
+    import shutil
+
+    from mre.indexer import store as store_module
+
+    hashed = []
+    real_sha256 = store_module.file_sha256
+    monkeypatch.setattr(store_module, "file_sha256", lambda path: hashed.append(path.name) or real_sha256(path))
+    first, _ = commit(Store(tmp_path / "first"), 6, seed=0)
+    other, _ = commit(Store(tmp_path / "other"), 6, seed=1)  # same size of index, other vectors
+    assert first.meta["files"]["audio.faiss"]["mtime_ns"] == (first.path / "audio.faiss").stat().st_mtime_ns
+    hashed.clear()
+    with Store(tmp_path / "first").open_live() as generation:
+        generation.check()  # what a search checks on opening: the indexes as committed, not read
+    assert hashed == []
+    # the other store's index, its modification time kept (cp -p): read, and refused
+    shutil.copy2(other.path / "audio.faiss", first.path / "audio.faiss")
+    assert (first.path / "audio.faiss").stat().st_size == first.meta["files"]["audio.faiss"]["size"]
+    with Store(tmp_path / "first").open_live() as generation, \
+            pytest.raises(StoreError, match="audio.faiss is not the file this generation was written with"):
+        generation.check()
+    assert hashed == ["audio.faiss"]
+    # strict (the crash benchmark's check) reads every file named, as committed or not
+    shutil.copy2(other.path / "tags.faiss", first.path / "tags.faiss")
+    with Store(tmp_path / "other").live() as generation:
+        hashed.clear()
+        assert generation.damage() is None and hashed == []
+        assert generation.damage(strict=True) is None and hashed == ["audio.faiss", "tags.faiss"]
+
+
 def test_second_writer_gets_a_clear_error(tmp_path):
     first_run, second_run = Store(tmp_path / "store"), Store(tmp_path / "store")
     with first_run.lock():
