@@ -386,6 +386,26 @@ def exact_copy(index: Any) -> tuple[np.ndarray, Callable[[np.ndarray], np.ndarra
     return view, to_query
 
 
+def added_vectors(index: Any, copied: np.ndarray, block: int = 262144) -> np.ndarray:
+    """Rows of an index's exact copy (:func:`exact_copy`'s view, a selection of its rows, or
+    their mean) as the vectors that were added, float32: the rows themselves, or for a
+    whitened copy (``A x``) the rows times ``A⁻ᵀ`` (inverted in float64, applied in float32 a
+    block at a time), as near the added vectors as float32 rounding of ``A x`` lets them be,
+    to a few times κ(A)·2⁻²⁴ of their length."""
+    copied = np.atleast_2d(copied)
+    transform = _whitening(index)
+    if transform is None:
+        return np.asarray(copied, dtype=np.float32)
+    import faiss
+
+    matrix = faiss.vector_to_array(transform.A).reshape(transform.d_out, transform.d_in).astype(np.float64)
+    inverse_t = np.linalg.inv(matrix).T.astype(np.float32)
+    out = np.empty((len(copied), transform.d_in), dtype=np.float32)
+    for start in range(0, len(copied), block):
+        np.matmul(copied[start:start + block], inverse_t, out=out[start:start + block])
+    return out
+
+
 def _use_uniform_levels(pq: Any, sample: np.ndarray) -> None:
     """Replace the k-means levels of a one-dimension-per-sub-quantizer PQ (``scalar_pq`` of
     the index) with 16 evenly spaced levels over each dimension's range in ``sample`` (before
@@ -547,9 +567,12 @@ def row_lists(index: Any) -> np.ndarray:
 
 
 def search_allowed(index: Any, vectors: np.ndarray, query: np.ndarray, k: int, rows: np.ndarray,
-                   params: dict[str, float], lists_of_rows: np.ndarray | Callable[[], np.ndarray] | None = None
-                   ) -> tuple[np.ndarray, np.ndarray]:
+                   params: dict[str, float], lists_of_rows: np.ndarray | Callable[[], np.ndarray] | None = None,
+                   to_query: Callable[[np.ndarray], np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Top-k (scores, rows) of ``query`` among ``rows`` (sorted row numbers that pass a filter).
+
+    vectors: the indexed vectors, or the index's exact copy with ``to_query`` its map for
+    queries (:func:`exact_copy`), which the exact scan then scores instead.
 
     An inverted-file index loses recall when most vectors of the probed lists are filtered
     out, and more so when the filter follows the lists (a tempo range, say, that the tracks
@@ -564,7 +587,7 @@ def search_allowed(index: Any, vectors: np.ndarray, query: np.ndarray, k: int, r
 
     n_total = len(vectors)
     if len(rows) <= FILTER_EXACT_MAX or "nprobe" not in params or _is_gpu_index(index) or len(rows) == 0:
-        return exact_top_k_of_rows(vectors, query, rows, k)
+        return exact_top_k_of_rows(vectors, query if to_query is None else to_query(query)[0], rows, k)
     query = query_side(index, np.asarray(query, dtype=np.float32)[None])
     ivf = faiss.extract_index_ivf(index)
     nlist = ivf.nlist

@@ -16,8 +16,8 @@ from mre.embedder.audio.attributes import ATTRIBUTE_NAMES
 from mre.embedder.models.factory import load_model, shown_scores
 from mre.embedder.models.scoring import attribute_scores, standardised
 from mre.embedder.models.tag_space import TagSpace, best_tags, named_tags_space, vocabulary_space
-from mre.indexer.index_spec import (exact_copy, row_lists, row_scores, search as index_search, search_allowed,
-                                    use_single_query_threads)
+from mre.indexer.index_spec import (added_vectors, exact_copy, row_lists, row_scores, search as index_search,
+                                    search_allowed, use_single_query_threads)
 from mre.indexer.paths import PATH_BYTES, printable_path, readable_path, table_paths
 from mre.indexer.store import Store, StoreError
 from mre.indexer.tables import TOP_TAGS_PER_TRACK
@@ -205,7 +205,7 @@ class Library:
         if row is not None:
             attributes = {name: self._tracks.column(name)[row].as_py() if name in self._tracks.column_names else None
                           for name in ATTRIBUTE_NAMES} if with_attributes else None
-            return self.track_vectors[row], row, path, attributes
+            return self._vectors_of_rows([row])[0], row, path, attributes
         # a file outside the store is decoded once, its attributes measured in the same pass
         vector, facts = embed_paths(self.model, [path], device=self.device, with_attributes=with_attributes)[0]
         return vector, None, path, facts if with_attributes else None
@@ -248,13 +248,37 @@ class Library:
         through to meet it: while the store's vectors are unread, the track index's exact copy
         (index_spec.exact_copy: a view, so scoring every track reads no vector column; 1M
         tracks: 0.2 s, not 3-5 s), else the vectors themselves."""
-        if self._vectors is None:
-            if self._exact is None:
-                index = self.generation.audio_index()
-                self._exact = (index, exact_copy(index))  # the index held beside its view
-            if self._exact[1] is not None:
-                return self._exact[1]
+        exact = self._exact_copy()
+        if exact is not None:
+            return exact
         return self.track_vectors, lambda queries: np.atleast_2d(queries)
+
+    def _exact_copy(self) -> tuple[np.ndarray, object] | None:
+        """The track index's exact copy and its query map while the store's vectors are unread
+        (None once they are read, or for an index that keeps only codes)."""
+        if self._vectors is not None:
+            return None
+        if self._exact is None:
+            index = self.generation.audio_index()
+            self._exact = (index, exact_copy(index))  # the index held beside its view
+        return self._exact[1]
+
+    def _vectors_of_rows(self, rows) -> np.ndarray:
+        """The stored vectors of `rows` [n, D]: while the store's vectors are unread, from the
+        index's exact copy (a whitened copy through A⁻¹, within float32 rounding of the stored
+        ones), so a stored track's tags or neighbours read no vector column (1M tracks: 5 s)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        exact = self._exact_copy()
+        if exact is not None:
+            return added_vectors(self._exact[0], exact[0][rows])
+        return self.track_vectors[rows]
+
+    def _mean_vector(self) -> np.ndarray:
+        """The mean of the store's vectors (from the exact copy while they are unread)."""
+        exact = self._exact_copy()
+        if exact is not None:
+            return added_vectors(self._exact[0], exact[0].mean(axis=0))[0]
+        return self.track_vectors.mean(axis=0)
 
     def _label_scores(self, vector: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """Label evidence of `rows` for one query (see _scoring_vectors)."""
@@ -273,8 +297,9 @@ class Library:
         if not attribute_weights:
             use_single_query_threads()
             params = self.meta.get("audio_index", {}).get("search_params", {})
-            return search_allowed(self.generation.audio_index(), self.track_vectors, vector, k, rows, params,
-                                  self._audio_row_lists)
+            matrix, to_query = self._scoring_vectors()
+            return search_allowed(self.generation.audio_index(), matrix, vector, k, rows, params,
+                                  self._audio_row_lists, to_query=to_query)
         if rows is None:
             rows = np.arange(len(self))
         scores = self._exact_scores(vector, rows, attribute_weights)
@@ -421,7 +446,7 @@ class Library:
         """A stored track's best tags, its attributes standardised over the store."""
         columns = self._tag_attributes()[0]
         z = np.array([self.attribute_z(c)[row] for c in columns]) if columns else None
-        return best_tags(self.tag_space().names, self._tag_scores(self.track_vectors[row], z), k, threshold)
+        return best_tags(self.tag_space().names, self._tag_scores(self._vectors_of_rows([row])[0], z), k, threshold)
 
     def _outside_tags(self, vectors: list[np.ndarray], attributes: list[dict], k: int | None,
                       threshold: float | None) -> list[list[dict]]:
@@ -450,15 +475,14 @@ class Library:
             if not key or not key[0] or not key[1]:
                 raise LibraryError(f"no key was detected in {path}: --compatible needs one")
             filters = replace(filters or Filters(), compatible_with=key)  # the caller's filters stay as given
-        vectors = self.track_vectors
-        mean = vectors.mean(axis=0)
+        mean = self._mean_vector()
         query = vector - mean
         query /= max(float(np.linalg.norm(query)), 1e-12)
         candidates = self._allowed_rows(filters)
         if candidates is None:
             candidates = np.arange(len(self)) if len(self) <= EXACT_SIMILAR_LIMIT \
                 else self._search(query, (k + 1) * SIMILAR_CANDIDATES_PER_RESULT)[1]
-        centred = vectors[candidates] - mean
+        centred = self._vectors_of_rows(candidates) - mean
         cosine = centred @ query / np.maximum(np.linalg.norm(centred, axis=1), 1e-12)
         if row is not None:
             cosine[candidates == row] = -np.inf

@@ -233,16 +233,15 @@ def test_a_query_reads_no_vector_column(store):
     assert not {"tracks", "track_vectors"} & set(library.generation._cache)
 
 
-def test_attribute_queries_score_the_index_copy_as_they_would_the_stored_vectors(store, tmp_path):
-    # a query with attribute weights scores every track: against the index's exact copy of the
-    # vectors while the store's vector column is unread (a big store's slowest read), and the
-    # same tracks, in the same order, as against the stored vectors
+def _whitened_store(store, folder):
+    """3,000 tracks drawn from `store`'s with noise on vectors and attributes, indexed as a big
+    store is (whitened inverted file with an exact copy); (its folder, κ_u of its whitening:
+    a float32 vector through it and back is off by at most κ_u times its length)."""
     import faiss
     import numpy as np
     import pyarrow as pa
 
     from mre.indexer.store import Store
-    from mre.retrieval.library import Library
 
     with Store(store).open_live() as generation:
         tracks, tags, tag_vectors = generation.track_rows(), generation.tags(), generation.tag_vectors()
@@ -257,18 +256,28 @@ def test_attribute_queries_score_the_index_copy_as_they_would_the_stored_vectors
     big = big.set_column(big.column_names.index("path"), "path", pa.array([f"/big/{i:05d}.wav" for i in range(3000)]))
     big = big.set_column(big.column_names.index("track_id"), "track_id", pa.array([f"t{i:05d}" for i in range(3000)]))
     noise = rng.normal(0, 1, (3000, vectors.shape[1])).astype(np.float32) * (0.3 * vectors.std(axis=0) + 1e-3)
-    with Store(tmp_path / "big").commit(big, vectors[rows] + noise, tags, tag_vectors, skipped, meta,
-                                        index_spec=f"Whiten0.5,IVF8,PQ{vectors.shape[1]}x4fs,RFlat"):
-        pass
+    with Store(folder).commit(big, vectors[rows] + noise, tags, tag_vectors, skipped, meta,
+                              index_spec=f"Whiten0.5,IVF8,PQ{vectors.shape[1]}x4fs,RFlat") as generation:
+        index = generation.audio_index()
+        transform = faiss.downcast_VectorTransform(faiss.downcast_index(index).chain.at(0))
+        a = faiss.vector_to_array(transform.A).reshape(transform.d_out, transform.d_in).astype(np.float64)
+    return folder, 4 * a.shape[0] * 2.0 ** -24 * np.linalg.norm(a) * np.linalg.norm(np.linalg.inv(a))
+
+
+def test_attribute_queries_score_the_index_copy_as_they_would_the_stored_vectors(store, tmp_path):
+    # a query with attribute weights scores every track: against the index's exact copy of the
+    # vectors while the store's vector column is unread (a big store's slowest read), and the
+    # same tracks, in the same order, as against the stored vectors
+    import numpy as np
+
+    from mre.retrieval.library import Library
+
+    big, kappa_u = _whitened_store(store, tmp_path / "big")
     words = ["calm", "calm piano", "trumpet", "dub reggae", "energetic", "quiet", "loud", "slow", "fast", "upbeat"]
-    in_place = Library(tmp_path / "big")
-    from_vectors = Library(tmp_path / "big")
+    in_place = Library(big)
+    from_vectors = Library(big)
     from_vectors.track_vectors  # noqa: B018  (read: scoring then uses them)
     stored = from_vectors.track_vectors.astype(np.float64)
-    index = in_place.generation.audio_index()
-    transform = faiss.downcast_VectorTransform(faiss.downcast_index(index).chain.at(0))
-    a = faiss.vector_to_array(transform.A).reshape(transform.d_out, transform.d_in).astype(np.float64)
-    kappa_u = 4 * a.shape[0] * 2.0 ** -24 * np.linalg.norm(a) * np.linalg.norm(np.linalg.inv(a))
     for word in words:
         query = in_place.model.query_vector(word)
         fast, slow = in_place.search(word, k=10).hits, from_vectors.search(word, k=10).hits
@@ -282,3 +291,56 @@ def test_attribute_queries_score_the_index_copy_as_they_would_the_stored_vectors
         # rank by rank the same track, or one whose score ties with it within the bound
         assert all(f.track_id == s.track_id or abs(f.score - s.score) <= 2 * bound for f, s in zip(fast, slow)), word
     assert "track_vectors" not in in_place.generation._cache
+
+
+def test_a_stored_tracks_tags_neighbours_and_filtered_queries_read_no_vector_column(store, tmp_path):
+    # `mre tags`/`info`/`similar` of a stored track and a filtered query take the vectors they
+    # need from the index's exact copy (a whitened copy back through A⁻¹) while the store's
+    # vector column is unread; the same tracks and tags, in the same order, within the error
+    # that float32 rounding through the whitening allows
+    import faiss
+    import numpy as np
+
+    from float_bounds import round_trip_error
+
+    from mre.retrieval.filters import Filters
+    from mre.retrieval.library import Library
+
+    big, kappa_u = _whitened_store(store, tmp_path / "big")
+    in_place, from_vectors = Library(big), Library(big)
+    stored = from_vectors.track_vectors
+    transform = faiss.downcast_VectorTransform(faiss.downcast_index(in_place.generation.audio_index()).chain.at(0))
+    a = faiss.vector_to_array(transform.A).reshape(transform.d_out, transform.d_in).astype(np.float64)
+    error = round_trip_error(a, stored)  # [n, d]
+    d, n = stored.shape[1], len(stored)
+    gamma = d * 2.0 ** -24 / (1 - d * 2.0 ** -24)
+    # the mean: the rows' errors averaged, and each side's float32 summation (≤ log2(n)·2⁻²⁴ per term)
+    mean_error = error.mean(axis=0) + 2 * np.ceil(np.log2(n)) * 2.0 ** -24 * np.abs(stored).mean(axis=0)
+    centred = stored.astype(np.float64) - stored.mean(axis=0, dtype=np.float64)
+
+    def same(fast, slow, bound, key):
+        assert [f.score for f in fast] == pytest.approx([s.score for s in slow], abs=bound)
+        assert all(key(f) == key(s) or abs(f.score - s.score) <= 2 * bound for f, s in zip(fast, slow))
+
+    tags = np.abs(in_place.tag_space().matrix.astype(np.float64))
+    for row in (7, 1234, 2999):
+        target = f"t{row:05d}"
+        # a tag's score: its row times the vector (each side rounds its product: 2γ|t||x|), shown
+        # through a sigmoid (slope ≤ 1/4) and rounded to 6 places
+        fast, slow = in_place.tags(target, k=20), from_vectors.tags(target, k=20)
+        bound = 0.25 * float((tags @ (error[row] + 2 * gamma * np.abs(stored[row]))).max()) + 1e-6
+        assert bound < 0.01 and len(fast.tags) == 20  # (~1e-3 here)
+        assert [t["score"] for t in fast.tags] == pytest.approx([t["score"] for t in slow.tags], abs=bound)
+        # a neighbour's cosine of vectors centred on the mean: a unit vector moves by at most
+        # 2·|error|/|vector|, for both vectors of the cosine
+        hits = from_vectors.similar(target, k=10)
+        rows = [int(h.track_id[1:]) for h in hits] + [int(h.track_id[1:]) for h in in_place.similar(target, k=10)]
+        moved = [2 * float(np.linalg.norm(error[r] + mean_error)) / float(np.linalg.norm(centred[r])) for r in rows + [row]]
+        bound = 2 * max(moved) + 1e-6  # ~0.01 here: worst cases, where the differences seen are ~1e-6
+        same(in_place.similar(target, k=10), hits, bound, lambda h: h.track_id)
+    fast_filter = Filters.from_options(bpm="90-140")
+    bound = 0.25 * kappa_u * float(np.linalg.norm(in_place.model.query_vector("rock").vector)) * \
+        float(np.linalg.norm(stored, axis=1).max()) + 1e-6
+    same(in_place.search("rock", k=10, filters=fast_filter).hits,
+         from_vectors.search("rock", k=10, filters=fast_filter).hits, bound, lambda h: h.track_id)
+    assert not {"tracks", "track_vectors"} & set(in_place.generation._cache)

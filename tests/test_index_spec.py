@@ -331,3 +331,25 @@ def test_an_index_that_keeps_the_vectors_scores_them_in_place():
         np.linalg.norm(queries, axis=1)[:, None] * np.linalg.norm(database, axis=1)[None]
     assert (np.abs(to_query(queries) @ view.T - exact) <= bound).all()
     assert exact_copy(build_index(database, "IVF16,PQ16x4fs")) is None  # codes only
+
+
+def test_the_exact_copy_gives_back_the_added_vectors():
+    # a stored track's tags and neighbours take its vector from the index's copy: the rows
+    # themselves, or a whitened copy's rows back through A⁻¹, within the componentwise bound
+    # of that round trip in float32 (float_bounds.round_trip_error)
+    from float_bounds import round_trip_error
+
+    from mre.indexer.index_spec import added_vectors, exact_copy
+
+    database = anisotropic_vectors(6000, 16, seed=16)
+    rows = np.array([0, 17, 5999, 17])  # any rows, repeats included
+    for spec in ("Flat", "PQ16x4fs,RFlat"):
+        index = build_index(database, spec)
+        np.testing.assert_array_equal(added_vectors(index, exact_copy(index)[0][rows]), database[rows])
+    index = build_index(database, "Whiten0.5,IVF16,PQ16x4fs,RFlat")
+    view, _ = exact_copy(index)
+    transform = faiss.downcast_VectorTransform(faiss.downcast_index(index).chain.at(0))
+    a = faiss.vector_to_array(transform.A).reshape(16, 16).astype(np.float64)
+    back = added_vectors(index, view, block=1000)  # in blocks, as a filter's many rows are
+    assert back.dtype == np.float32 and back.shape == database.shape
+    assert (np.abs(back.astype(np.float64) - database) <= round_trip_error(a, database)).all()
