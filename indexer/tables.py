@@ -98,6 +98,26 @@ def numpy_of(array: pa.Array) -> np.ndarray:
     return np.frombuffer(array.buffers()[1], dtype=dtype, count=len(array), offset=array.offset * size)
 
 
+def float_values(column: pa.ChunkedArray | pa.Array) -> np.ndarray | None:
+    """A numeric column as float64 with NaN for nulls, read from its buffers (no pandas, see
+    :func:`numpy_of`); None for a column of another type."""
+    chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
+    parts = []
+    for chunk in chunks:
+        dtype = _NUMPY_TYPES.get(chunk.type)
+        if dtype is None:
+            return None
+        size = np.dtype(dtype).itemsize
+        data = chunk.buffers()[1]
+        values = (np.frombuffer(data, dtype=dtype, count=len(chunk), offset=chunk.offset * size).astype(np.float64)
+                  if data is not None else np.full(len(chunk), np.nan))
+        if chunk.null_count:
+            valid = np.unpackbits(np.frombuffer(chunk.buffers()[0], dtype=np.uint8), bitorder="little")
+            values[~valid[chunk.offset:chunk.offset + len(chunk)].astype(bool)] = np.nan
+        parts.append(values)
+    return np.concatenate(parts) if parts else np.zeros(0)
+
+
 def arrow_mask(mask) -> pa.Array:
     """A boolean mask as an Arrow array, built from its bits: ``pa.array`` checks every input
     against pandas types and so imports pandas (see :func:`numpy_of`)."""

@@ -344,3 +344,20 @@ def test_a_stored_tracks_tags_neighbours_and_filtered_queries_read_no_vector_col
     same(in_place.search("rock", k=10, filters=fast_filter).hits,
          from_vectors.search("rock", k=10, filters=fast_filter).hits, bound, lambda h: h.track_id)
     assert not {"tracks", "track_vectors"} & set(in_place.generation._cache)
+
+
+def test_tracks_are_found_by_id_and_path_whether_scanned_or_looked_up(store):
+    # the first lookups of a process scan the id and path lists, later ones build dicts: both
+    # give every track's own row, and nothing for an id or path the store does not hold
+    from mre.retrieval.library import LOOKUPS_BEFORE_DICT, Library, UnknownTargetError
+
+    library = Library(store)
+    ids, paths = list(library._ids), list(library._paths)
+    expected = [(row, path) for row, path in enumerate(paths)]
+    for _ in range(LOOKUPS_BEFORE_DICT // len(ids) + 2):
+        assert [library.resolve(path) for path in paths] == expected  # first by scans (an id, then a path)
+        assert [library.resolve(track_id) for track_id in ids] == expected
+    assert library._id_rows is not None and library._path_rows is not None  # past the scans: dicts
+    assert library._row_of("id", "0000000000000000") is None and library._row_of("path", "/nowhere.wav") is None
+    with pytest.raises(UnknownTargetError):
+        library.resolve("/nowhere/at/all.wav")

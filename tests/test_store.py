@@ -309,16 +309,23 @@ def test_stores_built_by_the_old_chooser_still_open_and_search(tmp_path, spec, o
 
 
 def test_arrow_arrays_read_and_made_without_pandas_keep_their_values():
-    # numpy_of and arrow_mask read and build Arrow buffers directly (pyarrow's own conversions
-    # import pandas): sliced arrays, every numeric type, and nulls must come out as pyarrow's do
-    from mre.indexer.tables import arrow_mask, numpy_of, vectors_from_column
+    # numpy_of, float_values and arrow_mask read and build Arrow buffers directly (pyarrow's own
+    # conversions import pandas): sliced arrays, every numeric type, and nulls must come out as
+    # pyarrow's do (float_values: as float64, NaN for a null)
+    from mre.indexer.tables import arrow_mask, float_values, numpy_of, vectors_from_column
 
     for values, kind in (([1, -2, 3, 4, 5], pa.int32()), ([2**40, 7, -1, 0, 9], pa.int64()),
                          ([1, 2, 2**31, 4, 5], pa.uint32()), ([0.5, -1.25, 3e9, 4.0, 1e-30], pa.float32()),
-                         ([0.1, 2.0, -3.5, 1e300, 0.0], pa.float64()), ([1.0, None, 3.0, 4.0, 5.0], pa.float64())):
+                         ([0.1, 2.0, -3.5, 1e300, 0.0], pa.float64()), ([1.0, None, 3.0, 4.0, 5.0], pa.float64()),
+                         ([None, 2, None, None, 5, None, 7, 8, None, 10], pa.int64())):
         array = pa.array(values, kind)
-        for part in (array, array.slice(1, 3), array.slice(4)):
+        for part in (array, array.slice(1, 3), array.slice(4), array.slice(3, 6)):
             np.testing.assert_array_equal(numpy_of(part), part.to_numpy(zero_copy_only=False))
+            expected = [np.nan if v is None else float(v) for v in part.to_pylist()]
+            np.testing.assert_array_equal(float_values(part), np.array(expected, dtype=np.float64))
+        chunked = pa.chunked_array([array.slice(0, 2), array.slice(2)])
+        np.testing.assert_array_equal(float_values(chunked), float_values(array))
+    assert float_values(pa.array(["C", "D"])) is None
     mask = np.random.default_rng(3).random(77) < 0.5
     assert arrow_mask(mask).to_pylist() == mask.tolist()
     table = pa.table({"n": np.arange(77)})

@@ -8,8 +8,11 @@ import numpy as np
 
 
 def _attribute_array(values, column: str) -> np.ndarray:
-    """Attribute values as floats, unknown (None) and bpm 0 (no pulse) as NaN."""
-    array = np.array([np.nan if v is None else float(v) for v in values], dtype=np.float64)
+    """Attribute values as floats, unknown (None or NaN) and bpm 0 (no pulse) as NaN."""
+    if isinstance(values, np.ndarray) and values.dtype.kind == "f":
+        array = values.astype(np.float64)  # a copy: a store's column (NaN where unknown) stays as it is
+    else:
+        array = np.array([np.nan if v is None else float(v) for v in values], dtype=np.float64)
     if column == "bpm":
         array[array <= 0] = np.nan
     return array
