@@ -205,6 +205,30 @@ def test_unknown_word_is_ignored_with_suggestions_and_the_rest_counts(glove):
     assert format_ignored(glove.phrase_vector("reggae")) == ""
 
 
+def test_an_unknown_word_written_as_one_is_read_as_the_words_it_is_made_of(glove):
+    # "synthwave", "electroswing": genre names the word vectors lack, made of two frequent words
+    for word, parts in (("synthwave", ("synth", "wave")), ("electroswing", ("electro", "swing")),
+                        ("chillhop", ("chill", "hop"))):
+        assert not glove.has(word)
+        phrase = glove.phrase_vector(f"{word} piano")
+        assert phrase.split == {word: parts} and phrase.ignored == [] and phrase.tokens_used == [*parts, "piano"]
+        # one word of the phrase, its parts equally: "synthwave piano" weighs piano as much as synthwave
+        both = glove.phrase_vector(" ".join(parts)).vector + glove.unit_vector("piano")
+        np.testing.assert_allclose(phrase.vector, both / np.linalg.norm(both), atol=1e-6)
+        assert glove.splits(f"calm {word}") == {word: parts} and glove.tokens(word) == list(parts)
+    # a typo of a known word keeps its suggestion; rare fragments make no split
+    assert glove.phrase_vector("dubstepp").split == {} and glove.phrase_vector("dubstepp").ignored == ["dubstepp"]
+    assert glove.phrase_vector("xqzvvblorp").split == {}
+
+
+def test_a_query_says_how_it_read_a_word_written_as_one():
+    from mre.embedder.models.factory import load_model
+
+    query = load_model("mre-zs-musicnn").query_vector("synthwave")
+    assert 'read "synthwave" as "synth wave" (not in the word vectors as one word)' in query.messages
+    assert "synth" in query.matched_labels
+
+
 def test_all_unknown_gives_no_vector(glove):
     phrase = glove.phrase_vector("xqzvv blorptk")
     assert phrase.vector is None and phrase.ignored == ["xqzvv", "blorptk"]

@@ -36,8 +36,17 @@ class QueryVector:
     messages: list[str] = field(default_factory=list)         # one line each, for the CLI
     attribute_weights: dict[str, float] = field(default_factory=dict)  # column → weight on its z-score
 
+    def note_split(self, split: dict[str, tuple[str, ...]]) -> None:
+        """Say once how each unknown word written as one was read ("synthwave" as "synth wave")."""
+        for word, parts in split.items():
+            note = f'read "{shorten(word, 40)}" as "{" ".join(parts)}" (not in the word vectors as one word)'
+            if note not in self.messages and len(self.messages) < 5:
+                self.messages.append(note)
+
     def note_ignored(self, phrase) -> None:
-        """Record the words of a phrase the word vectors lack, with one message line each."""
+        """Record the words of a phrase the word vectors lack, with one message line each, and
+        how a word written as one was read."""
+        self.note_split(phrase.split)
         self.ignored.extend(phrase.ignored)
         for word in phrase.ignored:
             if len(self.messages) > 5:

@@ -413,6 +413,7 @@ class ZeroShotTaggerModel:
     def query_vector(self, text: str) -> QueryVector:
         """Map a query phrase onto label weights. Raises ValueError when nothing in it is known."""
         query = QueryVector(text=text, vector=np.zeros(self.dim, dtype=np.float32))
+        query.note_split(self.words.splits(text))  # "hardrock" is read as the label "hard rock": say so
         _, label_tokens = self._labels_in_word_space()
         whole = tuple(self.words.tokens(text))
         terms = parse_query(text)

@@ -13,7 +13,7 @@ from typing import Sequence
 
 import numpy as np
 
-from mre.embedder.words.spelling import SpellingIndex
+from mre.embedder.words.spelling import SpellingIndex, edit_distance
 from mre.embedder.words.vocabulary import VocabularyTag, load_tag_vocabulary
 from mre.embedder.words.vectors import (
     DEFAULT_WORD_VECTORS_ID,
@@ -79,13 +79,34 @@ class _Compound:
         return [self.joined, *self.parts]
 
 
+# An unknown word written as one ("synthwave", "chillhop", "electroswing") is read as the two
+# words it is made of, the split whose parts are most frequent together (the geometric mean of
+# their frequencies, as compound splitters do; rank stands in for frequency). Each part at
+# least this long and among this many most frequent words, so rare fragments make no
+# nonsense split; a word one edit from a known one is a typo and keeps its suggestion instead.
+COMPOUND_MIN_PART = 3
+COMPOUND_PART_RANK = 50_000
+
+
+@dataclass(frozen=True)
+class _Split:
+    """An unknown word read as the known words it is made of ("synthwave" → "synth", "wave")."""
+
+    word: str
+    parts: tuple[str, ...]
+
+    def tokens(self) -> list[str]:
+        return list(self.parts)
+
+
 @dataclass
 class PhraseVector:
     """The vector of one phrase and what went into it.
 
     tokens_used: vocabulary tokens averaged; ignored: words not in the word vectors;
     suggestions: close known spellings for each ignored word; vector: unit-norm, or None
-    when no word of the phrase is known.
+    when no word of the phrase is known; split: unknown words read as the words they are
+    made of ("synthwave" → ("synth", "wave")).
     """
 
     text: str
@@ -93,6 +114,7 @@ class PhraseVector:
     ignored: list[str]
     suggestions: dict[str, list[str]] = field(default_factory=dict)
     vector: np.ndarray | None = None
+    split: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 @dataclass
@@ -191,7 +213,7 @@ class WordSpace:
             return None
         return self._compound(variant[0], words)
 
-    def _split_unknown(self, word: str) -> list[str | _Compound]:
+    def _split_unknown(self, word: str) -> list[str | _Compound | _Split]:
         """A word as typed: its known form, else without apostrophes, clitics, then its parts."""
         known = self._known_form(word)
         if known is not None:
@@ -206,10 +228,30 @@ class WordSpace:
         parts = [part for part in re.split(r"[-'&]", word) if part]
         if len(parts) > 1:
             return self._resolve(parts)
-        return [word]  # unknown; phrase_vector reports it
+        split = self._closed_compound(word)
+        return [split] if split is not None else [word]  # unknown; phrase_vector reports it
 
-    def _resolve(self, words: list[str]) -> list[str | _Compound]:
-        resolved: list[str | _Compound] = []
+    def _closed_compound(self, word: str) -> _Split | None:
+        """An unknown word as two frequent words written together, or None (see COMPOUND_PART_RANK)."""
+        if not word.isalpha() or len(word) < 2 * COMPOUND_MIN_PART:
+            return None
+        best, best_cost = None, None
+        for cut in range(COMPOUND_MIN_PART, len(word) - COMPOUND_MIN_PART + 1):
+            first, second = word[:cut], word[cut:]
+            ranks = [self._key_to_index.get(part) for part in (first, second)]
+            if None in ranks or max(ranks) >= COMPOUND_PART_RANK or {first, second} & FUNCTION_WORDS:
+                continue
+            cost = (ranks[0] + 1) * (ranks[1] + 1)  # the geometric mean of 1/rank, inverted
+            if best_cost is None or cost < best_cost:
+                best, best_cost = (first, second), cost
+        if best is None:
+            return None
+        if any(edit_distance(word, known) <= 1 for known in self.nearest_spellings(word)):
+            return None  # "dubstepp": a typo of "dubstep", not "dubs" + "tepp"
+        return _Split(word, best)
+
+    def _resolve(self, words: list[str]) -> list[str | _Compound | _Split]:
+        resolved: list[str | _Compound | _Split] = []
         position = 0
         while position < len(words):
             for span in range(min(_MAX_JOINED_WORDS, len(words) - position), 1, -1):
@@ -223,7 +265,7 @@ class WordSpace:
                 position += 1
         return resolved
 
-    def _units(self, text: str) -> list[str | _Compound]:
+    def _units(self, text: str) -> list[str | _Compound | _Split]:
         return self._resolve(_WORD_RE.findall(text.lower().translate(_APOSTROPHES)))
 
     def tokens(self, text: str) -> list[str]:
@@ -236,14 +278,22 @@ class WordSpace:
         """
         tokens: list[str] = []
         for unit in self._units(text):
-            tokens.extend(unit.tokens() if isinstance(unit, _Compound) else [unit])
+            tokens.extend([unit] if isinstance(unit, str) else unit.tokens())
         return tokens
+
+    def splits(self, text: str) -> dict[str, tuple[str, ...]]:
+        """The unknown words of ``text`` read as the words they are made of ("synthwave" →
+        ("synth", "wave"); see COMPOUND_PART_RANK)."""
+        return {unit.word: unit.parts for unit in self._units(text) if isinstance(unit, _Split)}
 
     # ------------------------------------------------------------------------ phrases
 
-    def _unit_vector_of(self, unit: str | _Compound) -> np.ndarray:
+    def _unit_vector_of(self, unit: str | _Compound | _Split) -> np.ndarray:
         if isinstance(unit, str):
             return self.unit_vector(unit)
+        if isinstance(unit, _Split):  # one word of the phrase, its parts equally
+            parts = np.mean([self.unit_vector(part) for part in unit.parts], axis=0)
+            return parts / np.linalg.norm(parts)
         parts = np.mean([self.unit_vector(part) for part in unit.parts], axis=0)
         combined = self.unit_vector(unit.joined) + parts / np.linalg.norm(parts)
         return combined / np.linalg.norm(combined)
@@ -262,17 +312,18 @@ class WordSpace:
             # is still a query.
             used = content or known
         suggestions = {word: self.nearest_spellings(word) for word in ignored}
+        split = {unit.word: unit.parts for unit in units if isinstance(unit, _Split)}  # (see splits)
         if not used:
-            return PhraseVector(text, [], ignored, suggestions, None)
+            return PhraseVector(text, [], ignored, suggestions, None, split)
         tokens_used: list[str] = []
         for unit in used:
-            tokens_used.extend(unit.tokens() if isinstance(unit, _Compound) else [unit])
+            tokens_used.extend([unit] if isinstance(unit, str) else unit.tokens())
         # Mean of unit vectors: each word counts equally; GloVe norms grow with word
         # frequency, so a raw mean would let the commonest word dominate the phrase.
         mean = np.mean([self._unit_vector_of(unit) for unit in used], axis=0)
         norm = float(np.linalg.norm(mean))
         vector = (mean / norm).astype(np.float32) if norm > 0 else None
-        return PhraseVector(text, tokens_used, ignored, suggestions, vector)
+        return PhraseVector(text, tokens_used, ignored, suggestions, vector, split)
 
     def phrase_matrix(self, texts: Sequence[str]) -> np.ndarray:
         """Unit phrase vectors as rows [len(texts), dim]; every phrase must have a known word."""
