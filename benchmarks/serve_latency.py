@@ -57,10 +57,10 @@ def synthetic_store(demo: Path, out: Path, n_tracks: int, seed: int = 0) -> Path
     """A store of `n_tracks` rows shaped like `demo`'s, committed with Store.commit."""
     import pyarrow as pa
 
-    from mre.embedder.models.tag_space import top_ranked
+    from mre.embedder.models.factory import load_model
     from mre.indexer.paths import PATH_BYTES
+    from mre.indexer.pipeline import with_top_tags
     from mre.indexer.store import Store, track_id_for
-    from mre.indexer.tables import TOP_TAGS_PER_TRACK
 
     with Store(demo).open_live() as generation:
         tracks, tags, tag_vectors = generation.tracks(), generation.tags(), generation.tag_vectors()
@@ -71,15 +71,9 @@ def synthetic_store(demo: Path, out: Path, n_tracks: int, seed: int = 0) -> Path
     new_vectors = vectors[rows] + noise
     table = tracks.take(pa.array(rows))
     paths = [f"/synthetic/{i // 1000:03d}/track-{i:06d}.opus" for i in range(n_tracks)]
-    names = np.array(tags.column("tag").to_pylist(), dtype=object)
-    top = []
-    for start in range(0, n_tracks, 10_000):  # top tags in slices, ranked as the index ranks them
-        best = top_ranked(new_vectors[start:start + 10_000] @ tag_vectors.T, TOP_TAGS_PER_TRACK)
-        top.extend(list(names[row]) for row in best)
     bpm = np.asarray([v or 0.0 for v in table.column("bpm").to_pylist()]) * rng.uniform(0.95, 1.05, n_tracks)
     columns = [("path", paths, pa.string()), (PATH_BYTES, [None] * n_tracks, pa.binary()),
-               ("track_id", [track_id_for(p) for p in paths], pa.string()),
-               ("top_tags", top, pa.list_(pa.string())), ("bpm", bpm, pa.float64())]
+               ("track_id", [track_id_for(p) for p in paths], pa.string()), ("bpm", bpm, pa.float64())]
     for name in JITTERED_ATTRIBUTES:  # copies of one track must not share its loudness to the last digit
         if name in table.column_names:
             values = np.asarray([np.nan if v is None else v for v in table.column(name).to_pylist()], dtype=np.float64)
@@ -87,6 +81,9 @@ def synthetic_store(demo: Path, out: Path, n_tracks: int, seed: int = 0) -> Path
             columns.append((name, values + rng.normal(0.0, 0.3 * (spread or 1.0), n_tracks), pa.float64()))
     for name, values, kind in columns:
         table = table.set_column(table.column_names.index(name), name, pa.array(values, kind))
+    # top tags ranked as the index ranks them (the model's word side only: no audio, no torch)
+    model = load_model(meta.get("model_file") or meta.get("model_name"), word_vectors=meta.get("word_vectors_path"))
+    table = with_top_tags(table, new_vectors, tags, tag_vectors, model)
     meta["library_roots"] = ["/synthetic"]
     with Store(out).commit(table, new_vectors, tags, tag_vectors, generation.skipped(), meta):
         pass

@@ -19,6 +19,7 @@ import pyarrow as pa
 from mre.embedder.audio.attributes import ATTRIBUTE_NAMES
 from mre.embedder.audio.decode import AUDIO_EXTENSIONS
 from mre.embedder.models.factory import DEFAULT_MODEL, load_model
+from mre.embedder.models.scoring import label_spread, standardised, tag_attribute_weights
 from mre.embedder.runner import DEFAULT_MAX_SECONDS, embed_tracks
 from mre.embedder.words.vectors import word_vectors_reference
 from mre.embedder.models.tag_space import top_ranked, vocabulary_space
@@ -27,7 +28,7 @@ from mre.indexer.diff import diff_library
 from mre.indexer.paths import PATH_BYTES, printable_path, stored_path, table_paths, with_path_bytes
 from mre.indexer.scan import FileEntry, is_under, scan_library
 from mre.indexer.store import Store, track_id_for, tracks_schema, vectors_from_column
-from mre.indexer.tables import TOP_TAGS_PER_TRACK, arrow_mask, optional_vectors_column
+from mre.indexer.tables import TOP_TAGS_PER_TRACK, arrow_mask, column_floats, optional_vectors_column
 
 # staged parts are flushed this often so an interruption loses at most this much work
 FLUSH_SECONDS = 10.0
@@ -350,7 +351,7 @@ def _index(
     tracks = _assemble_tracks(model, live_tracks, diff, ok, outside)
     tags_table, tag_vectors = _tag_table(model, vocabulary)
     track_vectors = vectors_from_column(tracks.column("vector"), "tracks").reshape(tracks.num_rows, model.dim)
-    tracks = _with_top_tags(tracks, track_vectors, tags_table, tag_vectors)
+    tracks = with_top_tags(tracks, track_vectors, tags_table, tag_vectors, model)
     skipped_table = pa.Table.from_pylist(
         [_skipped_row(r["path"], r["reason"], r.get("size"), r.get("mtime_ns")) for r in skipped_rows + skipped_elsewhere],
         schema=SKIPPED_ROWS_SCHEMA)
@@ -430,16 +431,34 @@ def _tag_table(model, vocabulary: str | None) -> tuple[pa.Table, np.ndarray]:
     return table, space.matrix
 
 
-def _with_top_tags(tracks: pa.Table, track_vectors: np.ndarray, tags: pa.Table, tag_vectors: np.ndarray) -> pa.Table:
-    """Every track's best TOP_TAGS_PER_TRACK tags, a block of tracks at a time: the whole
-    [tracks, tags] score matrix and its sort took 5 GB more at 200k tracks and 1,300 tags (25 GB
-    at 1M), and the blocks with a partition are 4.5x faster (24.7 s -> 5.5 s there)."""
+def with_top_tags(tracks: pa.Table, track_vectors: np.ndarray, tags: pa.Table, tag_vectors: np.ndarray,
+                   model) -> pa.Table:
+    """Every track's best TOP_TAGS_PER_TRACK tags, ranked as `mre tags` ranks them: label
+    evidence, plus for a tag that relates to attribute poles ("calm") its weights on the
+    track's attributes standardised over the store (scoring.attribute_scores), so a search
+    hit lists what `mre tags` says of the track first.
+
+    A block of tracks at a time: the whole [tracks, tags] score matrix and its sort took 5 GB
+    more at 200k tracks and 1,300 tags (25 GB at 1M), and the blocks with a partition are 4.5x
+    faster (24.7 s -> 5.5 s there)."""
     if not tracks.num_rows or not tags.num_rows:
         return tracks
-    names = np.array(tags.column("tag").to_pylist(), dtype=object)
+    names = tags.column("tag").to_pylist()
+    columns, weights = tag_attribute_weights(model, names)
+    related = np.flatnonzero(np.abs(weights).sum(axis=1) > 0) if columns else np.zeros(0, np.int64)
+    spread = np.ones(len(names))
+    if len(related):
+        spread[related] = label_spread(track_vectors, tag_vectors[related])
+    z = np.stack([standardised(column_floats(tracks, column), column) for column in columns], axis=1) \
+        if len(related) else None
+    terms = weights.T * spread if len(related) else None  # [columns, tags]: z @ terms is each tag's attribute part
+    names = np.array(names, dtype=object)
     rows = []
     for start in range(0, len(track_vectors), TOP_TAGS_BLOCK):
-        top = top_ranked(track_vectors[start:start + TOP_TAGS_BLOCK] @ tag_vectors.T, TOP_TAGS_PER_TRACK)
+        scores = track_vectors[start:start + TOP_TAGS_BLOCK] @ tag_vectors.T
+        if terms is not None:
+            scores = scores.astype(np.float64) + z[start:start + TOP_TAGS_BLOCK] @ terms
+        top = top_ranked(scores, TOP_TAGS_PER_TRACK)
         rows.extend(list(names[row]) for row in top)
     column = pa.array(rows, pa.list_(pa.string()))
     return tracks.set_column(tracks.schema.get_field_index("top_tags"), "top_tags", column)

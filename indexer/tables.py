@@ -118,6 +118,15 @@ def float_values(column: pa.ChunkedArray | pa.Array) -> np.ndarray | None:
     return np.concatenate(parts) if parts else np.zeros(0)
 
 
+def column_floats(table: pa.Table, column: str) -> np.ndarray | list:
+    """A table's numeric column as float64 with NaN where unknown (:func:`float_values`); a
+    column of another type as its Python values; an absent one as None for every row."""
+    if column not in table.column_names:
+        return [None] * table.num_rows
+    values = float_values(table.column(column))
+    return values if values is not None else table.column(column).to_pylist()
+
+
 def arrow_mask(mask) -> pa.Array:
     """A boolean mask as an Arrow array, built from its bits: ``pa.array`` checks every input
     against pandas types and so imports pandas (see :func:`numpy_of`)."""

@@ -14,13 +14,14 @@ import numpy as np
 
 from mre.embedder.audio.attributes import ATTRIBUTE_NAMES
 from mre.embedder.models.factory import load_model, shown_scores
-from mre.embedder.models.scoring import attribute_scores, standardised
+from mre.embedder.models.scoring import (attribute_scores, label_spread as scoring_label_spread, standardised,
+                                         tag_attribute_weights)
 from mre.embedder.models.tag_space import TagSpace, best_tags, named_tags_space, vocabulary_space
 from mre.indexer.index_spec import (added_vectors, exact_copy, row_lists, row_scores, search as index_search,
                                     search_allowed, use_single_query_threads)
 from mre.indexer.paths import PATH_BYTES, printable_path, readable_path, table_paths
 from mre.indexer.store import Store, StoreError
-from mre.indexer.tables import TOP_TAGS_PER_TRACK, float_values
+from mre.indexer.tables import TOP_TAGS_PER_TRACK, column_floats
 from mre.retrieval.filters import Filters
 from mre.retrieval.tagging import TagResult, tag_scores, tag_space  # noqa: F401  (TagResult re-exported)
 
@@ -28,9 +29,6 @@ from mre.retrieval.tagging import TagResult, tag_scores, tag_space  # noqa: F401
 # (this many per result) that are re-ranked exactly.
 EXACT_SIMILAR_LIMIT = 50_000
 SIMILAR_CANDIDATES_PER_RESULT = 20
-# The spread of a query's label evidence over the store is estimated on at most this many
-# evenly spaced tracks: a standard deviation from 10k samples is within ~1 % of the whole's.
-LABEL_SPREAD_SAMPLE = 10_000
 # Track ids and paths are looked up by scanning while a process has made at most this many
 # lookups (see Library._row_of).
 LOOKUPS_BEFORE_DICT = 8
@@ -246,12 +244,9 @@ class Library:
         return cache[column]
 
     def _column_values(self, column: str) -> np.ndarray | list:
-        """A numeric attribute column as float64 with NaN where unknown (from its Arrow buffers:
-        1M tracks in milliseconds, not the ~0.15 s of a Python list and ~0.1 s more to convert it)."""
-        if column not in self._tracks.column_names:
-            return [None] * len(self)
-        values = float_values(self._tracks.column(column))
-        return values if values is not None else self._tracks.column(column).to_pylist()
+        """An attribute column as float64 with NaN where unknown, from its Arrow buffers (1M
+        tracks in milliseconds, not the ~0.15 s of a Python list and ~0.1 s to convert it)."""
+        return column_floats(self._tracks, column)
 
     def _z_of(self, attributes: list[dict], columns) -> np.ndarray:
         """z-scores [tracks, columns] of tracks outside the store (their attribute dicts) against
@@ -261,14 +256,9 @@ class Library:
 
     def label_spread(self, label_weights: np.ndarray) -> np.ndarray:
         """Standard deviation over the store of each row of `label_weights` [Q, D] scored against
-        the track vectors (estimated on a sample of LABEL_SPREAD_SAMPLE tracks); 1.0 where it is 0."""
-        n = len(self)
-        sample = np.linspace(0, n - 1, LABEL_SPREAD_SAMPLE).astype(np.int64) if n > LABEL_SPREAD_SAMPLE else \
-            np.arange(n, dtype=np.int64)
+        the track vectors (scoring.label_spread); 1.0 where it is 0."""
         matrix, to_query = self._scoring_vectors()
-        scores = matrix[sample] @ to_query(np.atleast_2d(label_weights).astype(np.float32)).T
-        spread = scores.std(axis=0) if n else np.zeros(0)
-        return np.where(spread > 0, spread, 1.0).astype(np.float64)
+        return scoring_label_spread(matrix, label_weights, to_query)
 
     def _scoring_vectors(self) -> tuple[np.ndarray, object]:
         """What scores label evidence of the store's tracks, and the map queries [q, D] go
@@ -404,9 +394,7 @@ class Library:
         if self._tag_attribute_cache is None:
             space = self.tag_space()
             names, matrix = space.names, space.matrix
-            per_tag = [self.model.attribute_weights(name) for name in names]  # {} without attribute poles
-            columns = list(dict.fromkeys(column for weights in per_tag for column in weights))
-            weights = np.array([[w.get(c, 0.0) for c in columns] for w in per_tag]).reshape(len(names), len(columns))
+            columns, weights = tag_attribute_weights(self.model, names)
             spread = np.ones(len(names))
             related = np.flatnonzero(np.abs(weights).sum(axis=1) > 0)
             if len(related):

@@ -361,3 +361,32 @@ def test_tracks_are_found_by_id_and_path_whether_scanned_or_looked_up(store):
     assert library._row_of("id", "0000000000000000") is None and library._row_of("path", "/nowhere.wav") is None
     with pytest.raises(UnknownTargetError):
         library.resolve("/nowhere/at/all.wav")
+
+
+def test_a_hits_top_tags_are_what_mre_tags_says_first(store):
+    # a search hit lists the track's top tags, ranked at index time as `mre tags` ranks them:
+    # label evidence plus, for a tag related to attribute poles ("calm"), its weights on the
+    # track's attributes standardised over the store
+    import numpy as np
+
+    from mre.embedder.models.scoring import tag_attribute_weights
+    from mre.retrieval.library import Library
+
+    library = Library(store)
+    matrix = library.tag_space().matrix
+    columns, weights = tag_attribute_weights(library.model, library.tag_space().names)
+    assert columns and np.abs(weights).sum(axis=1).astype(bool).sum() > 10  # the attribute term is in play
+    gamma = matrix.shape[1] * 2.0 ** -24
+    moved_by_attributes = 0
+    for row, track_id in enumerate(library._ids):
+        stored = library._tracks.column("top_tags")[row].as_py()
+        said = library.tags(track_id, k=None).tags
+        vector = library.track_vectors[row]
+        # one float32 product (a block's against one vector's) may round each score differently:
+        # by γ|t||x| each, on the sigmoid's scale (slope ≤ 1/4), plus the 6-place rounding
+        bound = 0.25 * 2 * gamma * float((np.abs(matrix) @ np.abs(vector)).max()) + 1e-6
+        score = {t["tag"]: t["score"] for t in said}
+        assert [score[tag] for tag in stored] == pytest.approx([t["score"] for t in said[:len(stored)]], abs=bound)
+        raw = [library.tag_space().names[i] for i in np.argsort(-(matrix @ vector), kind="stable")[:len(stored)]]
+        moved_by_attributes += raw != stored
+    assert moved_by_attributes  # some track's top tags are not its label evidence's alone

@@ -353,6 +353,7 @@ def test_top_tags_in_blocks_are_the_full_ranking_ties_included(monkeypatch):
     tracks = pa.table({"top_tags": pa.array([[]] * 50, pa.list_(pa.string()))})
     tags = pa.table({"tag": names})
     monkeypatch.setattr(pipeline, "TOP_TAGS_BLOCK", 7)
-    got = pipeline._with_top_tags(tracks, track_vectors, tags, tag_vectors).column("top_tags").to_pylist()
+    # (model None: no attribute poles, the label evidence alone)
+    got = pipeline.with_top_tags(tracks, track_vectors, tags, tag_vectors, None).column("top_tags").to_pylist()
     expected = [[names[i] for i in row] for row in ranked(track_vectors @ tag_vectors.T, pipeline.TOP_TAGS_PER_TRACK)]
     assert got == expected

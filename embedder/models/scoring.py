@@ -4,7 +4,13 @@ pole-weighted z-scores in the label evidence's own units.
 """
 from __future__ import annotations
 
+from typing import Callable, Sequence
+
 import numpy as np
+
+# The spread of a query's label evidence over a store is estimated on at most this many
+# evenly spaced tracks: a standard deviation from 10k samples is within ~1 % of the whole's.
+LABEL_SPREAD_SAMPLE = 10_000
 
 
 def _attribute_array(values, column: str) -> np.ndarray:
@@ -49,6 +55,30 @@ def attribute_scores(label_scores, label_spread, attribute_weights, attribute_z)
     """
     attribute_part = np.sum(np.asarray(attribute_weights, dtype=np.float64) * attribute_z, axis=-1)
     return np.asarray(label_scores, dtype=np.float64) + np.asarray(label_spread, dtype=np.float64) * attribute_part
+
+
+def label_spread(vectors: np.ndarray, label_weights: np.ndarray,
+                 to_query: Callable[[np.ndarray], np.ndarray] | None = None) -> np.ndarray:
+    """Standard deviation over a store of each row of `label_weights` [Q, D] scored against its
+    track `vectors` [n, D] (on LABEL_SPREAD_SAMPLE evenly spaced tracks); 1.0 where it is 0.
+    to_query: the map queries go through to meet `vectors` (an index's exact copy, whitened)."""
+    n = len(vectors)
+    sample = np.linspace(0, n - 1, LABEL_SPREAD_SAMPLE).astype(np.int64) if n > LABEL_SPREAD_SAMPLE else \
+        np.arange(n, dtype=np.int64)
+    queries = np.atleast_2d(label_weights).astype(np.float32)
+    scores = vectors[sample] @ (queries if to_query is None else to_query(queries)).T
+    spread = scores.std(axis=0) if n else np.zeros(len(queries))
+    return np.where(spread > 0, spread, 1.0).astype(np.float64)
+
+
+def tag_attribute_weights(model, names: Sequence[str]) -> tuple[list[str], np.ndarray]:
+    """(attribute columns, weights [tags, columns]) of vocabulary tags scored as queries of
+    them would be: a tag that relates to attribute poles ("calm") weighs them; [] and an empty
+    matrix for a model without poles."""
+    per_tag = [model.attribute_weights(name) for name in names] if hasattr(model, "attribute_weights") else []
+    columns = list(dict.fromkeys(column for weights in per_tag for column in weights))
+    weights = np.array([[w.get(c, 0.0) for c in columns] for w in per_tag]).reshape(len(names), len(columns))
+    return columns, weights
 
 
 def standardised_columns(attributes: list[dict], columns) -> dict[str, np.ndarray]:
