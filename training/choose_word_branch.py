@@ -19,9 +19,9 @@ Word branches: ``glove`` (the shipped model's GloVe 6B 50-d phrase vectors); ``m
 (all-MiniLM-L6-v2's vector of the whole tag text, 384-d: "bossa nova" is one sentence, not a
 mean of two words); ``minilm-pcaK`` (those vectors projected on the K first principal axes of
 the MiniLM vectors of the shipped tag vocabulary and the taggers' labels: a word list fixed
-before any corpus, no labels or audio); ``minilm-wdX`` (weight decay X on the word
-projection's weight: the directions no training tag spans keep only their random start
-otherwise); ``glove+minilm`` (both together: the GloVe phrase vector and the MiniLM vector,
+before any corpus, no labels or audio); ``minilm-wdX`` and ``glove-wdX`` (weight decay X on
+the word projection's weight: the directions no training tag spans keep only their random
+start otherwise); ``glove+minilm`` (both together: the GloVe phrase vector and the MiniLM vector,
 each scaled to unit length, concatenated in that order, 50 + 384 inputs), with ``-pcaK``
 (the MiniLM part projected as ``minilm-pcaK`` before its scaling) and ``-wW`` (the MiniLM
 part multiplied by W after its scaling: ``glove+minilm-pca50-w0.5``).
@@ -154,13 +154,13 @@ def word_branch(name: str, glove):
                              + (f"-w{weight}" if weight else "")), 0.0
     match = _BRANCH_RE.match(name)
     if match is None:
-        raise SystemExit(f"unknown word branch {name!r}: glove, minilm, minilm-pcaK, minilm-wdX "
+        raise SystemExit(f"unknown word branch {name!r}: glove, glove-wdX, minilm, minilm-pcaK, minilm-wdX "
                          "or glove+minilm[-pcaK][-wW]")
     kind, pca, decay = match.groups()
     if kind == "glove":
-        if pca or decay:
-            raise SystemExit("glove takes no -pca or -wd")
-        return glove, 0.0
+        if pca:
+            raise SystemExit("glove takes no -pca")
+        return glove, float(decay or 0.0)
     from mre.embedder.words.minilm import load_minilm
 
     encoder = load_minilm()
