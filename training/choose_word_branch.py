@@ -185,6 +185,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--branches", nargs="+", default=["glove", "minilm"])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds (the split stays seed 0)")
     parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument("--negatives", type=int, default=1,
+                        help="sampled negative tags per positive in the hinge loss (make model: 1, as the paper)")
     parser.add_argument("--validation-unseen", nargs="+", default=["random"],
                         choices=("random", *(f for f in FAMILY_WORDS if f not in held_out_family())),
                         help="seen tags kept out of training and scored on the validation clips: a seeded 15 %% "
@@ -218,7 +220,8 @@ def main(argv: list[str] | None = None) -> None:
             started = time.monotonic()
             result = train(prepared, words, train_seen, validation_unseen + held_out,
                            config=ModelConfig(audio_branch="musicnn", backbone="msd+mtt", word_dim=words.dim),
-                           settings=TrainSettings(seed=seed, epochs=args.epochs, word_weight_decay=decay),
+                           settings=TrainSettings(seed=seed, epochs=args.epochs, word_weight_decay=decay,
+                                                  negatives=args.negatives),
                            out=scratch / f"{name}-{seed}.mre", fingerprint=name,
                            show_progress=False, log=lambda line: None)
             figures = []
