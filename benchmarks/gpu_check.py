@@ -1,4 +1,4 @@
-"""One GPU measurement of mre's default model (mre-zs-musicnn): throughput against decode-only,
+"""One GPU measurement of mre's default model: throughput against decode-only,
 vector drift against the CPU, float16/bfloat16 drift, and a training epoch, in one run.
 
 Sections, each guarded (an error is printed and the next section runs), figures written to
@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-MODEL = "mre-zs-musicnn"
+from mre.embedder.models.factory import DEFAULT_MODEL as MODEL  # a name only: no torch
 STARTED = time.monotonic()
 FIGURES: dict = {}
 
