@@ -19,7 +19,7 @@ from mre.embedder.models.scoring import (attribute_scores, label_spread as scori
 from mre.embedder.models.tag_space import TagSpace, best_tags, named_tags_space, vocabulary_space
 from mre.indexer.index_spec import (added_vectors, exact_copy, row_lists, row_scores, search as index_search,
                                     search_allowed, use_single_query_threads)
-from mre.indexer.paths import PATH_BYTES, printable_path, readable_path, table_paths
+from mre.indexer.paths import PATH_BYTES, path_from_stored, printable_path, readable_path, table_paths
 from mre.indexer.store import Store, StoreError
 from mre.indexer.tables import TOP_TAGS_PER_TRACK, column_floats
 from mre.retrieval.filters import Filters
@@ -129,7 +129,7 @@ class Library:
                 f"{self.model.model_id} — re-index with `mre index PATH --model {model}` or drop --model")
         self.device = device
         self._tracks = generation.track_rows()  # the vectors are read only when a search needs them
-        self._paths = table_paths(self._tracks)
+        self._path_list: list[str] | None = None  # see _paths: a query needs only its hits' paths
         self._id_list: list[str] | None = None  # see _ids: a query needs only its hits' ids
         self._path_rows: dict[str, int] | None = None  # see _row_of: a query never needs them
         self._id_rows: dict[str, int] | None = None
@@ -143,6 +143,19 @@ class Library:
         self._custom_vocabulary = vocabulary
 
     # -- helpers ----------------------------------------------------------------------------
+    @property
+    def _paths(self) -> list[str]:
+        if self._path_list is None:
+            self._path_list = table_paths(self._tracks)
+        return self._path_list
+
+    def _path_of(self, row: int) -> str:
+        """One row's path, without listing them all (1M tracks: 0.35 s) when they are not yet."""
+        if self._path_list is not None:
+            return self._path_list[row]
+        raw = self._tracks.column(PATH_BYTES)[row].as_py() if PATH_BYTES in self._tracks.column_names else None
+        return path_from_stored(self._tracks.column("path")[row].as_py(), raw)
+
     @property
     def _ids(self) -> list[str]:
         if self._id_list is None:
@@ -171,7 +184,7 @@ class Library:
         return rows.get(key)
 
     def __len__(self) -> int:
-        return len(self._paths)
+        return self._tracks.num_rows
 
     @property
     def track_vectors(self) -> np.ndarray:
@@ -184,7 +197,7 @@ class Library:
         top = self._tracks.column("top_tags")[row].as_py() or []
         duration = durations[row].as_py()
         track_id = self._id_list[row] if self._id_list is not None else self._tracks.column("track_id")[row].as_py()
-        return Hit(path=self._paths[row], score=round(float(score), 6), track_id=track_id,
+        return Hit(path=self._path_of(row), score=round(float(score), 6), track_id=track_id,
                    duration=None if duration is None or not math.isfinite(duration) else round(duration, 3), top_tags=top)
 
     def _display(self, raw: np.ndarray) -> np.ndarray:
