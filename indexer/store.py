@@ -203,7 +203,11 @@ class Generation:
 
         path = self.path / file_name
         try:
-            index = faiss.read_index(str(path))
+            # The vectors a flat index or an exact re-ranking copy keeps are mapped from the file,
+            # not read: a generation's files never change, and a search touches few of them
+            # (1M tracks: 0.7 s to read the index, 0.07 s to map it; 10M: ~8 GB to read). FAISS
+            # before 1.9 has no such flag: 0 reads it whole.
+            index = faiss.read_index(str(path), getattr(faiss, "IO_FLAG_MMAP_IFC", 0))
         except RuntimeError as error:
             raise StoreError(self.damage_message(f"{file_name} cannot be read as a FAISS index "
                                                  f"({specs._first_line(error)})")) from None
