@@ -432,7 +432,7 @@ def _tag_table(model, vocabulary: str | None) -> tuple[pa.Table, np.ndarray]:
 
 
 def with_top_tags(tracks: pa.Table, track_vectors: np.ndarray, tags: pa.Table, tag_vectors: np.ndarray,
-                   model) -> pa.Table:
+                  model) -> pa.Table:
     """Every track's best TOP_TAGS_PER_TRACK tags, ranked as `mre tags` ranks them: label
     evidence, plus for a tag that relates to attribute poles ("calm") its weights on the
     track's attributes standardised over the store (scoring.attribute_scores), so a search
