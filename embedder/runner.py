@@ -234,38 +234,53 @@ def _decode_one(args: tuple[str, int, float | None, Callable | None, tuple[Front
 
 
 _mel_frontends: dict = {}  # this process's torch front-ends, one per configuration
+_in_decode_worker = False  # set in a decode worker, whose torch runs on one thread
+_mel_thread: ThreadPoolExecutor | None = None  # elsewhere, the one thread mel_patches runs on
 
 
 def mel_patches(samples: np.ndarray, frontends: Sequence[FrontendConfig]) -> tuple[np.ndarray, ...]:
     """Each front-end's log-mel of ``samples`` cut into model inputs ``[P, patch_frames, n_mels]``.
 
-    The torch front-end on the CPU, whichever device runs the model: torch's CPU FFT and
-    matmul give the same bits on any number of threads (so a track's patches are the same
-    in a decode worker, on one thread, as in a process that decodes inline), and every
-    device's model reads the same inputs.
+    The torch front-end on the CPU, whichever device runs the model, and always on one torch
+    thread: in a decode worker, or on a one-thread helper thread where a process decodes
+    inline. So a track's patches are the same bits wherever they are made (MKL's matmul may
+    round differently on another number of threads), and every device's model reads them.
     """
-    import torch
+    def compute() -> tuple[np.ndarray, ...]:
+        import torch
 
-    from mre.embedder.audio.frontend import MelFrontend, make_patches
+        from mre.embedder.audio.frontend import MelFrontend, make_patches
 
-    waveform = torch.from_numpy(np.ascontiguousarray(samples))[None]
-    patches = []
-    with torch.inference_mode():
-        for config in frontends:
-            frontend = _mel_frontends.get(config)
-            if frontend is None:
-                frontend = _mel_frontends[config] = MelFrontend(config)
-            patches.append(make_patches(frontend(waveform)[0], config.patch_frames).numpy())
-    return tuple(patches)
+        waveform = torch.from_numpy(np.ascontiguousarray(samples))[None]
+        patches = []
+        with torch.inference_mode():
+            for config in frontends:
+                frontend = _mel_frontends.get(config)
+                if frontend is None:
+                    frontend = _mel_frontends[config] = MelFrontend(config)
+                patches.append(make_patches(frontend(waveform)[0], config.patch_frames).numpy())
+        return tuple(patches)
+
+    if _in_decode_worker:
+        return compute()
+    global _mel_thread
+    if _mel_thread is None:
+        import torch
+
+        # torch's thread count is per thread (OpenMP): this one runs single-threaded
+        _mel_thread = ThreadPoolExecutor(1, initializer=torch.set_num_threads, initargs=(1,))
+    return _mel_thread.submit(compute).result()
 
 
 def _init_decode_worker(owner_pid: int, owner_start_time: str | None, mel: bool) -> None:
+    global _in_decode_worker
     lifetime.init_worker(owner_pid, owner_start_time)
     if mel:
         import torch
 
         # one torch thread per worker: the workers already fill the cores, one process each
         torch.set_num_threads(1)
+        _in_decode_worker = True
 
 
 def decode_server():

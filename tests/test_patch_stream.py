@@ -1,6 +1,7 @@
 """The runner's one decode → mel → patches path, which indexing and training both read."""
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
 import numpy as np
@@ -23,6 +24,7 @@ def test_every_front_end_cuts_the_same_decode_and_a_bad_file_is_reported(tmp_pat
     bad.write_text("not audio")
     musicnn = get_model_spec("musicnn-msd").frontend
     paper = replace(PAPER_FRONTEND, n_mels=64, patch_frames=62)
+    threads_before = torch.get_num_threads()
     inline = list(patch_stream([str(good), str(bad)], [musicnn, paper], workers=0))
     in_workers = list(patch_stream([str(good), str(bad), str(good)], [musicnn, paper], workers=2))
 
@@ -32,16 +34,23 @@ def test_every_front_end_cuts_the_same_decode_and_a_bad_file_is_reported(tmp_pat
         assert tracks[1].patches is None and tracks[1].decoded.error
         assert tracks[0].decoded.samples is None and tracks[0].decoded.patches is None  # the patches came instead
     samples, _ = load_audio(str(good), 16000)
-    for index, config in enumerate([musicnn, paper]):
+
+    def one_thread_mel(config):  # the front-end as the runner runs it: on one torch thread
+        torch.set_num_threads(1)  # (per thread: OpenMP's count is this thread's own)
         with torch.inference_mode():
-            expected = make_patches(MelFrontend(config)(torch.from_numpy(samples)[None])[0], config.patch_frames).numpy()
+            return make_patches(MelFrontend(config)(torch.from_numpy(samples)[None])[0], config.patch_frames).numpy()
+
+    for index, config in enumerate([musicnn, paper]):
+        with ThreadPoolExecutor(1) as thread:
+            expected = thread.submit(one_thread_mel, config).result()
         for tracks in (inline, in_workers):
             patches = tracks[0].patches[index]
             assert patches.shape == expected.shape == (len(expected), config.patch_frames, config.n_mels)
-            # the same computation on the same samples: in a worker on one torch thread, here on
-            # this process's threads, the same bits
+            # the same computation on the same samples, on one torch thread, in a decode worker or
+            # inline: the same bits (training's cached features depend on it)
             np.testing.assert_array_equal(patches, expected)
         np.testing.assert_array_equal(in_workers[2].patches[index], expected)
+    assert torch.get_num_threads() == threads_before  # decoding inline left this thread's count alone
 
 
 def test_front_ends_of_one_decode_share_a_sample_rate():
