@@ -272,6 +272,14 @@ def mel_patches(samples: np.ndarray, frontends: Sequence[FrontendConfig]) -> tup
     return _mel_thread.submit(compute).result()
 
 
+def _forget_mel_thread() -> None:
+    global _mel_thread
+    _mel_thread = None  # a forked child has no such thread: it makes its own on first use
+
+
+os.register_at_fork(after_in_child=_forget_mel_thread)
+
+
 def _init_decode_worker(owner_pid: int, owner_start_time: str | None, mel: bool) -> None:
     global _in_decode_worker
     lifetime.init_worker(owner_pid, owner_start_time)

@@ -56,3 +56,20 @@ def test_every_front_end_cuts_the_same_decode_and_a_bad_file_is_reported(tmp_pat
 def test_front_ends_of_one_decode_share_a_sample_rate():
     with pytest.raises(ValueError, match="one sample rate"):
         next(patch_stream(["x.wav"], [PAPER_FRONTEND, replace(PAPER_FRONTEND, sample_rate=22050)], workers=0))
+
+
+def test_a_forked_child_makes_its_own_mel_thread():
+    # inline decoding runs the mel on a one-thread helper; a child forked after it was made has
+    # no such thread, and must not wait on it forever
+    import os
+
+    from mre.embedder.runner import mel_patches
+
+    samples = (0.1 * np.random.default_rng(1).standard_normal(16000 * 4)).astype(np.float32)
+    config = get_model_spec("musicnn-msd").frontend
+    here = mel_patches(samples, [config])[0]
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child's own exit code says what it found
+        os._exit(0 if np.array_equal(mel_patches(samples, [config])[0], here) else 1)
+    _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
