@@ -62,6 +62,7 @@ def test_a_forked_child_makes_its_own_mel_thread():
     # inline decoding runs the mel on a one-thread helper; a child forked after it was made has
     # no such thread, and must not wait on it forever
     import os
+    import signal
 
     from mre.embedder.runner import mel_patches
 
@@ -70,6 +71,7 @@ def test_a_forked_child_makes_its_own_mel_thread():
     here = mel_patches(samples, [config])[0]
     child = os.fork()
     if child == 0:  # pragma: no cover - the child's own exit code says what it found
+        signal.alarm(60)  # waiting on a thread it does not have would end it here, not hang the suite
         os._exit(0 if np.array_equal(mel_patches(samples, [config])[0], here) else 1)
     _, status = os.waitpid(child, 0)
     assert os.waitstatus_to_exitcode(status) == 0
