@@ -227,8 +227,7 @@ def _decode_one(args: tuple[str, int, float | None, Callable | None, tuple[Front
         try:
             track.patches = mel_patches(samples, frontends)
         except Exception as error:  # a worker must report, never die: the run goes on
-            return DecodedTrack(path, None, info, f"{type(error).__name__}: {error}".splitlines()[0], extras,
-                                track.analysed_seconds, track.decoder_messages)
+            track.error = f"{type(error).__name__}: {error}".splitlines()[0]
         track.samples = None  # the patches replace them: they are what goes back to the parent
     return track
 
@@ -311,6 +310,11 @@ def decode_server():
     return context
 
 
+def _in_workers(paths: Sequence[str], workers: int) -> bool:
+    """Whether `decode_stream` decodes in worker processes (not for one file or workers=0)."""
+    return workers > 0 and len(paths) > 1
+
+
 def decode_stream(
     paths: list[str],
     sample_rate: int,
@@ -326,7 +330,7 @@ def decode_stream(
     """
     frontends = tuple(frontends)
     tasks = [(p, sample_rate, max_seconds, analyse, frontends) for p in paths]
-    if workers <= 0 or len(paths) <= 1:
+    if not _in_workers(paths, workers):
         for task in tasks:
             yield _decode_one(task)
         return
@@ -425,7 +429,7 @@ def embed_files(
         return  # nothing to embed: torch is not even imported
     if workers is None:
         workers = default_workers()
-    if workers > 0 and len(paths) > 1:
+    if _in_workers(paths, workers):
         decode_server()  # its imports run while this process imports torch and loads the model
     import torch
 
