@@ -61,6 +61,7 @@ def synthetic_store(demo: Path, out: Path, n_tracks: int, seed: int = 0) -> Path
     from mre.indexer.paths import PATH_BYTES
     from mre.indexer.pipeline import with_top_tags
     from mre.indexer.store import Store, track_id_for
+    from mre.indexer.tables import column_floats
 
     with Store(demo).open_live() as generation:
         tracks, tags, tag_vectors = generation.tracks(), generation.tags(), generation.tag_vectors()
@@ -76,7 +77,7 @@ def synthetic_store(demo: Path, out: Path, n_tracks: int, seed: int = 0) -> Path
                ("track_id", [track_id_for(p) for p in paths], pa.string()), ("bpm", bpm, pa.float64())]
     for name in JITTERED_ATTRIBUTES:  # copies of one track must not share its loudness to the last digit
         if name in table.column_names:
-            values = np.asarray([np.nan if v is None else v for v in table.column(name).to_pylist()], dtype=np.float64)
+            values = np.asarray(column_floats(table, name), dtype=np.float64)
             spread = float(np.nanstd(values)) if np.isfinite(values).any() else 0.0
             columns.append((name, values + rng.normal(0.0, 0.3 * (spread or 1.0), n_tracks), pa.float64()))
     for name, values, kind in columns:

@@ -94,6 +94,11 @@ def numpy_of(array: pa.Array) -> np.ndarray:
     dtype = _NUMPY_TYPES.get(array.type)
     if dtype is None or array.null_count or array.buffers()[1] is None:
         return array.to_numpy(zero_copy_only=False)
+    return _data_view(array, dtype)
+
+
+def _data_view(array: pa.Array, dtype) -> np.ndarray:
+    """A numeric array's data buffer as numpy (a read-only view; nulls hold whatever is there)."""
     size = np.dtype(dtype).itemsize
     return np.frombuffer(array.buffers()[1], dtype=dtype, count=len(array), offset=array.offset * size)
 
@@ -107,10 +112,8 @@ def float_values(column: pa.ChunkedArray | pa.Array) -> np.ndarray | None:
         dtype = _NUMPY_TYPES.get(chunk.type)
         if dtype is None:
             return None
-        size = np.dtype(dtype).itemsize
-        data = chunk.buffers()[1]
-        values = (np.frombuffer(data, dtype=dtype, count=len(chunk), offset=chunk.offset * size).astype(np.float64)
-                  if data is not None else np.full(len(chunk), np.nan))
+        values = (_data_view(chunk, dtype).astype(np.float64) if chunk.buffers()[1] is not None
+                  else np.full(len(chunk), np.nan))
         if chunk.null_count:
             valid = np.unpackbits(np.frombuffer(chunk.buffers()[0], dtype=np.uint8), bitorder="little")
             values[~valid[chunk.offset:chunk.offset + len(chunk)].astype(bool)] = np.nan
