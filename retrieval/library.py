@@ -131,8 +131,7 @@ class Library:
         self._tracks = generation.track_rows()  # the vectors are read only when a search needs them
         self._path_list: list[str] | None = None  # see _paths: a query needs only its hits' paths
         self._id_list: list[str] | None = None  # see _ids: a query needs only its hits' ids
-        self._path_rows: dict[str, int] | None = None  # see _row_of: a query never needs them
-        self._id_rows: dict[str, int] | None = None
+        self._rows_by: dict[str, dict[str, int]] = {}  # "id"/"path" → row (see _row_of): a query never needs them
         self._scans = 0
         self._vectors: np.ndarray | None = None  # loaded on first use: a query of a big store may not need them
         self._tag_space: TagSpace | None = None
@@ -166,21 +165,16 @@ class Library:
         """The row of a track id (kind "id") or stored path ("path"), or None. The first few
         lookups of a process scan the list (one `mre tags` of a 1M-track store: ~20 ms, against
         ~0.35 s to build a dict); more make the dict once."""
-        if kind not in ("id", "path"):
-            raise ValueError(f"kind must be 'id' or 'path', not {kind!r}")
-        rows = self._id_rows if kind == "id" else self._path_rows
+        values = self._ids if kind == "id" else self._paths
+        rows = self._rows_by.get(kind)
         if rows is None and self._scans < LOOKUPS_BEFORE_DICT:
             self._scans += 1
             try:
-                return (self._ids if kind == "id" else self._paths).index(key)
+                return values.index(key)
             except ValueError:
                 return None
         if rows is None:
-            rows = {value: row for row, value in enumerate(self._ids if kind == "id" else self._paths)}
-            if kind == "id":
-                self._id_rows = rows
-            else:
-                self._path_rows = rows
+            rows = self._rows_by[kind] = {value: row for row, value in enumerate(values)}
         return rows.get(key)
 
     def __len__(self) -> int:

@@ -357,7 +357,7 @@ def test_tracks_are_found_by_id_and_path_whether_scanned_or_looked_up(store):
     for _ in range(LOOKUPS_BEFORE_DICT // len(ids) + 2):
         assert [library.resolve(path) for path in paths] == expected  # first by scans (an id, then a path)
         assert [library.resolve(track_id) for track_id in ids] == expected
-    assert library._id_rows is not None and library._path_rows is not None  # past the scans: dicts
+    assert set(library._rows_by) == {"id", "path"}  # past the scans: dicts
     assert library._row_of("id", "0000000000000000") is None and library._row_of("path", "/nowhere.wav") is None
     with pytest.raises(UnknownTargetError):
         library.resolve("/nowhere/at/all.wav")
