@@ -12,7 +12,8 @@ from mre.cli.options import device_option, emit_json, json_option, one_line_erro
 @click.option("--tracks", "tracks_table", type=click.Path(exists=True, dir_okay=False), default=None,
               help="CSV or Parquet with `path` (relative to the table) and `tags` (|-separated); optional `split`.")
 @click.option("--teacher", type=click.Choice(["musicnn"]), default=None,
-              help="Tag an untagged --library with the pre-trained musicnn taggers.")
+              help="The pre-trained musicnn taggers tag an untagged --library; with --tracks, their labels "
+                   "that the table does not name join its tags.")
 @click.option("--library", type=click.Path(exists=True, file_okay=False), default=None, help="Folder for --teacher.")
 @click.option("--teacher-threshold", type=click.FloatRange(0, 1), default=0.15, show_default=True,
               help="A teacher label becomes a tag where its mean probability reaches this.")
@@ -60,6 +61,7 @@ def train(tracks_table, teacher, library, teacher_threshold, out, audio_branch, 
     Example:
         mre train --tracks ~/data/mine/tracks.csv --out mine.mre
         mre train --teacher musicnn --library ~/Music --out my-music.mre
+        mre train --tracks corpus/tracks.csv --teacher musicnn --out both.mre
         mre index ~/Music --model my-music.mre && mre query "dreamy synth"
     """
     from mre.training.run import DataOptions, format_report, run_training

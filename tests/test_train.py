@@ -120,6 +120,38 @@ def test_teacher_tags_an_untagged_folder(scenes, tmp_path, cli):
     assert report["seen_tags"] and not any(tag.startswith("no ") for tag in report["seen_tags"] + report["unseen_tags"])
 
 
+def test_teacher_labels_join_a_tables_tags_without_replacing_them(scenes, tmp_path, cli):
+    rows = (scenes / "tracks.csv").read_text().splitlines()
+    table = tmp_path / "tracks.csv"
+    table.write_text("\n".join(f"{scenes}/{line}" if i else line for i, line in enumerate(rows[:9])) + "\n")
+    table_tags = {tag for line in rows[1:9] for tag in line.split(",")[1].split("|")}
+    result = cli(*["train", "--tracks", str(table), "--teacher", "musicnn", "--teacher-threshold", "0.05",
+                   "--out", str(tmp_path / "t.mre"), "--epochs", "1", "--workers", "0", "--unseen-fraction", "0",
+                   "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    trained_on = set(report["seen_tags"])
+    assert table_tags <= trained_on  # the table's own tags all train
+    given = trained_on - table_tags
+    assert given and not any(tag.startswith("no ") for tag in given)  # and the taggers' labels beside them
+    assert any("teacher:" in note for note in report["notes"])
+
+
+def test_teacher_labels_leave_out_negations_kept_out_words_and_the_tracks_own_words():
+    from mre.training.inputs import LabelledTrack, PreparedInputs, add_teacher_tags
+
+    words = WordSpace.load()
+    labels = ["Rock", "no vocals", "piano", "jazz", "guitar"]
+    prepared = PreparedInputs(tracks=[LabelledTrack("a.wav", ["piano"]), LabelledTrack("b.wav", ["organ"])],
+                              inputs=np.zeros((2, 1), np.float16), owner=np.arange(2), skipped=[],
+                              teacher_probabilities=np.array([[0.9, 0.9, 0.9, 0.1, 0.5],
+                                                              [0.2, 0.9, 0.1, 0.6, 0.1]]),
+                              teacher_labels=labels)
+    given = add_teacher_tags(prepared, words, ["piano", "organ", "Guitar"], threshold=0.15)
+    assert given == ["jazz", "rock"]
+    assert [t.tags for t in prepared.tracks] == [["piano", "rock"], ["organ", "jazz", "rock"]]  # most probable first
+
+
 def test_bad_inputs_give_one_line(tmp_path, cli, scenes):
     not_a_model = tmp_path / "notes.txt"
     not_a_model.write_text("hello")

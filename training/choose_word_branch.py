@@ -175,7 +175,7 @@ def main(argv: list[str] | None = None) -> None:
     from mre.training.run import _table_tracks
     from mre.embedder.models.paper import ModelConfig
     from mre.training.loop import TrainSettings, _label_matrix, track_vectors, train
-    from mre.training.inputs import assign_splits, prepare_inputs, split_tags, tag_vocabulary
+    from mre.training.inputs import add_teacher_tags, assign_splits, prepare_inputs, split_tags, tag_vocabulary
     from mre.embedder.words.space import WordSpace, WordVectorError
     from mre.training.corpus.held_out import HELD_OUT_FILE
 
@@ -191,6 +191,9 @@ def main(argv: list[str] | None = None) -> None:
                         choices=("random", *(f for f in FAMILY_WORDS if f not in held_out_family())),
                         help="seen tags kept out of training and scored on the validation clips: a seeded 15 %% "
                              "(random) or every seen tag of an instrument family (as the held-out rule keeps one)")
+    parser.add_argument("--teacher-tags", type=float, default=None, metavar="THRESHOLD",
+                        help="also train on the musicnn taggers' labels whose probability on a clip reaches "
+                             "THRESHOLD (labels that are corpus tags, held-out or validation-unseen words left out)")
     args = parser.parse_args(argv)
     import torch
 
@@ -209,9 +212,16 @@ def main(argv: list[str] | None = None) -> None:
     except WordVectorError as error:  # MiniLM's package missing or unreadable: one line
         raise SystemExit(f"error: {error}") from None
     scratch = Path(tempfile.mkdtemp(prefix="choose-word-"))  # the runs' model files, removed at the end
+    corpus_tags = [list(t.tags) for t in prepared.tracks]
     for kept_out in args.validation_unseen:
         validation_unseen = validation_words(seen, kept_out)
-        train_seen = [t for t in seen if t not in set(validation_unseen)]
+        train_seen = corpus_seen = [t for t in seen if t not in set(validation_unseen)]
+        if args.teacher_tags is not None:
+            taught = add_teacher_tags(prepared, glove, [*vocabulary, *validation_unseen, *held_out],
+                                      args.teacher_tags, base_tags=corpus_tags)
+            print(f"teacher tags at {args.teacher_tags}: {len(taught)} labels train beside the corpus tags: "
+                  + ", ".join(taught), flush=True)
+            train_seen = train_seen + taught
         print(f"validation-unseen words: {kept_out} ({len(validation_unseen)}: {', '.join(validation_unseen)}); "
               f"{len(train_seen)} training tags, {len(held_out)} held out; "
               f"{len(rows['valid'])} valid and {len(rows['test'])} test clips", flush=True)
@@ -225,7 +235,7 @@ def main(argv: list[str] | None = None) -> None:
                            out=scratch / f"{name}-{seed}.mre", fingerprint=name,
                            show_progress=False, log=lambda line: None)
             figures = []
-            for split, label, tags in (("valid", "seen", train_seen), ("valid", "validation-unseen", validation_unseen),
+            for split, label, tags in (("valid", "seen", corpus_seen), ("valid", "validation-unseen", validation_unseen),
                                        ("test", "held-out", held_out)):
                 vectors = track_vectors(result.model.network, prepared.inputs, prepared.owner, rows[split], "cpu")
                 matrix, kept = result.model.tag_matrix(tags)

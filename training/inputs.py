@@ -209,6 +209,31 @@ def teacher_tags(probabilities: np.ndarray, labels: Sequence[str], threshold: fl
     return out
 
 
+def add_teacher_tags(prepared: PreparedInputs, words, excluded: Sequence[str], threshold: float,
+                     base_tags: Sequence[Sequence[str]] | None = None) -> list[str]:
+    """Give each track, beside its own tags (or base_tags), the teacher's labels that reach the
+    threshold on it; returns the labels given. Left out: a label with a negation ("no vocals": a
+    mean of word vectors cannot carry it), a label without a word vector, and a label that reads
+    as a word of `excluded` (the tracks' own tags, whose exact judgement stands, and words that
+    must stay unseen)."""
+    if prepared.teacher_probabilities is None:
+        raise TrainingDataError("the teacher's tags need the musicnn taggers' probabilities of every track")
+
+    def tokens(text: str) -> tuple[str, ...]:
+        return tuple(words.tokens(text))
+
+    excluded_tokens = {tokens(t) for t in excluded}
+    usable = [i for i, label in enumerate(prepared.teacher_labels)
+              if not label.lower().startswith("no ") and tokens(label) not in excluded_tokens
+              and words.phrase_vector(label).vector is not None]
+    names = [prepared.teacher_labels[i].lower() for i in usable]
+    assigned = teacher_tags(prepared.teacher_probabilities[:, usable], names, threshold)
+    own = base_tags if base_tags is not None else [list(t.tags) for t in prepared.tracks]
+    for track, tags, extra in zip(prepared.tracks, own, assigned):
+        track.tags = list(tags) + [t for t in extra if t not in tags]
+    return sorted({t for extra in assigned for t in extra})
+
+
 def assign_splits(tracks: list[LabelledTrack], seed: int, valid_fraction: float = 0.1,
                   test_fraction: float = 0.1) -> list[LabelledTrack]:
     """Tracks with a split keep it; with none given anywhere, split by the seed (≥ 1 valid and test track)."""
@@ -243,13 +268,18 @@ def tag_vocabulary(tracks: Sequence[LabelledTrack], words: WordSpace) -> tuple[l
     return known, [tag for tag in ordered if tag not in set(known)]
 
 
+def read_tag_list(path: str | Path) -> list[str]:
+    """Tags one per line, lower-cased; blank lines and # comments skipped."""
+    listed = [line.strip().lower() for line in Path(path).read_text().splitlines()]
+    return [tag for tag in listed if tag and not tag.startswith("#")]
+
+
 def split_tags(vocabulary: list[str], seed: int, unseen_fraction: float = 0.25,
                unseen_file: str | Path | None = None) -> tuple[list[str], list[str], list[str]]:
     """(seen, unseen, notes): unseen from a file (one tag per line) or a seeded random fraction."""
     notes = []
     if unseen_file is not None:
-        listed = [line.strip().lower() for line in Path(unseen_file).read_text().splitlines()]
-        listed = [tag for tag in listed if tag and not tag.startswith("#")]
+        listed = read_tag_list(unseen_file)
         absent = [tag for tag in listed if tag not in vocabulary]
         if absent:
             notes.append(f"{len(absent)} unseen tag(s) from {unseen_file} are not in the training data: "

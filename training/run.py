@@ -21,8 +21,8 @@ from mre.embedder.audio.decode import AUDIO_EXTENSIONS, audio_files_under
 from mre.embedder.models.paper import ModelConfig
 from mre.training.loop import TrainResult, TrainSettings, train
 from mre.training.inputs import (TRAIN_MAX_PATCHES, TRAIN_MAX_SECONDS, LabelledTrack, TrainingDataError,
-                                 assign_splits, fingerprint, prepare_inputs, split_tags,
-                                 tag_vocabulary, teacher_tags)
+                                 add_teacher_tags, assign_splits, fingerprint, prepare_inputs, read_tag_list,
+                                 split_tags, tag_vocabulary, teacher_tags)
 from mre.embedder.words.space import WordSpace
 
 TEACHERS = ("musicnn",)
@@ -188,7 +188,9 @@ def run_training(data: DataOptions, config: ModelConfig, settings: TrainSettings
     if not tracks:
         raise TrainingDataError("no tracks with audio to train on")
     cache = Path(out).with_name(Path(out).name + ".inputs")
-    teacher = data.library is not None
+    # the musicnn branch runs the taggers anyway: their probabilities come with its inputs, and a
+    # table's decoded inputs cached without the teacher stay valid with it
+    teacher = data.library is not None or (data.teacher is not None and config.audio_branch != "musicnn")
 
     def announce(reused: bool) -> None:
         if reused:
@@ -220,6 +222,14 @@ def run_training(data: DataOptions, config: ModelConfig, settings: TrainSettings
         if untagged:
             notes.append(f"{untagged} track(s) got no teacher label at {data.teacher_threshold}: they serve as "
                          "negatives only")
+    elif data.teacher is not None:
+        # a table's own tags stand; the teacher's labels join them where the table names no such word
+        own = {tag for track in prepared.tracks for tag in track.tags}
+        kept_unseen = read_tag_list(data.unseen_tags_file) if data.unseen_tags_file else []
+        given = add_teacher_tags(prepared, words, [*own, *kept_unseen], data.teacher_threshold)
+        notes.append(f"teacher: {len(given)} labels that the table does not name reach {data.teacher_threshold} "
+                     f"and train beside its tags" + (f" ({', '.join(given[:12])}{', …' if len(given) > 12 else ''})"
+                                                     if given else ""))
     vocabulary, no_vector = tag_vocabulary(prepared.tracks, words)
     if no_vector:
         notes.append(f"{len(no_vector)} tag(s) have no word vector and are left out: {', '.join(no_vector[:8])}")
