@@ -316,22 +316,29 @@ def query_side(index: Any, queries: np.ndarray) -> np.ndarray:
     """Queries [n, d] as ``index.search`` takes them: for an index built with ``Whiten`` (it
     holds ``A x``), ``(AᵀA)⁻¹ q``, so the transformed query ``A⁻ᵀ q`` meets ``A x`` with the
     inner product ``q·x``; unchanged for any other index. The matrix is made once per index."""
-    import faiss
-
     queries = np.ascontiguousarray(queries, dtype=np.float32)
-    matrix = _QUERY_MATRICES.get(index)
-    if matrix is None:
-        matrix = False
+    matrices = _whitening_matrices(index)
+    return queries if matrices is None else np.ascontiguousarray(queries @ matrices[0])
+
+
+def _whitening_matrices(index: Any) -> tuple[np.ndarray, np.ndarray] | None:
+    """For an index built with ``Whiten`` (``A``), ``(AᵀA)⁻¹`` and ``A⁻ᵀ`` in float32, both
+    inverted in float64, made once per index; None for any other index."""
+    matrices = _MATRICES.get(index)
+    if matrices is None:
+        import faiss
+
+        matrices = False
         transform = _whitening(index)
         if transform is not None:
             a = faiss.vector_to_array(transform.A).reshape(transform.d_out, transform.d_in).astype(np.float64)
-            matrix = np.linalg.inv(a.T @ a).astype(np.float32)
-        _QUERY_MATRICES[index] = matrix
-    return queries if matrix is False else np.ascontiguousarray(queries @ matrix)
+            matrices = (np.linalg.inv(a.T @ a).astype(np.float32), np.linalg.inv(a).T.astype(np.float32))
+        _MATRICES[index] = matrices
+    return None if matrices is False else matrices
 
 
-# index -> its query matrix (False: none); an index's entry goes when the index does
-_QUERY_MATRICES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+# index -> its whitening matrices (False: none); an index's entry goes when the index does
+_MATRICES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _whitening(index: Any) -> Any | None:
@@ -393,14 +400,11 @@ def added_vectors(index: Any, copied: np.ndarray, block: int = 262144) -> np.nda
     block at a time), as near the added vectors as float32 rounding of ``A x`` lets them be,
     to a few times κ(A)·2⁻²⁴ of their length."""
     copied = np.atleast_2d(copied)
-    transform = _whitening(index)
-    if transform is None:
+    matrices = _whitening_matrices(index)
+    if matrices is None:
         return np.asarray(copied, dtype=np.float32)
-    import faiss
-
-    matrix = faiss.vector_to_array(transform.A).reshape(transform.d_out, transform.d_in).astype(np.float64)
-    inverse_t = np.linalg.inv(matrix).T.astype(np.float32)
-    out = np.empty((len(copied), transform.d_in), dtype=np.float32)
+    inverse_t = matrices[1]
+    out = np.empty((len(copied), inverse_t.shape[1]), dtype=np.float32)
     for start in range(0, len(copied), block):
         np.matmul(copied[start:start + block], inverse_t, out=out[start:start + block])
     return out

@@ -194,6 +194,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--teacher-tags", type=float, default=None, metavar="THRESHOLD",
                         help="also train on the musicnn taggers' labels whose probability on a clip reaches "
                              "THRESHOLD (labels that are corpus tags, held-out or validation-unseen words left out)")
+    parser.add_argument("--teacher-drop", nargs="*", default=[], metavar="LABEL",
+                        help="with --teacher-tags: labels never given (e.g. the voice labels, on a corpus that "
+                             "tags voices itself)")
     args = parser.parse_args(argv)
     import torch
 
@@ -217,7 +220,7 @@ def main(argv: list[str] | None = None) -> None:
         validation_unseen = validation_words(seen, kept_out)
         train_seen = corpus_seen = [t for t in seen if t not in set(validation_unseen)]
         if args.teacher_tags is not None:
-            taught = add_teacher_tags(prepared, glove, [*vocabulary, *validation_unseen, *held_out],
+            taught = add_teacher_tags(prepared, glove, [*vocabulary, *validation_unseen, *held_out, *args.teacher_drop],
                                       args.teacher_tags, base_tags=corpus_tags)
             print(f"teacher tags at {args.teacher_tags}: {len(taught)} labels train beside the corpus tags: "
                   + ", ".join(taught), flush=True)
