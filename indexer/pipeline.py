@@ -424,8 +424,9 @@ def _assemble_tracks(model, live_tracks, diff, ok: pa.Table, outside) -> pa.Tabl
 def _tag_table(model, vocabulary: str | None) -> tuple[pa.Table, np.ndarray]:
     """The store's tags: the vocabulary's rows in the model's space, as `mre tags` makes them
     without a store (models.tag_space), with each tag's category."""
-    category = {v.tag: v.category for v in load_tag_vocabulary(vocabulary)}
-    space = vocabulary_space(model, vocabulary)
+    entries = load_tag_vocabulary(vocabulary)
+    category = {v.tag: v.category for v in entries}
+    space = vocabulary_space(model, vocabulary, entries)
     table = pa.table({"tag": pa.array(space.names, pa.string()),
                       "category": pa.array([category[t] for t in space.names], pa.string())})
     return table, space.matrix

@@ -36,9 +36,11 @@ def tagger_space(model) -> TagSpace:
     return TagSpace(list(model.labels), None)
 
 
-def vocabulary_space(model, vocabulary: str | None = None) -> TagSpace:
-    """The tags of a vocabulary file (None: the shipped vocabulary) in the model's space."""
-    return named_tags_space(model, [entry.tag for entry in load_tag_vocabulary(vocabulary)],
+def vocabulary_space(model, vocabulary: str | None = None, entries=None) -> TagSpace:
+    """The tags of a vocabulary file (None: the shipped vocabulary) in the model's space;
+    `entries`: that file as load_tag_vocabulary read it already."""
+    entries = load_tag_vocabulary(vocabulary) if entries is None else entries
+    return named_tags_space(model, [entry.tag for entry in entries],
                             f"the tag vocabulary {vocabulary}" if vocabulary else "the tag vocabulary")
 
 
