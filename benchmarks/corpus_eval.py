@@ -286,12 +286,9 @@ def main(argv: list[str] | None = None) -> None:
         with np.load(args.control) as arrays:
             vocabulary = [str(t) for t in arrays["seen_tags"]] + [str(t) for t in arrays["unseen_tags"]]
         control = CorpusZeroShotModel(path=args.control, word_space=random_word_space(vocabulary, model.words.dim))
-    from mre.training.corpus.build import held_out_set
+    from mre.benchmarks.corpus_attributes import ensure_held_out
 
-    try:
-        held_out_set(args.held_out, args.clips, args.seed, args.workers or 1)
-    except ValueError as error:
-        raise SystemExit(str(error)) from None
+    ensure_held_out(args.held_out, args.clips, args.seed, args.workers or 1)
     folder = args.held_out
     held_out = held_out_figures(folder, model, old, control, args.workers)
     demo = None if args.no_demo else demo_figures(model, old, args.workers)
