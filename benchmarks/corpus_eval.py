@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mre.training.metrics import tag_retrieval_auc
+from mre.training.metrics import roc_auc_per_column, tag_retrieval_auc
 from mre.benchmarks.quality_run import _with_attributes
 from mre.embedder.audio.attributes import extract_attributes
 from mre.embedder.models.corpus_model import CorpusZeroShotModel
@@ -152,8 +152,8 @@ def paired_interval(truth: np.ndarray, old_scores: np.ndarray, new_scores: np.nd
     differences = []
     for _ in range(resamples):
         draw = rng.integers(0, len(truth), len(truth))
-        old_auc = tag_retrieval_auc(truth[draw], old_scores[draw]).roc_auc
-        new_auc = tag_retrieval_auc(truth[draw], new_scores[draw]).roc_auc
+        old_auc = roc_auc_per_column(truth[draw], old_scores[draw])
+        new_auc = roc_auc_per_column(truth[draw], new_scores[draw])
         kept = np.isfinite(old_auc) & np.isfinite(new_auc)
         if kept.any():
             differences.append(float(new_auc[kept].mean() - old_auc[kept].mean()))

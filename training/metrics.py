@@ -204,6 +204,14 @@ def tag_retrieval_auc(Y, S, tags: list[str] | None = None) -> PerTagResult:
     return PerTagResult(tags=names, roc_auc=roc, pr_auc=ap, skipped=skipped)
 
 
+def roc_auc_per_column(Y, S) -> np.ndarray:
+    """ROC-AUC of each column of ``[tracks, tags]`` booleans Y under scores S (NaN where a
+    column lacks positives or negatives): tag_retrieval_auc's ROC-AUC without its PR-AUC,
+    for loops that need only the one (a bootstrap)."""
+    labels, scores, _ = _check_pair(Y, S)
+    return _roc_auc_columns(labels, scores)
+
+
 def annotation_auc(Y, S) -> float:
     """Annotate each track with tags: ROC-AUC per track over the tags, macro over the
     tracks that have both tags and non-tags. NaN when no track qualifies."""
