@@ -156,6 +156,7 @@ def _bad_files(root: Path) -> dict[str, tuple[Path, str]]:
     sf.write(good, music_like(1.0, 16000, 1), 16000, subtype="PCM_16")
     (root / "empty.wav").write_bytes(b"")
     (root / "text.wav").write_text("these are liner notes, not audio\n" * 20)
+    (root / "notes.mp3").write_text("not audio\n")
     (root / "noise.mp3").write_bytes(np.random.default_rng(0).bytes(4000))
     (root / "header_only.wav").write_bytes(good.read_bytes()[:44])  # header claims 16000 frames, none present
     (root / "truncated.wav").write_bytes(good.read_bytes()[:44 + 2 * 4000])  # 4000 of 16000 frames
@@ -175,6 +176,8 @@ def _bad_files(root: Path) -> dict[str, tuple[Path, str]]:
         "empty": (root / "empty.wav", "empty file"),
         "text named .wav": (root / "text.wav", "not audio"),
         "random bytes .mp3": (root / "noise.mp3", "not audio|corrupt|cannot decode"),
+        # libsndfile's MPEG reader, finding no frame, says the file "does not exist": it does
+        "text named .mp3": (root / "notes.mp3", r"^(?!.*does not exist).*not audio"),
         "header without data": (root / "header_only.wav", "truncated"),
         "truncated wav": (root / "truncated.wav", r"truncated: the header declares 1\.0 s of audio, the file holds 0\.2 s"),
         "truncated aiff": (root / "truncated.aiff", "truncated"),
@@ -194,7 +197,7 @@ def bad_files(tmp_path_factory):
 
 @pytest.mark.parametrize(
     "case",
-    ["empty", "text named .wav", "random bytes .mp3", "header without data", "truncated wav", "truncated aiff",
+    ["empty", "text named .wav", "random bytes .mp3", "text named .mp3", "header without data", "truncated wav", "truncated aiff",
      "truncated flac",
      "missing", "directory", "unsupported container", "zero frames", "NaN samples"],
 )

@@ -121,10 +121,14 @@ def _check_path(path: str) -> None:
 def _open_reason(error: soundfile.LibsndfileError, path: str) -> str:
     detail = error.error_string.rstrip(".")
     extension = os.path.splitext(path)[1].lower()
-    if error.code == _SF_ERR_UNRECOGNISED_FORMAT:
+    # libsndfile says "File does not exist or is not a regular file" (an internal code) when its
+    # MPEG reader finds no frame in a file that exists: _check_path has seen the file, so the
+    # reason is its contents
+    misleading = "not a regular file" in detail
+    if error.code == _SF_ERR_UNRECOGNISED_FORMAT or misleading:
         if extension and extension not in AUDIO_EXTENSIONS:
             return f"unsupported format: libsndfile does not read {extension} files"
-        return f"not audio, or a format libsndfile cannot read ({detail})"
+        return "not audio, or a format libsndfile cannot read" + ("" if misleading else f" ({detail})")
     if error.code == _SF_ERR_MALFORMED_FILE:
         return f"corrupt or truncated audio file ({detail})"
     if error.code == _SF_ERR_UNSUPPORTED_ENCODING:
