@@ -198,3 +198,14 @@ def test_table_wrong_layout(tmp_path):
     (tmp_path / "tracks.csv").write_text("file,labels\na.ogg,rock\n")
     with pytest.raises(DatasetError, match="lacks column"):
         read_table(tmp_path)
+    (tmp_path / "tracks.csv").write_bytes("path,tags\na.ogg,caf\u00e9 rock\n".encode("latin-1"))
+    with pytest.raises(DatasetError, match=r"tracks.csv is not UTF-8 text \(byte 0xe9 at offset 19\)"):
+        read_table(tmp_path)
+
+
+def test_a_spreadsheets_csv_with_a_byte_order_mark_reads_its_first_column(tmp_path):
+    rows = _table_rows(tmp_path)
+    text = "path,tags,split\n" + "".join(f"{p},{t},{s}\n" for p, t, s in rows)
+    (tmp_path / "tracks.csv").write_bytes(b"\xef\xbb\xbf" + text.encode("utf-8"))
+    dataset = read_table(tmp_path, word_space=FakeWordSpace({"rock", "jazz", "piano", "guitar"}))
+    assert dataset.tags == ["rock", "jazz", "piano", "guitar"] and len(dataset.tracks) == 4

@@ -305,10 +305,18 @@ def _read_table_rows(path: Path) -> list[dict[str, str]]:
         columns = table.column_names
         rows = table.to_pylist()
     else:
-        with open(path, newline="", encoding="utf-8") as handle:
-            reader = csv.DictReader(handle)
-            columns = reader.fieldnames or []
-            rows = list(reader)
+        # utf-8-sig: a spreadsheet's "CSV UTF-8" starts with a byte-order mark, which would
+        # otherwise become part of the first column's name
+        try:
+            with open(path, newline="", encoding="utf-8-sig") as handle:
+                reader = csv.DictReader(handle)
+                columns = reader.fieldnames or []
+                rows = list(reader)
+        except UnicodeDecodeError as error:
+            raise DatasetError(f"tracks table {path} is not UTF-8 text (byte {error.object[error.start]:#04x} "
+                               f"at offset {error.start}): save it as CSV UTF-8") from None
+        except csv.Error as error:
+            raise DatasetError(f"tracks table {path} is not a readable CSV file: {error}") from None
     missing_columns = [c for c in ("path", "tags") if c not in columns]
     if missing_columns:
         raise DatasetError(f"tracks table {path} lacks column(s) {', '.join(missing_columns)} (needs path, tags)")
