@@ -167,6 +167,11 @@ def test_user_errors_are_one_line_json(served):
         assert status == 400 and headers["content-type"] == "application/json", path
         error = json.loads(body)["error"]
         assert words in error and "\n" not in error
+    # a k past what a page shows, however many digits, is the most a page shows
+    for k in ("500", "501", "10000000", "9" * 5000, "000020"):
+        status, _, body = request(server, f"/api/query?q=piano&k={k}")
+        assert status == 200, k
+        assert len(json.loads(body)) == min(int(k.lstrip("0")[:7]), 500, len(track_ids(server))), k
 
 
 def test_a_file_gone_since_indexing_is_404_and_the_server_goes_on(tmp_path, store, music_library):

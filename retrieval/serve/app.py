@@ -108,9 +108,10 @@ def _error(status: int, message: str, generation: str | None = None) -> Response
 
 def _k(request: Request, default: int = 10) -> int:
     text = request.query_params.get("k", str(default))
-    if not re.fullmatch(r"\d{1,6}", text) or int(text) < 1:
+    if not re.fullmatch(r"\d+", text) or not text.strip("0"):
         raise LibraryError(f"k is a whole number of at least 1, got {text!r}")
-    return min(int(text), MAX_K)
+    digits = text.lstrip("0")
+    return MAX_K if len(digits) > len(str(MAX_K)) else min(int(digits), MAX_K)  # any larger k: the most shown
 
 
 def _filters(request: Request) -> Filters:
