@@ -101,7 +101,8 @@ def run_fpcalc(path: str, fpcalc: str) -> tuple[float, np.ndarray]:
         reason = said[-1].removeprefix("ERROR: ") if said else f"exit status {done.returncode}"
         raise FingerprintError(f"fpcalc cannot read it: {reason}") from None
     if len(items) < MIN_ITEMS:
-        raise FingerprintError(f"too short to fingerprint ({len(items) * ITEM_SECONDS:.1f} s of items)")
+        raise FingerprintError(f"too short to fingerprint: its fingerprint covers {len(items) * ITEM_SECONDS:.1f} s, "
+                               f"{MIN_ITEMS * ITEM_SECONDS:.1f} s are needed")
     return duration, items
 
 
