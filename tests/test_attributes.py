@@ -72,6 +72,26 @@ def test_white_noise_has_no_pulse():
     assert attributes.brightness > 3000  # flat spectrum to 8 kHz: centroid near 4 kHz
 
 
+def test_a_steady_tone_or_a_few_clicks_have_no_pulse():
+    """One onset at the start and one where the file is cut are no beat, however periodic the
+    autocorrelation of a lone click looks; four clicks a beat apart are."""
+    seconds = np.arange(6 * SR) / SR
+    tone = (0.3 * np.sin(2 * np.pi * 440.0 * seconds)).astype(np.float32)  # cut off mid-cycle at both ends
+    level = np.full(6 * SR, 0.5, dtype=np.float32)  # a DC offset: a step in and a step out
+    beat = int(0.5 * SR)  # 120 BPM
+
+    def clicks(n):
+        y = np.zeros(6 * SR, dtype=np.float32)
+        for i in range(n):
+            y[SR // 2 + i * beat: SR // 2 + i * beat + 80] = np.hanning(80) * 0.8
+        return y
+
+    for name, y in (("tone", tone), ("level", level), ("two clicks", clicks(2))):
+        attributes = extract_attributes(y, SR)
+        assert (attributes.bpm, attributes.bpm_confidence) == (0.0, 0.0), name
+    assert tempo_outcome(extract_attributes(clicks(10), SR).bpm, 120.0) != "wrong"
+
+
 def test_clipped_and_over_full_scale_input_stay_finite(band_clip):
     clipped = extract_attributes(np.clip(band_clip * 40.0, -1.0, 1.0), SR)
     _assert_finite(clipped)

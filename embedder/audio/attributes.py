@@ -57,6 +57,14 @@ TEMPO_WINDOW_S = 8.0  # local autocorrelation window, like librosa's 384-frame t
 # 3 s to 3 min its prior-weighted peak stayed below 6/sqrt(frames), so 8/sqrt(frames) rejects
 # noise while real pulses (0.5 and more on 10 s of music) pass.
 PULSE_SIGNIFICANCE = 8.0
+# A pulse is a repetition of onsets one can hear: fewer than a bar of beats cannot establish
+# one. The envelope is a mean over 40 mel bands, so PULSE_ONSET_DB = 0.1 dB is a 4 dB rise in one
+# band, a few times the smallest level change a listener notices; a steady tone ripples by
+# ~0.03 dB as the frames slide over its cycles, which the peak picker, normalising the
+# envelope, would count as onsets; and the normalised autocorrelation of a lone click (a
+# tone's start, or the cut at its end) looks as "periodic" as a beat's.
+MIN_PULSE_ONSETS = 4
+PULSE_ONSET_DB = 0.1
 LOUDNESS_FLOOR_DB = -70.0  # ITU-R BS.1770-4 absolute gate
 # Two decisions learned from rendered corpora whose every clip knows its tempo, key and mode
 # (`mre corpus attributes`, README "Tempo and key from the corpus"): key
@@ -204,10 +212,14 @@ def estimate_tempo(onset_envelope: np.ndarray, frame_rate: float) -> tuple[float
 
 def tempo_analysis(onset_envelope: np.ndarray, frame_rate: float):
     """(mean autocorrelation over every lag of a window, bpm of the prior-weighted best peak,
-    its margin over rivals, the autocorrelation there), or None without variation or peaks;
+    its margin over rivals, the autocorrelation there), or None without variation or peaks
+    or with fewer than MIN_PULSE_ONSETS audible onsets;
     bpm and margin 0.0 where the pulse is no more periodic than noise. The fixed rule before
     the octave decision: the training of that decision (mre.training.attribute_model) starts
     from it, and benchmarks measure it as the baseline."""
+    onsets = _onset_frames(onset_envelope, frame_rate)
+    if np.count_nonzero(onset_envelope[onsets] >= PULSE_ONSET_DB) < MIN_PULSE_ONSETS:
+        return None
     onset_envelope = _lowpass_7hz(onset_envelope, frame_rate)
     onset_envelope = onset_envelope - _moving_average(onset_envelope, int(round(60.0 / MIN_BPM * frame_rate)))
     window = min(int(round(TEMPO_WINDOW_S * frame_rate)), len(onset_envelope))
