@@ -124,9 +124,20 @@ class Library:
         except ValueError as error:
             raise LibraryError(str(error)) from None
         if self.model.model_id != self.meta.get("model_id"):
+            if model is not None:  # asked for another model than the store's
+                raise LibraryError(
+                    f"this store was made with model {self.meta.get('model_id')}; it cannot be searched with "
+                    f"{self.model.model_id} — re-index with `mre index PATH --model {model}` or drop --model")
+            # the store's own model, since changed (an upgrade shipped new weights, a model file retrained)
+            import shlex
+
+            command = ["mre", "index", *(self.meta.get("library_roots") or ["PATH"])]
+            if self.store.root != default_store_path():
+                command += ["--store", str(self.store.root)]
             raise LibraryError(
-                f"this store was made with model {self.meta.get('model_id')}; it cannot be searched with "
-                f"{self.model.model_id} — re-index with `mre index PATH --model {model}` or drop --model")
+                f"this store was made with {self.meta.get('model_id')}, and this install's "
+                f"{self.meta.get('model_name') or 'model'} is now {self.model.model_id}: "
+                f"`{' '.join(shlex.quote(part) for part in command)}` embeds the store's tracks again")
         self.device = device
         self._tracks = generation.track_rows()  # the vectors are read only when a search needs them
         self._path_list: list[str] | None = None  # see _paths: a query needs only its hits' paths
