@@ -170,6 +170,27 @@ def word_branch(name: str, glove):
     return SentencePhrases(encoder), float(decay or 0.0)
 
 
+def unseen_matrix(model, words, tags: list[str], seen: list[str], reading: str) -> tuple[np.ndarray, list[str]]:
+    """Unit rows of tags in a trained model's space: ``direct`` through its word projection;
+    ``conse``: read through the seen tags' rows as the corpus model reads a word it never learnt
+    (scoring.nearest_seen_mean, with the label reading's neighbours and temperature);
+    ``both``: the unit mean of the two."""
+    from mre.embedder.models.scoring import nearest_seen_mean
+    from mre.embedder.models.zeroshot import NEAREST_LABELS, SIMILARITY_TEMPERATURE
+
+    direct, kept = model.tag_matrix(tags)
+    if reading == "direct" or not kept:
+        return direct, kept
+    seen_rows, seen_kept = model.tag_matrix(seen)
+    conse = nearest_seen_mean(words.phrase_matrix(kept), words.phrase_matrix(seen_kept), seen_rows,
+                              NEAREST_LABELS, SIMILARITY_TEMPERATURE)
+    conse /= np.linalg.norm(conse, axis=1, keepdims=True)  # a tag's AUC does not see the length; "both" does
+    if reading == "both":
+        conse = conse + direct
+        conse /= np.linalg.norm(conse, axis=1, keepdims=True)
+    return conse.astype(np.float32), kept
+
+
 def main(argv: list[str] | None = None) -> None:
     from mre.training.metrics import tag_retrieval_auc
     from mre.training.run import _table_tracks
@@ -197,6 +218,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--teacher-drop", nargs="*", default=[], metavar="LABEL",
                         help="with --teacher-tags: labels never given (e.g. the voice labels, on a corpus that "
                              "tags voices itself)")
+    parser.add_argument("--unseen-reading", nargs="+", default=["direct"], choices=("direct", "conse", "both"),
+                        help="how an unseen word's trained part is read: its own vector through the word "
+                             "projection (direct), the learnt vectors of its nearest seen tags (conse), or both")
     args = parser.parse_args(argv)
     import torch
 
@@ -241,11 +265,13 @@ def main(argv: list[str] | None = None) -> None:
             for split, label, tags in (("valid", "seen", corpus_seen), ("valid", "validation-unseen", validation_unseen),
                                        ("test", "held-out", held_out)):
                 vectors = track_vectors(result.model.network, prepared.inputs, prepared.owner, rows[split], "cpu")
-                matrix, kept = result.model.tag_matrix(tags)
-                auc = tag_retrieval_auc(_label_matrix(prepared, kept)[rows[split]], vectors @ matrix.T, kept).roc_auc
-                figures.append(f"{split} {label} {np.nanmean(auc):.3f}")
-                if label == "held-out":
-                    figures.append("bossa nova " + ", ".join(f"{a:.3f}" for t, a in zip(kept, auc) if t == "bossa nova"))
+                for reading in (["direct"] if label == "seen" else args.unseen_reading):
+                    matrix, kept = unseen_matrix(result.model, words, tags, train_seen, reading)
+                    auc = tag_retrieval_auc(_label_matrix(prepared, kept)[rows[split]], vectors @ matrix.T, kept).roc_auc
+                    name_of = "" if len(args.unseen_reading) == 1 or label == "seen" else f" {reading}"
+                    figures.append(f"{split} {label}{name_of} {np.nanmean(auc):.3f}")
+                    if label == "held-out":
+                        figures.append("bossa nova " + ", ".join(f"{a:.3f}" for t, a in zip(kept, auc) if t == "bossa nova"))
             print(f"{name:16s} seed {seed}: best epoch {result.best_epoch:2d}, " + ", ".join(figures)
                   + f" ({time.monotonic() - started:.0f} s)", flush=True)
     shutil.rmtree(scratch, ignore_errors=True)
