@@ -126,13 +126,14 @@ def held_out_figures(folder: Path, model: CorpusZeroShotModel, old: ZeroShotTagg
                                                               tagger_scores, label_group, label_group)[0]
     group = groups["held-out words (not labels)"]
     if control is not None and group:
-        # the paper's control: the trained part alone, random word vectors (attributes left out for both)
-        words = control.words
+        # the paper's control: the trained part alone, random word vectors (attributes left out
+        # for both); a held-out word is read as each model reads a word it never learnt
         control_part = means[:, model.output_dim:]
         control_part = control_part / np.linalg.norm(control_part, axis=1, keepdims=True)
-        control_scores = control_part @ control.project_words(np.stack([words.phrase_vector(t).vector for t in group])).T
+        control_scores = control_part @ np.stack([control.seen_reading(control.words.phrase_vector(t).vector)
+                                                  for t in group]).T
         trained_part = new_vectors[:, model.label_dim:model.output_dim]
-        glove_scores = trained_part @ model.project_words(np.stack([model.words.phrase_vector(t).vector for t in group])).T
+        glove_scores = trained_part @ np.stack([model.seen_reading(model.words.phrase_vector(t).vector) for t in group]).T
         columns = [tags.index(t) for t in group]
         figures["control"] = {"n": len(group),
                               "glove": macro(labels[:, columns], glove_scores, group, group)[0],

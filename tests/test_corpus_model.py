@@ -3,6 +3,8 @@ the trained space, stores made with it answer queries, and stores of the previou
 refused with a clear message or re-embedded."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -60,8 +62,14 @@ def test_other_words_get_the_trained_part_and_the_default_models_label_reading(m
     for word, weight in (("trumpet", learnt_weight), ("reggae", learnt_weight), ("viola", other_weight),
                          ("tender", other_weight)):
         query = model.query_vector(word)
-        assert np.linalg.norm(query.vector[model.label_dim:model.output_dim]) == pytest.approx(1.0, abs=1e-5)
-        assert query.vector[-1] == pytest.approx(model.offset)  # starts among the labels' log-odds
+        trained = np.linalg.norm(query.vector[model.label_dim:model.output_dim])
+        if word in model.seen_words:  # its own vector through the word projection
+            assert trained == pytest.approx(1.0, abs=1e-5)
+        else:  # read through the learnt vectors of its nearest seen tags: a weighted mean of unit rows
+            assert 0.0 < trained <= 1.0 + 1e-6
+        # starts among the labels' log-odds; a word it never learnt, lower by the unlearnt prior
+        prior = 0.0 if word in model.seen_words else model.unlearnt_prior
+        assert query.vector[-1] == pytest.approx(model.offset + prior)
         # the label part is the default model's reading of the word, weighted
         np.testing.assert_allclose(query.vector[:model.label_dim], weight * old.query_vector(word).vector, atol=1e-6)
     mixed = model.query_vector("calm piano")       # a label word and another word, in one score
@@ -72,6 +80,25 @@ def test_other_words_get_the_trained_part_and_the_default_models_label_reading(m
     np.testing.assert_allclose(whole.vector[:model.label_dim],
                                learnt_weight * old._nearest_label_weights(old.words.phrase_vector("electric guitar").vector),
                                atol=1e-6)
+
+
+def test_a_word_the_corpus_never_named_scores_no_track_above_its_nearest_learnt_words(model, embedded):
+    """Read through its nearest seen tags, such a word cannot lead a track's tags ahead of them."""
+    from mre.embedder.models.zeroshot import NEAREST_LABELS
+
+    _, vectors, _ = embedded
+    trained = vectors[:, model.label_dim:model.output_dim].astype(np.float64)
+    seen = [tag for tag in model.seen_words if model.words.phrase_vector(tag).vector is not None]
+    seen_rows = model.project_words(model.words.phrase_matrix(seen)).astype(np.float64)
+    seen_units = model.words.phrase_matrix(seen).astype(np.float64)
+    seen_units /= np.linalg.norm(seen_units, axis=1, keepdims=True)
+    for word in ("tender", "viola", "bossa nova", "cooking"):
+        part = model.query_vector(word).vector[model.label_dim:model.output_dim].astype(np.float64)
+        unit = model.words.phrase_vector(word).vector.astype(np.float64)
+        nearest = np.argsort(-(seen_units @ (unit / np.linalg.norm(unit))))[:NEAREST_LABELS]
+        # float32 rounding of the part and of the rows: at most 2⁻²³ of |track|·|row| per score
+        bound = 2.0 ** -23 * np.linalg.norm(trained, axis=1)
+        assert np.all(trained @ part <= (trained @ seen_rows[nearest].T).max(axis=1) + bound), word
 
 
 def test_a_store_indexed_with_it_answers_and_an_old_default_store_keeps_its_model_or_is_re_embedded(
@@ -97,3 +124,15 @@ def test_a_store_indexed_with_it_answers_and_an_old_default_store_keeps_its_mode
     hits = library.query("trumpet", k=3)
     assert len(hits) == 3 and all(0 < hit.score < 1 for hit in hits)
     assert library.query("piano", k=1)[0].path.split("/")[-1].startswith("piano")
+
+    # the store's own model, changed since (an upgrade with new weights): searching says how to
+    # re-embed, and indexing again does it
+    live = old_store / "generations" / (old_store / "CURRENT").read_text().strip()
+    meta = json.loads((live / "meta.json").read_text())
+    meta["model_id"] = f"{CORPUS_MODEL_NAME}@000000000000"
+    (live / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(LibraryError, match=rf"this install's {CORPUS_MODEL_NAME} is now .*`mre index .* --store "):
+        Library(old_store)
+    result = cli("index", music_library, "--store", old_store, "--workers", "1")
+    assert result.exit_code == 0 and "embedded again" in result.output, result.output
+    assert Library(old_store).model.model_id == CorpusZeroShotModel().model_id

@@ -105,19 +105,24 @@ def validation_vectors(network, prepared, scale: float) -> tuple[np.ndarray, np.
                                   np.ones((len(valid), 1))], axis=1)
 
 
-def corpus_offset(model, vectors: np.ndarray) -> float:
-    """Where a learnt word's score starts, so that it sits among the labels' log-odds on a track:
-    the median label log-odds over the validation clips minus the median score of the learnt
-    words that are not labels (model's offset must be 0 here)."""
+def corpus_offset(model, vectors: np.ndarray) -> tuple[float, float]:
+    """(offset, unlearnt prior). The offset is where a learnt word's score starts, so that it
+    sits among the labels' log-odds on a track: the median label log-odds over the validation
+    clips minus the median score of the learnt words that are not labels (model's offsets must
+    be 0 here). A word the trained space never learnt, read only through the words it resembles,
+    starts lower by the median label log-odds itself (the prior of a label no evidence supports),
+    so in a track's tags it ranks below the words the model knows unless its neighbours score high."""
+    label_median = float(np.median(vectors[:, :model.label_dim]))
     words = [t for t in model.seen_words if not model.is_label_query(t)]
     if not words:
-        return 0.0
+        return 0.0, label_median
     matrix, _ = model.tag_matrix(words)
-    return float(np.median(vectors[:, :model.label_dim]) - np.median(vectors @ matrix.T.astype(np.float64)))
+    return label_median - float(np.median(vectors @ matrix.T.astype(np.float64))), label_median
 
 
 def export_weights(network, prepared, words, seen_tags, unseen_tags, out: Path, provenance: dict,
-                   label_reading: tuple[float, float] = (0.0, 0.0), offset: float = 0.0) -> dict:
+                   label_reading: tuple[float, float] = (0.0, 0.0), offset: float = 0.0,
+                   unlearnt_prior: float = 0.0) -> dict:
     """The corpus model's weights file; returns what it wrote besides the arrays."""
     from mre.embedder.models.paper import FeatureHead
 
@@ -130,7 +135,7 @@ def export_weights(network, prepared, words, seen_tags, unseen_tags, out: Path, 
         "input_mean": network.input_mean.numpy(), "input_std": network.input_std.numpy(),
         "word_weight": network.words.weight.detach().numpy(), "word_bias": network.words.bias.detach().numpy(),
         "scale": np.float32(scale), "label_reading": np.asarray(label_reading, np.float32),
-        "trained_offset": np.float32(offset), "seen_tags": np.array(seen_tags), "unseen_tags": np.array(unseen_tags),
+        "trained_offset": np.float32(offset), "unlearnt_prior": np.float32(unlearnt_prior), "seen_tags": np.array(seen_tags), "unseen_tags": np.array(unseen_tags),
         "word_vectors": np.array(words.vectors_id), "backbone_taggers": np.array(network.config.backbone_taggers),
         "provenance": np.array(json.dumps(provenance, sort_keys=True)),
     }
@@ -239,10 +244,10 @@ def build(corpus: Path, work: Path, ship: Path, *, backbone: str = "msd+mtt", se
     from mre.embedder.models.corpus_model import CorpusZeroShotModel
 
     unplaced = CorpusZeroShotModel(path=ship, word_space=words)
-    offset = corpus_offset(unplaced, validation_vectors(trained.network, prepared, unplaced.scale)[1])
+    offset, prior = corpus_offset(unplaced, validation_vectors(trained.network, prepared, unplaced.scale)[1])
     shipped = export_weights(trained.network, prepared, words, trained.seen_tags, trained.unseen_tags, ship, provenance,
-                             label_reading=choice["label_reading"], offset=offset)
-    log(f"wrote {ship}: scale {shipped['scale']:.3f}, offset {offset:.3f}, label reading "
+                             label_reading=choice["label_reading"], offset=offset, unlearnt_prior=prior)
+    log(f"wrote {ship}: scale {shipped['scale']:.3f}, offset {offset:.3f}, unlearnt prior {prior:.3f}, label reading "
         f"{choice['label_reading'][0]:g} / {choice['label_reading'][1]:g}, {shipped['parameters']} trained parameters")
     result = {"report": report.to_json(), "shipped": shipped, "label_reading": choice}
     if control:

@@ -34,7 +34,9 @@ from pathlib import Path
 import numpy as np
 
 from mre.embedder.words.space import word_vectors_id
-from mre.embedder.models.zeroshot import QueryVector, ZeroShotTaggerModel, logit, torch_device
+from mre.embedder.models.scoring import nearest_seen_mean
+from mre.embedder.models.zeroshot import (NEAREST_LABELS, SIMILARITY_TEMPERATURE, QueryVector, ZeroShotTaggerModel,
+                                         logit, torch_device)
 
 CORPUS_MODEL_NAME = "mre-zs-corpus"
 WEIGHTS_FILE = "mre-zs-corpus.npz"
@@ -97,12 +99,15 @@ class CorpusZeroShotModel(ZeroShotTaggerModel):
             raise CorpusWeightsError(f"{self.weights_path} needs features of {', '.join(unknown)}, not a tagger of this model")
         # where a word with a trained part starts on a track, to sit among the labels' log-odds
         self.offset = float(arrays["trained_offset"]) if "trained_offset" in arrays else 0.0
+        # and a word it never learnt, read through the words it resembles, starts lower by this
+        self.unlearnt_prior = float(arrays["unlearnt_prior"]) if "unlearnt_prior" in arrays else 0.0
         self.label_dim = len(self.labels)
         self.output_dim = self.label_dim + self.trained_dim  # per patch: probabilities | embedding
         self.dim = self.output_dim + 1                       # the track vector ends with the constant 1
         self._head = None
         self._vocabulary_cache: tuple[list[str], np.ndarray] | None = None
         self._learnt_tokens: set[tuple[str, ...]] | None = None
+        self._seen_space: tuple[np.ndarray, np.ndarray] | None = None  # seen tags' word vectors and learnt rows
 
     # -- identity -----------------------------------------------------------------------
     @property
@@ -118,7 +123,8 @@ class CorpusZeroShotModel(ZeroShotTaggerModel):
         return super().describe() | {
             "model_id": self.model_id, "model_name": CORPUS_MODEL_NAME, "kind": "zeroshot-taggers-corpus",
             "label_dim": self.label_dim, "trained_dim": self.trained_dim, "backbone": self.backbone,
-            "scale": self.scale, "offset": self.offset, "label_reading": list(self.label_reading),
+            "scale": self.scale, "offset": self.offset, "unlearnt_prior": self.unlearnt_prior,
+            "label_reading": list(self.label_reading),
             "weights_sha256": self._weights_sha256,
         }
 
@@ -206,12 +212,27 @@ class CorpusZeroShotModel(ZeroShotTaggerModel):
         if phrase.vector is None:
             return None
         out = np.zeros(self.dim, dtype=np.float32)
-        out[self.label_dim:self.output_dim] = self.project_words(phrase.vector)[0]
-        out[-1] = self.offset
-        weight = self.label_reading[0 if tuple(self.words.tokens(phrase_text)) in self._learnt() else 1]
+        learnt = tuple(self.words.tokens(phrase_text)) in self._learnt()
+        out[self.label_dim:self.output_dim] = (self.project_words(phrase.vector)[0] if learnt
+                                               else self.seen_reading(phrase.vector))
+        out[-1] = self.offset + (0.0 if learnt else self.unlearnt_prior)
+        weight = self.label_reading[0 if learnt else 1]
         if weight:
             out[:self.label_dim] = weight * self._nearest_label_weights(phrase.vector)
         return out
+
+    def seen_reading(self, word_vector: np.ndarray) -> np.ndarray:
+        """The trained part of a word the trained space never learnt: the learnt vectors of its
+        nearest seen tags in the word space, softmax-weighted as the label reading weighs its
+        nearest labels (ConSE in the trained space). The word projection was fitted on the
+        seen tags alone, so their learnt vectors are where it is sure; a new word's own vector
+        through it lands off those points (MODEL_CARD.md, "Reading a word the corpus never named")."""
+        if self._seen_space is None:
+            seen = [tag for tag in self.seen_words if self.words.phrase_vector(tag).vector is not None]
+            vectors = self.words.phrase_matrix(seen)
+            self._seen_space = (vectors, self.project_words(vectors))
+        vectors, rows = self._seen_space
+        return nearest_seen_mean(word_vector, vectors, rows, NEAREST_LABELS, SIMILARITY_TEMPERATURE)[0]
 
     def _label_vector(self, label_tokens) -> np.ndarray:
         out = np.zeros(self.dim, dtype=np.float32)

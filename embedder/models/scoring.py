@@ -98,3 +98,25 @@ def query_scores_with_attributes(label_scores: np.ndarray, attribute_weights: di
     return attribute_scores(label_scores, float(np.std(label_scores)) or 1.0,
                             np.array([attribute_weights[c] for c in columns]),
                             np.stack([attribute_z[c] for c in columns], axis=1))
+
+
+def nearest_seen_mean(words: np.ndarray, seen_words: np.ndarray, seen_rows: np.ndarray, k: int,
+                      temperature: float) -> np.ndarray:
+    """A word's trained-space vector read through the tags a model learnt (ConSE in its own
+    space): the softmax-weighted mean, at `temperature`, of the rows `seen_rows` [S, D] of its
+    `k` nearest seen tags by word-vector cosine. Not made unit: with unit rows, the word's
+    score on a track is then the weighted mean of its neighbours' scores, never above the best
+    of them, so a word no clip named cannot lead a track's tags ahead of the words it is read
+    through. `words` [N, W] and `seen_words` [S, W] need not be unit; returns [N, D] float32."""
+    def unit(rows):
+        rows = np.atleast_2d(np.asarray(rows, dtype=np.float64))
+        return rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
+
+    similarity = unit(words) @ unit(seen_words).T
+    out = np.empty((len(similarity), seen_rows.shape[1]), dtype=np.float64)
+    for i, row in enumerate(similarity):
+        nearest = np.argsort(-row, kind="stable")[:k]
+        weights = np.exp((row[nearest] - row[nearest].max()) / temperature)
+        out[i] = (weights / weights.sum()) @ np.asarray(seen_rows, dtype=np.float64)[nearest]
+    return out.astype(np.float32)
+
