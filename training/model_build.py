@@ -19,9 +19,10 @@
    that are not labels (never the held-out words, the held-out SoundFont or the demo library);
 4. sets the offset that starts a learnt word's score where label log-odds are (the median
    label log-odds over the validation clips minus the learnt words' median score), so that
-   `mre tags` ranks label words and other words for one track on one scale;
-5. writes the head, the word projection, the scale, the label-reading weights and the offset
-   as one .npz (written byte-for-byte deterministically, so the model id only changes when the
+   `mre tags` ranks label words and other words for one track on one scale, and the unlearnt
+   prior (that median label log-odds) by which a word the model never learnt starts lower;
+5. writes the head, the word projection, the scale, the label-reading weights, the offset and
+   the prior as one .npz (written byte-for-byte deterministically, so the model id only changes when the
    weights do);
 6. trains the paper's control beside it (random word vectors for the same tags, same data
    and seed) into WORK/control.npz, for `python -m mre.benchmarks.corpus_eval`.
@@ -135,7 +136,8 @@ def export_weights(network, prepared, words, seen_tags, unseen_tags, out: Path, 
         "input_mean": network.input_mean.numpy(), "input_std": network.input_std.numpy(),
         "word_weight": network.words.weight.detach().numpy(), "word_bias": network.words.bias.detach().numpy(),
         "scale": np.float32(scale), "label_reading": np.asarray(label_reading, np.float32),
-        "trained_offset": np.float32(offset), "unlearnt_prior": np.float32(unlearnt_prior), "seen_tags": np.array(seen_tags), "unseen_tags": np.array(unseen_tags),
+        "trained_offset": np.float32(offset), "unlearnt_prior": np.float32(unlearnt_prior),
+        "seen_tags": np.array(seen_tags), "unseen_tags": np.array(unseen_tags),
         "word_vectors": np.array(words.vectors_id), "backbone_taggers": np.array(network.config.backbone_taggers),
         "provenance": np.array(json.dumps(provenance, sort_keys=True)),
     }

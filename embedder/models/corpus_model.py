@@ -11,20 +11,22 @@ adds the space of the paper's two-branch model (Choi et al., ISMIR 2019) trained
 The audio embedding is a small head on the taggers' own penultimate features, computed in
 the same forward pass that gives the label probabilities, so indexing costs what the
 `mre-zs-musicnn` model's does. A query's vector has weight on the label part for words that
-are labels — a query that is exactly a label ranks exactly as the tagger's probability — and
-every other word gets both readings, in one score: its GloVe vector through the learnt word
-projection on the trained part (numpy: the query path needs no torch), plus `mre-zs-musicnn`'s
-reading of it on the labels (its nearest labels in the word space), weighted by
-`label_reading` — one weight for the words the trained space learnt, one for every other word
-(a mood the corpus never named keeps what the label space makes of it), both chosen by
-`make model` on the training corpus's validation clips. Score = inner product, so FAISS
+are labels — a query that is exactly a label ranks exactly as the tagger's probability. A
+word the trained space learnt (a seen tag) gets its GloVe vector through the learnt word
+projection on the trained part (numpy: the query path needs no torch); any other word is read
+through the learnt vectors of its nearest seen tags in the word space (`seen_reading`: ConSE
+in the trained space). Beside that, `mre-zs-musicnn`'s reading of a word on the labels (its
+nearest labels in the word space) may join, weighted by `label_reading` — one weight for the
+words the trained space learnt, one for every other word, both chosen by `make model` on the
+training corpus's validation clips (0 and 0 in the shipped weights). Score = inner product, so FAISS
 inner-product search serves both; `scale` (set at export from the training corpus's
 validation clips) makes a trained word's score spread over tracks like a label's log-odds,
 so the two mix in one query ("calm piano") and the musical attributes weigh in on the same
 scale as before (mre.embedder.models.scoring). The constant last entry carries `offset` for every
 word with a trained part: it puts those words' scores where label words' log-odds are on a
 track (set at export like `scale`), so `mre tags` ranks the two kinds of word for one track on
-one scale; a query's ranking of tracks does not change with it.
+one scale; a word the model never learnt carries `unlearnt_prior` more (it has only its
+neighbours' evidence). A query's ranking of tracks does not change with either.
 """
 from __future__ import annotations
 
@@ -203,10 +205,11 @@ class CorpusZeroShotModel(ZeroShotTaggerModel):
         return self._learnt_tokens
 
     def _word_part(self, phrase_text: str, query: QueryVector) -> np.ndarray | None:
-        """A run of words that is not a label: its vector in the trained space, plus the default
-        model's reading of it on the labels (nearest labels in the word space), weighted by
-        `label_reading` — a word the corpus never named (a mood, say) keeps what the default
-        model makes of it, and a word both know gets both."""
+        """A run of words that is not a label: its vector in the trained space (a learnt word
+        through the word projection, any other through its nearest seen tags), the offset that
+        places its score among the labels' log-odds (and the unlearnt prior for a word the model
+        never learnt), plus the default model's reading of it on the labels weighted by
+        `label_reading`."""
         phrase = self.words.phrase_vector(phrase_text)
         query.note_ignored(phrase)
         if phrase.vector is None:

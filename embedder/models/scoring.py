@@ -119,4 +119,3 @@ def nearest_seen_mean(words: np.ndarray, seen_words: np.ndarray, seen_rows: np.n
         weights = np.exp((row[nearest] - row[nearest].max()) / temperature)
         out[i] = (weights / weights.sum()) @ np.asarray(seen_rows, dtype=np.float64)[nearest]
     return out.astype(np.float32)
-
