@@ -19,7 +19,7 @@ import pyarrow as pa
 from mre.embedder.audio.attributes import ATTRIBUTE_NAMES
 from mre.embedder.audio.decode import AUDIO_EXTENSIONS
 from mre.embedder.models.factory import DEFAULT_MODEL, load_model
-from mre.embedder.models.scoring import label_spread, standardised, tag_attribute_weights
+from mre.embedder.models.scoring import label_spread, standardised, tag_attribute_terms
 from mre.embedder.runner import DEFAULT_MAX_SECONDS, embed_tracks
 from mre.embedder.words.vectors import word_vectors_reference
 from mre.embedder.models.tag_space import top_ranked, vocabulary_space
@@ -445,14 +445,12 @@ def with_top_tags(tracks: pa.Table, track_vectors: np.ndarray, tags: pa.Table, t
     if not tracks.num_rows or not tags.num_rows:
         return tracks
     names = tags.column("tag").to_pylist()
-    columns, weights = tag_attribute_weights(model, names)
-    related = np.flatnonzero(np.abs(weights).sum(axis=1) > 0) if columns else np.zeros(0, np.int64)
-    spread = np.ones(len(names))
-    if len(related):
-        spread[related] = label_spread(track_vectors, tag_vectors[related])
+    columns, weights, spread = tag_attribute_terms(model, names, tag_vectors,
+                                                   lambda rows: label_spread(track_vectors, rows))
+    related = bool(np.abs(weights).any())
     z = np.stack([standardised(column_floats(tracks, column), column) for column in columns], axis=1) \
-        if len(related) else None
-    terms = weights.T * spread if len(related) else None  # [columns, tags]: z @ terms is each tag's attribute part
+        if related else None
+    terms = weights.T * spread if related else None  # [columns, tags]: z @ terms is each tag's attribute part
     names = np.array(names, dtype=object)
     rows = []
     for start in range(0, len(track_vectors), TOP_TAGS_BLOCK):

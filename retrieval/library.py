@@ -15,7 +15,7 @@ import numpy as np
 from mre.embedder.audio.attributes import ATTRIBUTE_NAMES
 from mre.embedder.models.factory import load_model, shown_scores
 from mre.embedder.models.scoring import (attribute_scores, label_spread as scoring_label_spread, standardised,
-                                         tag_attribute_weights)
+                                         tag_attribute_terms)
 from mre.embedder.models.tag_space import TagSpace, best_tags, named_tags_space, vocabulary_space
 from mre.indexer.index_spec import (added_vectors, exact_copy, row_lists, row_scores, search as index_search,
                                     search_allowed, use_single_query_threads)
@@ -411,13 +411,7 @@ class Library:
         relate to attribute poles, computed once: a tag is scored as the same query would be."""
         if self._tag_attribute_cache is None:
             space = self.tag_space()
-            names, matrix = space.names, space.matrix
-            columns, weights = tag_attribute_weights(self.model, names)
-            spread = np.ones(len(names))
-            related = np.flatnonzero(np.abs(weights).sum(axis=1) > 0)
-            if len(related):
-                spread[related] = self.label_spread(matrix[related])
-            self._tag_attribute_cache = (columns, weights, spread)
+            self._tag_attribute_cache = tag_attribute_terms(self.model, space.names, space.matrix, self.label_spread)
         return self._tag_attribute_cache
 
     def _tag_scores(self, vector: np.ndarray, z: np.ndarray | None) -> np.ndarray:

@@ -81,6 +81,20 @@ def tag_attribute_weights(model, names: Sequence[str]) -> tuple[list[str], np.nd
     return columns, weights
 
 
+def tag_attribute_terms(model, names: Sequence[str], tag_vectors: np.ndarray,
+                        spread_of: Callable[[np.ndarray], np.ndarray]) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """(attribute columns, weights [tags, columns], label spread [tags]) of vocabulary tags
+    scored as queries of them would be: `spread_of(rows)` is the spread over the store of the
+    label evidence of those rows of `tag_vectors` (label_spread), asked only for the tags that
+    relate to attribute poles; 1.0 for the others."""
+    columns, weights = tag_attribute_weights(model, names)
+    spread = np.ones(len(names))
+    related = np.flatnonzero(np.abs(weights).sum(axis=1) > 0)
+    if len(related):
+        spread[related] = spread_of(tag_vectors[related])
+    return columns, weights, spread
+
+
 def standardised_columns(attributes: list[dict], columns) -> dict[str, np.ndarray]:
     """z-scores of each attribute column over a set of tracks (`attributes`: one dict per
     track, as TrackAttributes.as_dict() gives), as a store standardises its tracks."""
