@@ -99,6 +99,11 @@ class _Split:
         return list(self.parts)
 
 
+def _split_words(units) -> dict[str, tuple[str, ...]]:
+    """The unknown words among `units` read as the words they are made of, with those words."""
+    return {unit.word: unit.parts for unit in units if isinstance(unit, _Split)}
+
+
 @dataclass
 class PhraseVector:
     """The vector of one phrase and what went into it.
@@ -284,18 +289,18 @@ class WordSpace:
     def splits(self, text: str) -> dict[str, tuple[str, ...]]:
         """The unknown words of ``text`` read as the words they are made of ("synthwave" →
         ("synth", "wave"); see COMPOUND_PART_RANK)."""
-        return {unit.word: unit.parts for unit in self._units(text) if isinstance(unit, _Split)}
+        return _split_words(self._units(text))
 
     # ------------------------------------------------------------------------ phrases
 
     def _unit_vector_of(self, unit: str | _Compound | _Split) -> np.ndarray:
         if isinstance(unit, str):
             return self.unit_vector(unit)
-        if isinstance(unit, _Split):  # one word of the phrase, its parts equally
-            parts = np.mean([self.unit_vector(part) for part in unit.parts], axis=0)
-            return parts / np.linalg.norm(parts)
         parts = np.mean([self.unit_vector(part) for part in unit.parts], axis=0)
-        combined = self.unit_vector(unit.joined) + parts / np.linalg.norm(parts)
+        parts = parts / np.linalg.norm(parts)
+        if isinstance(unit, _Split):  # one word of the phrase, its parts equally
+            return parts
+        combined = self.unit_vector(unit.joined) + parts
         return combined / np.linalg.norm(combined)
 
     def phrase_vector(self, text: str) -> PhraseVector:
@@ -312,7 +317,7 @@ class WordSpace:
             # is still a query.
             used = content or known
         suggestions = {word: self.nearest_spellings(word) for word in ignored}
-        split = {unit.word: unit.parts for unit in units if isinstance(unit, _Split)}  # (see splits)
+        split = _split_words(units)
         if not used:
             return PhraseVector(text, [], ignored, suggestions, None, split)
         tokens_used: list[str] = []
