@@ -25,6 +25,11 @@ start otherwise); ``glove+minilm`` (both together: the GloVe phrase vector and t
 each scaled to unit length, concatenated in that order, 50 + 384 inputs), with ``-pcaK``
 (the MiniLM part projected as ``minilm-pcaK`` before its scaling) and ``-wW`` (the MiniLM
 part multiplied by W after its scaling: ``glove+minilm-pca50-w0.5``).
+
+How a validation-unseen word is read on the same trained heads (``--unseen-reading``, see
+`unseen_matrix`; ``--grid`` adds ConSE's neighbour count, temperature and neighbour similarity
+in a grid), the heads of the seeds scored together (``--ensemble``), and single seen tags'
+figures (``--show-words``) are the other questions this script answers (MODEL_CARD.md).
 """
 from __future__ import annotations
 
@@ -170,11 +175,32 @@ def word_branch(name: str, glove):
     return SentencePhrases(encoder), float(decay or 0.0)
 
 
-def unseen_matrix(model, words, tags: list[str], seen: list[str], reading: str) -> tuple[np.ndarray, list[str]]:
+_GRID_RE = re.compile(r"^conse-(glove|minilm|mix)-k(\d+)-t([0-9.]+)$")
+
+
+_SIMILARITY_SPACES: dict[str, object] = {}
+
+
+def _similarity_space(name: str, glove):
+    """The word vectors whose cosine picks a word's nearest seen tags: GloVe phrase vectors,
+    MiniLM's vectors of the whole text, or both (each unit, concatenated: the mean of the two cosines)."""
+    if name == "glove":
+        return glove
+    if "minilm" not in _SIMILARITY_SPACES:
+        _SIMILARITY_SPACES["minilm"], _ = word_branch("minilm", glove)
+        _SIMILARITY_SPACES["mix"] = ConcatPhrases([glove, _SIMILARITY_SPACES["minilm"]], [1.0, 1.0], "glove+minilm")
+    return _SIMILARITY_SPACES[name]
+
+
+def unseen_matrix(model, words, tags: list[str], seen: list[str], reading: str,
+                  train_vectors: np.ndarray | None = None) -> tuple[np.ndarray, list[str]]:
     """Unit rows of tags in a trained model's space: ``direct`` through its word projection;
     ``conse``: read through the seen tags' rows as the corpus model reads a word it never learnt
     (scoring.nearest_seen_mean, with the label reading's neighbours and temperature);
-    ``both``: the unit mean of the two."""
+    ``both``: the unit mean of the two; ``conse-SIM-kK-tT``: conse with K neighbours at
+    temperature T, picked by SIM's cosine (glove, minilm or mix: the mean of the two);
+    ``conse-cal``: conse with each seen tag's row divided by the spread of its scores over
+    `train_vectors` (the training clips), so that each neighbour's scores count in its own units."""
     from mre.embedder.models.scoring import nearest_seen_mean
     from mre.embedder.models.zeroshot import NEAREST_LABELS, SIMILARITY_TEMPERATURE
 
@@ -182,6 +208,14 @@ def unseen_matrix(model, words, tags: list[str], seen: list[str], reading: str) 
     if reading == "direct" or not kept:
         return direct, kept
     seen_rows, seen_kept = model.tag_matrix(seen)
+    grid = _GRID_RE.match(reading)
+    if grid is not None:
+        space = _similarity_space(grid.group(1), words)
+        conse = nearest_seen_mean(space.phrase_matrix(kept), space.phrase_matrix(seen_kept), seen_rows,
+                                  int(grid.group(2)), float(grid.group(3)))
+        return (conse / np.linalg.norm(conse, axis=1, keepdims=True)).astype(np.float32), kept
+    if reading == "conse-cal":
+        seen_rows = seen_rows / np.std(train_vectors @ seen_rows.T, axis=0)[:, None]
     conse = nearest_seen_mean(words.phrase_matrix(kept), words.phrase_matrix(seen_kept), seen_rows,
                               NEAREST_LABELS, SIMILARITY_TEMPERATURE)
     conse /= np.linalg.norm(conse, axis=1, keepdims=True)  # a tag's AUC does not see the length; "both" does
@@ -189,6 +223,28 @@ def unseen_matrix(model, words, tags: list[str], seen: list[str], reading: str) 
         conse = conse + direct
         conse /= np.linalg.norm(conse, axis=1, keepdims=True)
     return conse.astype(np.float32), kept
+
+
+def print_ensembles(members: dict[tuple, list], prepared, valid_rows: np.ndarray) -> None:
+    """Validation ROC-AUC of heads of different seeds scored together: a clip's score for a word
+    is the sum over the heads of the cosine of the clip's and the word's rows in that head's space."""
+    from mre.training.loop import _label_matrix
+    from mre.training.metrics import tag_retrieval_auc
+
+    for (name, label, reading), runs in members.items():
+        if len(runs) < 2:
+            continue
+        singles = []
+        for _, kept, vectors, matrix in runs:
+            singles.append(np.nanmean(tag_retrieval_auc(_label_matrix(prepared, kept)[valid_rows],
+                                                        vectors @ matrix.T, kept).roc_auc))
+        for size in sorted({2, len(runs)}):
+            kept = runs[0][1]
+            scores = sum(vectors @ matrix.T for _, _, vectors, matrix in runs[:size])
+            auc = np.nanmean(tag_retrieval_auc(_label_matrix(prepared, kept)[valid_rows], scores, kept).roc_auc)
+            seeds = " ".join(str(run[0]) for run in runs[:size])
+            print(f"{name:16s} ensemble of seeds {seeds}: valid {label} {reading} {auc:.3f} "
+                  f"(single heads' mean {np.mean(singles[:size]):.3f})", flush=True)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -218,10 +274,26 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--teacher-drop", nargs="*", default=[], metavar="LABEL",
                         help="with --teacher-tags: labels never given (e.g. the voice labels, on a corpus that "
                              "tags voices itself)")
-    parser.add_argument("--unseen-reading", nargs="+", default=["direct"], choices=("direct", "conse", "both"),
+    parser.add_argument("--unseen-reading", nargs="+", default=["direct"],
                         help="how an unseen word's trained part is read: its own vector through the word "
-                             "projection (direct), the learnt vectors of its nearest seen tags (conse), or both")
+                             "projection (direct), the learnt vectors of its nearest seen tags (conse), both, "
+                             "or conse-SIM-kK-tT (K neighbours by SIM = glove, minilm or mix, temperature T)")
+    parser.add_argument("--grid", action="store_true",
+                        help="add every conse-SIM-kK-tT reading of K in 3 5 8 12 20, T in 0.02 0.05 0.1 0.2, "
+                             "SIM in glove minilm mix, on the validation-unseen words only (held-out words "
+                             "are printed for the other readings)")
+    parser.add_argument("--show-words", nargs="*", default=[], metavar="TAG",
+                        help="seen tags whose validation ROC-AUC is printed one by one (and the seen "
+                             "figure without them)")
+    parser.add_argument("--ensemble", action="store_true",
+                        help="also score the heads of the training seeds together (the sum of each head's "
+                             "cosines): the first two seeds, and all of them")
     args = parser.parse_args(argv)
+    for reading in args.unseen_reading:
+        if reading not in ("direct", "conse", "both", "conse-cal") and not _GRID_RE.match(reading):
+            parser.error(f"--unseen-reading {reading!r}: direct, conse, both or conse-SIM-kK-tT")
+    grid = [f"conse-{sim}-k{k}-t{t}" for sim in ("glove", "minilm", "mix") for k in (3, 5, 8, 12, 20)
+            for t in ("0.02", "0.05", "0.1", "0.2")] if args.grid else []
     import torch
 
     torch.set_num_threads(1)  # as make model: a head this small gains nothing from a thread team
@@ -233,7 +305,7 @@ def main(argv: list[str] | None = None) -> None:
     vocabulary, _ = tag_vocabulary(prepared.tracks, glove)
     seen, held_out, _ = split_tags(vocabulary, SPLIT_SEED, unseen_file=HELD_OUT_FILE)
     splits = np.array([t.split for t in prepared.tracks])
-    rows = {split: np.flatnonzero(splits == split) for split in ("valid", "test")}
+    rows = {split: np.flatnonzero(splits == split) for split in ("train", "valid", "test")}
     try:
         branches = {name: word_branch(name, glove) for name in args.branches}
     except WordVectorError as error:  # MiniLM's package missing or unreadable: one line
@@ -252,6 +324,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"validation-unseen words: {kept_out} ({len(validation_unseen)}: {', '.join(validation_unseen)}); "
               f"{len(train_seen)} training tags, {len(held_out)} held out; "
               f"{len(rows['valid'])} valid and {len(rows['test'])} test clips", flush=True)
+        members: dict[tuple, list] = {}  # the valid clips' vectors and the words' rows of each seed's head
         for name, seed in [(name, seed) for name in args.branches for seed in args.seeds]:
             words, decay = branches[name]
             started = time.monotonic()
@@ -262,18 +335,30 @@ def main(argv: list[str] | None = None) -> None:
                            out=scratch / f"{name}-{seed}.mre", fingerprint=name,
                            show_progress=False, log=lambda line: None)
             figures = []
+            train_vectors = (track_vectors(result.model.network, prepared.inputs, prepared.owner, rows["train"], "cpu")
+                             if "conse-cal" in args.unseen_reading else None)
             for split, label, tags in (("valid", "seen", corpus_seen), ("valid", "validation-unseen", validation_unseen),
                                        ("test", "held-out", held_out)):
                 vectors = track_vectors(result.model.network, prepared.inputs, prepared.owner, rows[split], "cpu")
-                for reading in (["direct"] if label == "seen" else args.unseen_reading):
-                    matrix, kept = unseen_matrix(result.model, words, tags, train_seen, reading)
+                readings = args.unseen_reading + (grid if label == "validation-unseen" else [])
+                for reading in (["direct"] if label == "seen" else readings):
+                    matrix, kept = unseen_matrix(result.model, words, tags, train_seen, reading, train_vectors)
                     auc = tag_retrieval_auc(_label_matrix(prepared, kept)[rows[split]], vectors @ matrix.T, kept).roc_auc
-                    name_of = "" if len(args.unseen_reading) == 1 or label == "seen" else f" {reading}"
+                    if split == "valid" and reading in ("direct", "conse"):
+                        members.setdefault((name, label, reading), []).append((seed, kept, vectors, matrix))
+                    name_of = "" if len(readings) == 1 or label == "seen" else f" {reading}"
                     figures.append(f"{split} {label}{name_of} {np.nanmean(auc):.3f}")
+                    if label == "seen" and args.show_words:
+                        shown = {t: a for t, a in zip(kept, auc) if t in set(args.show_words)}
+                        rest = [a for t, a in zip(kept, auc) if t not in shown]
+                        figures.append(f"seen without them {np.nanmean(rest):.3f}, "
+                                       + ", ".join(f"{t} {a:.3f}" for t, a in shown.items()))
                     if label == "held-out":
                         figures.append("bossa nova " + ", ".join(f"{a:.3f}" for t, a in zip(kept, auc) if t == "bossa nova"))
             print(f"{name:16s} seed {seed}: best epoch {result.best_epoch:2d}, " + ", ".join(figures)
                   + f" ({time.monotonic() - started:.0f} s)", flush=True)
+        if args.ensemble:
+            print_ensembles(members, prepared, rows["valid"])
     shutil.rmtree(scratch, ignore_errors=True)
 
 
