@@ -82,6 +82,28 @@ def test_other_words_get_the_trained_part_and_the_default_models_label_reading(m
                                atol=1e-6)
 
 
+def test_every_learnt_tag_is_read_as_learnt_and_a_held_out_tag_as_any_new_phrase(model):
+    """A learnt tag whose words the word space spells otherwise ("double bass" → double-bass,
+    double, bass; "rock band" around the label "rock") is still the phrase the trained space
+    learnt: its own projected vector, no prior, no label part. A held-out tag is read as a user's
+    new phrase would be: "synth strings" through its label words, like "synth violins"."""
+    learnt_weight, _ = model.label_reading
+    for tag in model.seen_words:
+        if model.is_label_query(tag) or model.words.phrase_vector(tag).vector is None:
+            continue
+        vector = model.query_vector(tag).vector
+        direct = model.project_words(model.words.phrase_vector(tag).vector)[0]
+        np.testing.assert_allclose(vector[model.label_dim:model.output_dim], direct, atol=1e-6, err_msg=tag)
+        assert vector[-1] == pytest.approx(model.offset), tag
+        if not learnt_weight:
+            assert not vector[:model.label_dim].any(), tag
+    assert {"double bass", "rock band"} <= set(model.seen_words)
+    held_out = model.query_vector("synth strings")
+    assert "synth strings" in model.held_out_words
+    assert set(held_out.matched_labels) == {"synth", "strings"}
+    assert set(model.query_vector("synth violins").matched_labels) >= {"synth"}
+
+
 def test_a_word_the_corpus_never_named_scores_no_track_above_its_nearest_learnt_words(model, embedded):
     """Read through its nearest seen tags, such a word cannot lead a track's tags ahead of them."""
     from mre.embedder.models.zeroshot import NEAREST_LABELS

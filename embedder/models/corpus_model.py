@@ -244,9 +244,9 @@ class CorpusZeroShotModel(ZeroShotTaggerModel):
 
     def _term_weights(self, text: str, query: QueryVector, negated: bool) -> np.ndarray | None:
         """One term's vector: label words on the label part, other words on the trained part
-        plus their label reading (_word_part); a term that is a whole tag of the trained
-        vocabulary ("electric guitar") is read as one phrase, which the trained space learnt,
-        rather than split around its label word."""
+        plus their label reading (_word_part); a term that is a whole tag the trained space
+        learnt ("electric guitar") is read as one phrase, rather than split around its label
+        word. A tag it was kept from (a held-out word) is read as any new phrase is."""
         _, label_tokens = self._labels_in_word_space()
         known_sequences = set(label_tokens)
         tokens = tuple(self.words.tokens(text))
@@ -256,7 +256,7 @@ class CorpusZeroShotModel(ZeroShotTaggerModel):
             if no_form in known_sequences:  # "no vocals": the tagger's own judgement of the negation
                 query.matched_labels.append(self._label_name(no_form))
                 parts.append(-self._label_vector(no_form))  # sign flipped back by the caller
-        if tokens not in known_sequences and " ".join(tokens) in self._vocabulary_set():
+        if tokens not in known_sequences and tokens in self._learnt():
             part = self._word_part(text, query)
             return None if part is None and not parts else np.mean(parts + [part] if part is not None else parts, axis=0)
         for kind, seq in self._segments(list(tokens)):
