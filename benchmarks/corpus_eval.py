@@ -10,7 +10,8 @@
    lack (the trained space answers them), held-out words (training never saw them: the
    strings family and three styles, training/data/held_out_tags.txt), tagger label words
    (both models must rank them as the tagger's probability does), and the paper's control:
-   the same training with random word vectors, on the held-out words.
+   the same training with random word vectors, on the held-out words. The held-out words'
+   figure comes with a 95 % interval over resamples of the clips (the words are not resampled).
 2. **Demo library** (real music, evaluation only): the mood folders of `immich-memories-music`
    and its acoustic/electronic file names, scored as `mre bench quality` and `mre query`
    score (label evidence plus attribute weights on the tracks' standardised attributes).
@@ -118,6 +119,11 @@ def held_out_figures(folder: Path, model: CorpusZeroShotModel, old: ZeroShotTagg
         new_macro, new_per = macro(labels, new_scores, tags, group)
         figures["groups"][name] = {"n": len(group), "old": old_macro, "new": new_macro,
                                    "per_tag": {t: {"old": old_per.get(t), "new": new_per.get(t)} for t in group}}
+    group = groups["held-out words (not labels)"]
+    if group:
+        columns = [tags.index(t) for t in group]
+        figures["groups"]["held-out words (not labels)"]["interval"] = clip_interval(labels[:, columns],
+                                                                                    new_scores[:, columns])
     # the taggers' own AUC on their labels: the label column's log-odds, a monotone map of the probability
     label_group = groups["tagger label words"]
     tagger_scores = np.stack([old_vectors[:, np.flatnonzero(old._one_hot(tuple(old.words.tokens(t))))].mean(axis=1)
@@ -144,21 +150,35 @@ def held_out_figures(folder: Path, model: CorpusZeroShotModel, old: ZeroShotTagg
 BOOTSTRAP_RESAMPLES = 2000
 
 
+def _bootstrap_macros(truth: np.ndarray, score_sets: list[np.ndarray], resamples: int, seed: int) -> np.ndarray:
+    """[draws, models]: macro ROC-AUC of each score set over tracks drawn with replacement, the
+    same draw for every set. A draw where a tag lacks positives or negatives leaves that tag out
+    of every set's macro; a draw where no tag is left is dropped."""
+    rng = np.random.default_rng(seed)
+    macros = []
+    for _ in range(resamples):
+        draw = rng.integers(0, len(truth), len(truth))
+        aucs = [roc_auc_per_column(truth[draw], scores[draw]) for scores in score_sets]
+        kept = np.logical_and.reduce([np.isfinite(auc) for auc in aucs])
+        if kept.any():
+            macros.append([float(auc[kept].mean()) for auc in aucs])
+    return np.asarray(macros)
+
+
 def paired_interval(truth: np.ndarray, old_scores: np.ndarray, new_scores: np.ndarray,
                     resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0) -> tuple[float, float]:
     """95 % interval of (new − old) macro ROC-AUC over tracks drawn with replacement, the same
-    draw for both models (paired): how far a difference on a few dozen tracks is from noise.
-    A draw where a tag lacks positives or negatives leaves that tag out of both macros."""
-    rng = np.random.default_rng(seed)
-    differences = []
-    for _ in range(resamples):
-        draw = rng.integers(0, len(truth), len(truth))
-        old_auc = roc_auc_per_column(truth[draw], old_scores[draw])
-        new_auc = roc_auc_per_column(truth[draw], new_scores[draw])
-        kept = np.isfinite(old_auc) & np.isfinite(new_auc)
-        if kept.any():
-            differences.append(float(new_auc[kept].mean() - old_auc[kept].mean()))
-    low, high = np.percentile(differences, [2.5, 97.5])
+    draw for both models (paired): how far a difference on a few dozen tracks is from noise."""
+    macros = _bootstrap_macros(truth, [old_scores, new_scores], resamples, seed)
+    low, high = np.percentile(macros[:, 1] - macros[:, 0], [2.5, 97.5])
+    return float(low), float(high)
+
+
+def clip_interval(truth: np.ndarray, scores: np.ndarray, resamples: int = BOOTSTRAP_RESAMPLES,
+                  seed: int = 0) -> tuple[float, float]:
+    """95 % interval of one model's macro ROC-AUC over clips drawn with replacement: how much
+    of a figure is the choice of clips (the choice of words is not resampled)."""
+    low, high = np.percentile(_bootstrap_macros(truth, [scores], resamples, seed)[:, 0], [2.5, 97.5])
     return float(low), float(high)
 
 
@@ -216,6 +236,10 @@ def format_figures(held_out: dict, demo: dict | None) -> str:
     for name, group in held_out["groups"].items():
         lines.append(f"  {name:32s} {group['n']:3d}  {f(group['old']):>14s}  {f(group['new']):>13s}"
                      + (f"   (the taggers' own: {f(group['tagger']).strip()})" if "tagger" in group else ""))
+    if "interval" in held_out["groups"].get("held-out words (not labels)", {}):
+        low, high = held_out["groups"]["held-out words (not labels)"]["interval"]
+        lines.append(f"  held-out words (not labels), mre-zs-corpus: 95 % interval over {BOOTSTRAP_RESAMPLES:,} "
+                     f"resamples of the clips {low:.3f} to {high:.3f}")
     if "control" in held_out:
         c = held_out["control"]
         lines.append(f"  paper's control, held-out words (trained space alone, no attributes): GloVe {f(c['glove']).strip()}, "
