@@ -337,3 +337,23 @@ def test_make_model_trains_on_the_tiny_corpus_and_writes_a_loadable_corpus_model
     again = build(out, tmp_path / "again", tmp_path / "again.npz", epochs=1, workers=0, control=False, log=lambda line: None)
     assert again["shipped"] == result["shipped"]
     assert (tmp_path / "again.npz").read_bytes() == (tmp_path / "ship.npz").read_bytes()  # deterministic bytes
+
+
+def test_the_phrase_reading_study_runs_on_make_models_work_folder_and_says_what_is_missing(corpus, tmp_path, capsys):
+    from mre.training.choose_phrase_reading import main as phrase_main, readings
+    from mre.training.model_build import build
+
+    out, _, _ = corpus
+    with pytest.raises(SystemExit, match="run `make model` first"):
+        phrase_main(["--work", str(tmp_path / "nothing"), "--corpus", str(out)])
+    build(out, tmp_path / "work", tmp_path / "ship.npz", epochs=1, workers=0, control=False, log=lambda line: None)
+    phrase_main(["--work", str(tmp_path / "work"), "--corpus", str(out)])
+    assert "validation clips" in capsys.readouterr().out
+    # the three readings of a phrase of a label and another word, as the corpus model reads it
+    from mre.embedder.models.corpus_model import CorpusZeroShotModel
+
+    model = CorpusZeroShotModel(path=tmp_path / "ship.npz")
+    read = readings(model, "tender piano")
+    np.testing.assert_allclose(read["both"], model.query_vector("tender piano").vector, atol=1e-6)
+    np.testing.assert_allclose(read["both"][:-1], (read["split"] + read["whole"])[:-1] / 2, atol=1e-6)
+    assert read["both"][-1] == read["split"][-1]  # the phrase keeps its parts' offset

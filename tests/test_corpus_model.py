@@ -11,7 +11,7 @@ import pytest
 from mre.embedder.models.corpus_model import CORPUS_MODEL_NAME, CorpusZeroShotModel, weights_file
 from mre.embedder.models.factory import load_model
 from mre.embedder.runner import embed_files
-from mre.embedder.models.zeroshot import ZeroShotTaggerModel
+from mre.embedder.models.zeroshot import QueryVector, ZeroShotTaggerModel
 from mre.retrieval.library import Library, LibraryError
 
 
@@ -72,8 +72,17 @@ def test_other_words_get_the_trained_part_and_the_default_models_label_reading(m
         assert query.vector[-1] == pytest.approx(model.offset + prior)
         # the label part is the default model's reading of the word, weighted
         np.testing.assert_allclose(query.vector[:model.label_dim], weight * old.query_vector(word).vector, atol=1e-6)
-    mixed = model.query_vector("calm piano")       # a label word and another word, in one score
-    assert mixed.vector[:model.label_dim].sum() == pytest.approx(0.5 + 0.5 * learnt_weight, abs=1e-5)
+    # a label word and another word, in one score: the mean of the split reading (piano's label,
+    # calm's trained part) and the whole phrase's reading through the seen tags nearest it
+    mixed = model.query_vector("calm piano")
+    assert mixed.vector[:model.label_dim].sum() == pytest.approx((0.5 + 0.5 * learnt_weight + other_weight) / 2, abs=1e-5)
+    split = (model._label_vector(("piano",)) + model._word_part("calm", QueryVector("calm", np.zeros(0)))) / 2
+    whole = model._word_part("calm piano", QueryVector("calm piano", np.zeros(0)))
+    whole[-1] = split[-1]  # the phrase starts where its parts do, without the unlearnt prior
+    np.testing.assert_allclose(mixed.vector, (split + whole) / 2, atol=1e-6)
+    labels_only = model.query_vector("sad piano")  # label words only: split, as the taggers read them
+    assert not labels_only.vector[model.label_dim:].any()
+    assert labels_only.vector[:model.label_dim].sum() == pytest.approx(1.0, abs=1e-6)
     assert "piano" in mixed.matched_labels
     assert mixed.attribute_weights                 # "calm" still weighs the musical attributes
     whole = model.query_vector("electric guitar")  # a tag the trained space learnt as one phrase

@@ -204,14 +204,15 @@ class CorpusZeroShotModel(ZeroShotTaggerModel):
             self._learnt_tokens = {tuple(self.words.tokens(tag)) for tag in self.seen_words}
         return self._learnt_tokens
 
-    def _word_part(self, phrase_text: str, query: QueryVector) -> np.ndarray | None:
+    def _word_part(self, phrase_text: str, query: QueryVector, note: bool = True) -> np.ndarray | None:
         """A run of words that is not a label: its vector in the trained space (a learnt word
         through the word projection, any other through its nearest seen tags), the offset that
         places its score among the labels' log-odds (and the unlearnt prior for a word the model
         never learnt), plus the default model's reading of it on the labels weighted by
         `label_reading`."""
         phrase = self.words.phrase_vector(phrase_text)
-        query.note_ignored(phrase)
+        if note:
+            query.note_ignored(phrase)
         if phrase.vector is None:
             return None
         out = np.zeros(self.dim, dtype=np.float32)
@@ -246,7 +247,12 @@ class CorpusZeroShotModel(ZeroShotTaggerModel):
         """One term's vector: label words on the label part, other words on the trained part
         plus their label reading (_word_part); a term that is a whole tag the trained space
         learnt ("electric guitar") is read as one phrase, rather than split around its label
-        word. A tag it was kept from (a held-out word) is read as any new phrase is."""
+        word. A tag it was kept from (a held-out word) is read as any new phrase is. A phrase
+        that holds label words and other words ("distorted guitar", "tender piano") is read
+        both ways, split around its labels and whole through the seen tags nearest it, and
+        the two are averaged: a compound ("synth brass") is read better whole, a conjunction
+        better split, and the mean beat the split on both (MODEL_CARD.md, "Phrases that hold a
+        label word"). Such a phrase keeps its split reading's offset."""
         _, label_tokens = self._labels_in_word_space()
         known_sequences = set(label_tokens)
         tokens = tuple(self.words.tokens(text))
@@ -259,7 +265,8 @@ class CorpusZeroShotModel(ZeroShotTaggerModel):
         if tokens not in known_sequences and tokens in self._learnt():
             part = self._word_part(text, query)
             return None if part is None and not parts else np.mean(parts + [part] if part is not None else parts, axis=0)
-        for kind, seq in self._segments(list(tokens)):
+        segments = list(self._segments(list(tokens)))
+        for kind, seq in segments:
             if kind == "label":
                 query.matched_labels.append(("-" if negated else "") + self._label_name(seq))
                 parts.append(self._label_vector(seq))
@@ -267,7 +274,17 @@ class CorpusZeroShotModel(ZeroShotTaggerModel):
             part = self._word_part(" ".join(seq), query)
             if part is not None:
                 parts.append(part)
-        return np.mean(parts, axis=0) if parts else None
+        if not parts:
+            return None
+        split = np.mean(parts, axis=0)
+        if {kind for kind, _ in segments} == {"label", "words"}:
+            whole = self._word_part(text, query, note=False)
+            if whole is not None:
+                # the phrase starts where its parts do: no unlearnt prior for a phrase of known words
+                # (a constant changes no ranking of tracks, only where it sits among a track's tags)
+                whole[-1] = split[-1]
+                return (split + whole) / 2
+        return split
 
     def _vocabulary_set(self) -> set[str]:
         return set(self.seen_words) | set(self.held_out_words)
@@ -285,5 +302,7 @@ class CorpusZeroShotModel(ZeroShotTaggerModel):
                 self._vocabulary_cache = ([t for t, _ in kept], self.project_words(np.stack([v for _, v in kept])))
             tags, matrix = self._vocabulary_cache
             similarity = matrix @ (trained / weight)
-            named += [(tags[i], round(weight * float(similarity[i]), 4)) for i in np.argsort(-similarity)[:3]]
+            listed = {name for name, _ in named}  # a label named above is not named twice
+            order = [i for i in np.argsort(-similarity) if tags[i] not in listed]
+            named += [(tags[i], round(weight * float(similarity[i]), 4)) for i in order[:3]]
         return named

@@ -1,0 +1,134 @@
+"""How the corpus model reads a phrase that holds a label word and other words, chosen on the
+training corpus's validation clips.
+
+    python -m mre.training.choose_phrase_reading --work models --corpus corpus/train
+
+A query phrase that is neither a label nor a tag the model learnt, but holds a label word
+("tender piano", "distorted guitar"), can be read three ways: ``split`` around its labels (the
+labels' one-hots and the other words' trained reading, averaged), ``whole`` through the seen tags
+nearest the whole phrase (as a word the model never learnt), or ``both`` (the mean of the two).
+A compound ("synth brass": a sound, not synth and brass) asks for the whole; a conjunction
+("calm piano": calm and piano) for the split.
+
+Reads what `make model` leaves in WORK: the validation model (``validation.npz`` and
+``validation.mre``: the head trained with a seeded 15 % of the seen tags kept out as
+validation-unseen words) and the cached decoded inputs. On the 820 validation clips (track
+vectors as indexing makes them, no musical attributes), tag-retrieval ROC-AUC, macro:
+
+- compounds: the validation-unseen tags that hold a label word and other words;
+- conjunctions: "U L" for each validation-unseen tag U that holds no label word and each label
+  word L that is a corpus tag, positives the clips tagged with both (at least MIN_PAIR_CLIPS);
+- the same with U a tag the validation model learnt ("calm piano").
+
+The held-out words, the held-out SoundFont and the demo library are not used.
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+from pathlib import Path
+
+import numpy as np
+
+MIN_PAIR_CLIPS = 10  # clips with both tags (and as many without) for a pair's AUC
+READINGS = ("split", "whole", "both")
+
+
+def readings(model, text: str) -> dict[str, np.ndarray]:
+    """The three readings of a phrase by a CorpusZeroShotModel, computed apart from the model's
+    own choice: split from its segments, whole as a phrase the model never learnt."""
+    from mre.embedder.models.base import QueryVector
+
+    query = QueryVector(text, np.zeros(0))
+    parts = []
+    for kind, seq in model._segments(list(model.words.tokens(text))):
+        part = model._label_vector(seq) if kind == "label" else model._word_part(" ".join(seq), query)
+        if part is not None:
+            parts.append(part)
+    split = np.mean(parts, axis=0)
+    whole = model._word_part(text, query, note=False)
+    mixed = whole.copy()
+    mixed[-1] = split[-1]  # as the model: the phrase keeps its parts' offset (no ranking changes with it)
+    return {"split": split, "whole": whole, "both": (split + mixed) / 2}
+
+
+def main(argv: list[str] | None = None) -> None:
+    from mre.embedder.models.corpus_model import CorpusZeroShotModel
+    from mre.embedder.models.paper import ModelConfig
+    from mre.embedder.models.trained import load_trained_model
+    from mre.embedder.words.space import WordSpace
+    from mre.training.inputs import assign_splits, prepare_inputs
+    from mre.training.loop import _label_matrix
+    from mre.training.metrics import tag_retrieval_auc
+    from mre.training.model_build import validation_vectors
+    from mre.training.run import _table_tracks
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--work", type=Path, default=Path("models"), help="make model's work folder")
+    parser.add_argument("--corpus", type=Path, default=Path("corpus/train"))
+    args = parser.parse_args(argv)
+    for name in ("validation.npz", "validation.mre", "corpus.mre.inputs.json"):
+        if not (args.work / name).is_file():
+            raise SystemExit(f"error: {args.work / name} is missing: run `make model` first")
+
+    words = WordSpace.load()
+    tracks = _table_tracks(str(args.corpus / "tracks.csv"), words, [])
+    prepared = prepare_inputs(tracks, ModelConfig(audio_branch="musicnn", backbone="msd+mtt"),
+                              cache=args.work / "corpus.mre.inputs")
+    prepared.tracks = assign_splits(prepared.tracks, 0)  # make model's split
+    model = CorpusZeroShotModel(path=args.work / "validation.npz", word_space=words)
+    network = load_trained_model(args.work / "validation.mre", word_space=words).network
+    valid, vectors = validation_vectors(network, prepared, model.scale)
+    vectors = vectors.astype(np.float64)
+
+    with np.load(args.work / "validation.npz") as arrays:
+        provenance = str(arrays["provenance"])
+    import json
+
+    validation_unseen = json.loads(provenance).get("validation_unseen", [])
+    tags = sorted({t for track in prepared.tracks for t in track.tags})
+    truth = _label_matrix(prepared, tags)[valid]
+    column = {t: i for i, t in enumerate(tags)}
+
+    def has_label(tag: str) -> bool:
+        return any(kind == "label" for kind, _ in model._segments(list(model.words.tokens(tag))))
+
+    def holds_both(tag: str) -> bool:
+        kinds = {kind for kind, _ in model._segments(list(model.words.tokens(tag)))}
+        return kinds == {"label", "words"}
+
+    compounds = [t for t in validation_unseen if holds_both(t) and not model.is_label_query(t)]
+    labels = [t for t in tags if model.is_label_query(t)]
+
+    def pairs_of(words_list: list[str]) -> list[tuple[str, str, np.ndarray]]:
+        out = []
+        for word, label in itertools.product(words_list, labels):
+            both = truth[:, column[word]] & truth[:, column[label]]
+            if MIN_PAIR_CLIPS <= both.sum() <= len(valid) - MIN_PAIR_CLIPS:
+                out.append((word, label, both))
+        return out
+
+    def macro(texts: list[str], positives: np.ndarray, reading: str) -> float:
+        matrix = np.stack([readings(model, text)[reading] for text in texts]).astype(np.float64)
+        auc = tag_retrieval_auc(positives, vectors @ matrix.T, texts).roc_auc
+        return float(np.nanmean(auc))
+
+    rows = []
+    if compounds:
+        rows.append((f"compounds ({len(compounds)}: {', '.join(compounds)})", compounds,
+                     truth[:, [column[t] for t in compounds]]))
+    for kind, words_list in (("never learnt", [t for t in validation_unseen if t in column and not has_label(t)]),
+                             ("learnt", [t for t in model.seen_words if t in column and not has_label(t)
+                                         and not model.is_label_query(t)])):
+        pairs = pairs_of(words_list)
+        if pairs:
+            rows.append((f"conjunctions, a word the model {kind} + a label ({len(pairs)} pairs)",
+                         [f"{word} {label}" for word, label, _ in pairs], np.stack([p[2] for p in pairs], axis=1)))
+    print(f"phrases that hold a label word, {len(valid)} validation clips, tag-retrieval ROC-AUC (macro):")
+    print(f"  {'':66s} " + " ".join(f"{r:>6s}" for r in READINGS))
+    for name, texts, positives in rows:
+        print(f"  {name[:66]:66s} " + " ".join(f"{macro(texts, positives, r):6.3f}" for r in READINGS), flush=True)
+
+
+if __name__ == "__main__":
+    main()
