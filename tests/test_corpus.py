@@ -349,6 +349,8 @@ def test_the_phrase_reading_study_runs_on_make_models_work_folder_and_says_what_
     build(out, tmp_path / "work", tmp_path / "ship.npz", epochs=1, workers=0, control=False, log=lambda line: None)
     phrase_main(["--work", str(tmp_path / "work"), "--corpus", str(out)])
     assert "validation clips" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="not a seen tag"):
+        phrase_main(["--work", str(tmp_path / "work"), "--corpus", str(out), "--keep-out", "no such tag"])
     # the three readings of a phrase of a label and another word, as the corpus model reads it
     from mre.embedder.models.corpus_model import CorpusZeroShotModel
 

@@ -20,18 +20,53 @@ vectors as indexing makes them, no musical attributes), tag-retrieval ROC-AUC, m
   word L that is a corpus tag, positives the clips tagged with both (at least MIN_PAIR_CLIPS);
 - the same with U a tag the validation model learnt ("calm piano").
 
+With ``--keep-out TAG...`` it trains its own validation model (make model's recipe and seed, those
+tags kept out instead) in a scratch folder, for phrases the validation model cannot judge: the
+seen tags made only of label words ("acoustic guitar", "electronic drums", "classical guitar")
+as compounds, and "L1 L2" pairs of label words as conjunctions.
+
 The held-out words, the held-out SoundFont and the demo library are not used.
 """
 from __future__ import annotations
 
 import argparse
 import itertools
+import json
 from pathlib import Path
 
 import numpy as np
 
 MIN_PAIR_CLIPS = 10  # clips with both tags (and as many without) for a pair's AUC
 READINGS = ("split", "whole", "both")
+
+
+def train_validation_model(work: Path, corpus: Path, kept_out: list[str], scratch: Path):
+    """(validation.npz, validation.mre) of a head trained as make model's, with `kept_out` unseen."""
+    from mre.embedder.models.paper import ModelConfig
+    from mre.embedder.words.space import WordSpace
+    from mre.training.corpus.held_out import HELD_OUT_FILE
+    from mre.training.inputs import assign_splits, prepare_inputs, split_tags, tag_vocabulary
+    from mre.training.loop import TrainSettings, train
+    from mre.training.model_build import export_weights
+    from mre.training.run import _table_tracks
+
+    words = WordSpace.load()
+    config = ModelConfig(audio_branch="musicnn", backbone="msd+mtt", word_dim=words.dim)
+    prepared = prepare_inputs(_table_tracks(str(corpus / "tracks.csv"), words, []), config,
+                              cache=work / "corpus.mre.inputs")
+    prepared.tracks = assign_splits(prepared.tracks, 0)
+    vocabulary, _ = tag_vocabulary(prepared.tracks, words)
+    seen, unseen, _ = split_tags(vocabulary, 0, unseen_file=HELD_OUT_FILE)
+    missing = sorted(set(kept_out) - set(seen))
+    if missing:
+        raise SystemExit(f"error: --keep-out {', '.join(missing)}: not a seen tag of this corpus")
+    train_seen = [t for t in seen if t not in set(kept_out)]
+    result = train(prepared, words, train_seen, unseen + list(kept_out), config=config, settings=TrainSettings(seed=0),
+                   out=scratch / "validation.mre", fingerprint="phrase-validation", show_progress=False,
+                   log=lambda line: None)
+    export_weights(result.model.network, prepared, words, train_seen, unseen + list(kept_out),
+                   scratch / "validation.npz", {"validation_unseen": list(kept_out)})
+    return scratch
 
 
 def readings(model, text: str) -> dict[str, np.ndarray]:
@@ -53,6 +88,32 @@ def readings(model, text: str) -> dict[str, np.ndarray]:
 
 
 def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--work", type=Path, default=Path("models"), help="make model's work folder")
+    parser.add_argument("--corpus", type=Path, default=Path("corpus/train"))
+    parser.add_argument("--keep-out", nargs="+", default=[], metavar="TAG",
+                        help="train a validation model with these seen tags kept out (rather than read make "
+                             "model's), and score the label-only phrases among them and pairs of label words")
+    args = parser.parse_args(argv)
+    for name in ("validation.npz", "validation.mre", "corpus.mre.inputs.json"):
+        if not (args.work / name).is_file():
+            raise SystemExit(f"error: {args.work / name} is missing: run `make model` first")
+
+    if not args.keep_out:
+        study(args, args.work)
+        return
+    import shutil
+    import tempfile
+
+    scratch = Path(tempfile.mkdtemp(prefix="phrase-reading-"))
+    try:
+        study(args, train_validation_model(args.work, args.corpus, args.keep_out, scratch))
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def study(args, model_folder: Path) -> None:
+    """Print the table of the three readings on the validation model in `model_folder`."""
     from mre.embedder.models.corpus_model import CorpusZeroShotModel
     from mre.embedder.models.paper import ModelConfig
     from mre.embedder.models.trained import load_trained_model
@@ -63,28 +124,18 @@ def main(argv: list[str] | None = None) -> None:
     from mre.training.model_build import validation_vectors
     from mre.training.run import _table_tracks
 
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--work", type=Path, default=Path("models"), help="make model's work folder")
-    parser.add_argument("--corpus", type=Path, default=Path("corpus/train"))
-    args = parser.parse_args(argv)
-    for name in ("validation.npz", "validation.mre", "corpus.mre.inputs.json"):
-        if not (args.work / name).is_file():
-            raise SystemExit(f"error: {args.work / name} is missing: run `make model` first")
-
     words = WordSpace.load()
     tracks = _table_tracks(str(args.corpus / "tracks.csv"), words, [])
     prepared = prepare_inputs(tracks, ModelConfig(audio_branch="musicnn", backbone="msd+mtt"),
                               cache=args.work / "corpus.mre.inputs")
     prepared.tracks = assign_splits(prepared.tracks, 0)  # make model's split
-    model = CorpusZeroShotModel(path=args.work / "validation.npz", word_space=words)
-    network = load_trained_model(args.work / "validation.mre", word_space=words).network
+    model = CorpusZeroShotModel(path=model_folder / "validation.npz", word_space=words)
+    network = load_trained_model(model_folder / "validation.mre", word_space=words).network
     valid, vectors = validation_vectors(network, prepared, model.scale)
     vectors = vectors.astype(np.float64)
 
-    with np.load(args.work / "validation.npz") as arrays:
+    with np.load(model_folder / "validation.npz") as arrays:
         provenance = str(arrays["provenance"])
-    import json
-
     validation_unseen = json.loads(provenance).get("validation_unseen", [])
     tags = sorted({t for track in prepared.tracks for t in track.tags})
     truth = _label_matrix(prepared, tags)[valid]
@@ -97,7 +148,12 @@ def main(argv: list[str] | None = None) -> None:
         kinds = {kind for kind, _ in model._segments(list(model.words.tokens(tag)))}
         return kinds == {"label", "words"}
 
-    compounds = [t for t in validation_unseen if holds_both(t) and not model.is_label_query(t)]
+    def labels_only(tag: str) -> bool:
+        segments = list(model._segments(list(model.words.tokens(tag))))
+        return len(segments) >= 2 and all(kind == "label" for kind, _ in segments)
+
+    compound_kind = labels_only if args.keep_out else holds_both
+    compounds = [t for t in validation_unseen if compound_kind(t) and not model.is_label_query(t)]
     labels = [t for t in tags if model.is_label_query(t)]
 
     def pairs_of(words_list: list[str]) -> list[tuple[str, str, np.ndarray]]:
@@ -117,12 +173,19 @@ def main(argv: list[str] | None = None) -> None:
     if compounds:
         rows.append((f"compounds ({len(compounds)}: {', '.join(compounds)})", compounds,
                      truth[:, [column[t] for t in compounds]]))
-    for kind, words_list in (("never learnt", [t for t in validation_unseen if t in column and not has_label(t)]),
-                             ("learnt", [t for t in model.seen_words if t in column and not has_label(t)
-                                         and not model.is_label_query(t)])):
+    if args.keep_out:
+        conjunctions = [("two labels", [t for t in labels if t in column])]
+    else:
+        conjunctions = [("a word the model never learnt + a label",
+                         [t for t in validation_unseen if t in column and not has_label(t)]),
+                        ("a word the model learnt + a label",
+                         [t for t in model.seen_words if t in column and not has_label(t) and not model.is_label_query(t)])]
+    for kind, words_list in conjunctions:
         pairs = pairs_of(words_list)
+        if args.keep_out:  # each pair of labels once, not with itself
+            pairs = [(a, b, both) for a, b, both in pairs if a < b]
         if pairs:
-            rows.append((f"conjunctions, a word the model {kind} + a label ({len(pairs)} pairs)",
+            rows.append((f"conjunctions, {kind} ({len(pairs)} pairs)",
                          [f"{word} {label}" for word, label, _ in pairs], np.stack([p[2] for p in pairs], axis=1)))
     print(f"phrases that hold a label word, {len(valid)} validation clips, tag-retrieval ROC-AUC (macro):")
     print(f"  {'':66s} " + " ".join(f"{r:>6s}" for r in READINGS))
