@@ -280,8 +280,8 @@ class CorpusZeroShotModel(ZeroShotTaggerModel):
         if {kind for kind, _ in segments} == {"label", "words"}:
             whole = self._word_part(text, query, note=False)
             if whole is not None:
-                # the phrase starts where its parts do: no unlearnt prior for a phrase of known words
-                # (a constant changes no ranking of tracks, only where it sits among a track's tags)
+                # the phrase starts where its parts do (the whole reading's unlearnt prior left out);
+                # a constant changes no ranking of tracks, only where it sits among a track's tags
                 whole[-1] = split[-1]
                 return (split + whole) / 2
         return split

@@ -28,7 +28,6 @@ Scores are log-odds, so `sigmoid(score)` is shown to users as a 0–1 score.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
