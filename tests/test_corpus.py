@@ -359,3 +359,53 @@ def test_the_phrase_reading_study_runs_on_make_models_work_folder_and_says_what_
     np.testing.assert_allclose(read["both"], model.query_vector("tender piano").vector, atol=1e-6)
     np.testing.assert_allclose(read["both"][:-1], (read["split"] + read["whole"])[:-1] / 2, atol=1e-6)
     assert read["both"][-1] == read["split"][-1]  # the phrase keeps its parts' offset
+
+
+def test_the_label_reading_study_leaves_each_soundfont_out_of_training(corpus, tmp_path, capsys):
+    """choose_label_reading trains a head per SoundFont left out and scores only that SoundFont's
+    clips; a corpus of one SoundFont is refused in one line. The tiny render has one SoundFont, so
+    a copy of its table names two (each with train and valid clips) to run the folds."""
+    import shutil
+
+    from mre.training.choose_label_reading import main as study_main
+    from mre.training.model_build import build
+
+    out, _, rows = corpus
+    build(out, tmp_path / "work", tmp_path / "ship.npz", epochs=1, workers=0, control=False, log=lambda line: None)
+    with pytest.raises(SystemExit, match="one SoundFont"):
+        study_main(["--work", str(tmp_path / "work"), "--corpus", str(out)])
+    two = tmp_path / "two"
+    shutil.copytree(out, two)
+    pattern = ["train", "train", "valid", "train", "train", "valid"]  # each font: 4 train, 2 valid clips
+    for index, row in enumerate(rows):
+        row["split"] = pattern[(index // 2) % len(pattern)]
+        row["soundfont"] = ("a.sf2", "b.sf2")[index % 2]
+    with open(two / "tracks.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    study_main(["--work", str(tmp_path / "work"), "--corpus", str(two), "--json", str(tmp_path / "folds.json")])
+    folds = json.loads((tmp_path / "folds.json").read_text())
+    assert sorted(folds) == ["a.sf2", "b.sf2"]
+    assert all(fold["clips"] == len(rows) // 2 for fold in folds.values())  # each font's non-test clips
+    assert "mean over the 2 SoundFonts left out" in capsys.readouterr().out
+
+
+def test_the_union_reading_of_a_word_that_is_a_label_or_a_learnt_tag_is_that_word():
+    """With one neighbour, a word read over the labels and the seen tags together is its own label
+    (weight 1 on its log-odds) or its own learnt row."""
+    from mre.embedder.models.corpus_model import CorpusZeroShotModel
+    from mre.training.choose_label_reading import union_reading
+
+    model = CorpusZeroShotModel()
+    label_vectors, tokens = model._labels_in_word_space()
+    piano = model.words.phrase_vector("piano").vector
+    read = union_reading(model, piano, 1, 0.05)
+    assert read[:model.label_dim].sum() == pytest.approx(1.0) and not read[model.label_dim:].any()
+    assert tokens[int(np.argmax(read[:model.label_dim]))] == ("piano",)
+    learnt = next(t for t in model.seen_words if not model.is_label_query(t) and len(t.split()) == 1
+                  and t not in {" ".join(tok) for tok in tokens})
+    read = union_reading(model, model.words.phrase_vector(learnt).vector, 1, 0.05)
+    assert not read[:model.label_dim].any()
+    np.testing.assert_allclose(read[model.label_dim:], model.project_words(model.words.phrase_vector(learnt).vector)[0],
+                               atol=1e-6)

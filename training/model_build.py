@@ -147,6 +147,12 @@ def export_weights(network, prepared, words, seen_tags, unseen_tags, out: Path, 
                                                   if k.startswith(("head_", "word_weight", "word_bias"))))}
 
 
+def validation_unseen_words(seen: list[str], seed: int) -> list[str]:
+    """The seen tags the label-reading step keeps out as validation-unseen words (seed + 1)."""
+    rng = np.random.default_rng(seed + 1)
+    return sorted(str(t) for t in rng.choice(seen, size=round(VALIDATION_UNSEEN_FRACTION * len(seen)), replace=False))
+
+
 def choose_label_reading(prepared, words, seen: list[str], unseen: list[str], config, settings, work: Path,
                          seed: int, log=print) -> dict:
     """The label-reading weights (learnt words, other words), chosen on the training corpus's validation clips.
@@ -160,9 +166,7 @@ def choose_label_reading(prepared, words, seen: list[str], unseen: list[str], co
     from mre.embedder.models.corpus_model import CorpusZeroShotModel
     from mre.training.loop import _label_matrix, train
 
-    rng = np.random.default_rng(seed + 1)
-    validation_unseen = sorted(str(t) for t in rng.choice(seen, size=round(VALIDATION_UNSEEN_FRACTION * len(seen)),
-                                                          replace=False))
+    validation_unseen = validation_unseen_words(seen, seed)
     train_seen = [t for t in seen if t not in set(validation_unseen)]
     result = train(prepared, words, train_seen, unseen + validation_unseen, config=config, settings=settings,
                    out=work / "validation.mre", fingerprint="validation", show_progress=False, log=lambda line: None)
