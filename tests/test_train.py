@@ -263,3 +263,39 @@ def test_word_weight_decay_shrinks_only_the_word_projection():
             assert torch.equal(value, before[name]), name
     # without it the optimiser keeps one parameter group, as checkpoints written before it expect
     assert len(_make_optimizer(network, TrainSettings()).param_groups) == 1
+
+
+def test_input_dropout_and_noise_act_on_standardised_features_and_only_when_asked():
+    """Dropout sets a feature to its mean (0 in standardised units) and scales the kept ones by
+    1/(1-p); noise adds that many standard deviations; at 0 the batch is the same tensor."""
+    from mre.training.inputs import TrainingDataError
+    from mre.training.loop import _perturbed
+
+    for bad in ({"input_dropout": 1.0}, {"input_dropout": -0.1}, {"input_noise": -1.0}):
+        with pytest.raises(TrainingDataError, match=next(iter(bad))):
+            TrainSettings(**bad)
+    network = TwoBranchModel(replace(TINY, audio_branch="musicnn", backbone="msd"))
+    mean, std = torch.linspace(-1, 1, network.input_mean.numel()), torch.linspace(0.5, 2, network.input_std.numel())
+    network.input_mean.copy_(mean)
+    network.input_std.copy_(std)
+    batch = mean + std * torch.randn(64, mean.numel(), generator=torch.Generator().manual_seed(0))
+    assert _perturbed(network, batch, TrainSettings(), torch.Generator()) is batch
+    dropped = _perturbed(network, batch, TrainSettings(input_dropout=0.5), torch.Generator().manual_seed(1))
+    standard, out = (batch - mean) / std, (dropped - mean) / std
+    # each feature either sits at its mean or is its standardised value doubled (float32 round trips)
+    tolerance = 8 * torch.finfo(torch.float32).eps * (1 + float(standard.abs().max()))
+    at_mean = out.abs() <= tolerance
+    assert torch.allclose(out[~at_mean], 2 * standard[~at_mean], rtol=0, atol=tolerance)
+    assert 0.4 < float(at_mean.float().mean()) < 0.6  # 64 × 200 draws of a fair coin
+    noisy = _perturbed(network, batch, TrainSettings(input_noise=1.0), torch.Generator().manual_seed(2))
+    difference = (noisy - batch) / std
+    assert abs(float(difference.std()) - 1.0) < 0.05 and abs(float(difference.mean())) < 0.05
+
+
+def test_the_fold_study_names_its_training_variants_in_one_line(capsys):
+    from mre.training.choose_label_reading import main as study_main, variant_settings
+
+    assert variant_settings("dropout-0.2", 3).input_dropout == 0.2 and variant_settings("noise-1", 3).seed == 3
+    with pytest.raises(SystemExit):
+        study_main(["--variants", "base", "mixup-0.2"])
+    assert "base, dropout-P or noise-S" in capsys.readouterr().err

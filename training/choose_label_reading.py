@@ -142,6 +142,40 @@ def fold_table(prepared, words, seen, unseen, validation_unseen, config, setting
     return {"clips": int(len(score_rows)), "words": groups, "best_epoch": result.best_epoch, "table": table}
 
 
+def variant_settings(variant: str, seed: int):
+    """TrainSettings of a training variant: base, dropout-P or noise-S (ValueError otherwise)."""
+    from mre.training.loop import TrainSettings
+
+    if variant == "base":
+        return TrainSettings(seed=seed)
+    kind, _, value = variant.partition("-")
+    if kind not in ("dropout", "noise"):
+        raise ValueError(variant)
+    return TrainSettings(seed=seed, **{"input_dropout" if kind == "dropout" else "input_noise": float(value)})
+
+
+def compare_variants(variants, seeds, folds, prepared, words, seen, unseen, validation_unseen, config,
+                     scratch: Path) -> dict:
+    """Each variant × seed × SoundFont left out, scored with label reading 0; prints each run and
+    each variant's mean over its runs."""
+    results: dict[str, list] = {}
+    for variant in variants:
+        for seed in seeds:
+            for index, (font, train_rows, score_rows) in enumerate(folds):
+                result = fold_table(prepared, words, seen, unseen, validation_unseen, config,
+                                    variant_settings(variant, seed), scratch, train_rows, score_rows, f"fold{index}")
+                row = result["table"]["0.0"]
+                results.setdefault(variant, []).append({"seed": seed, "left_out": font, **row,
+                                                        "best_epoch": result["best_epoch"]})
+                print(f"{variant:12s} seed {seed} {font} left out: learnt {row['learnt']:.3f}, "
+                      f"validation-unseen {row['other']:.3f} (best epoch {result['best_epoch']})", flush=True)
+    print(f"mean over {len(seeds)} seeds x {len(folds)} SoundFonts left out (label reading 0):")
+    for variant, runs in results.items():
+        print(f"  {variant:12s} learnt {np.mean([r['learnt'] for r in runs]):.3f}, "
+              f"validation-unseen {np.mean([r['other'] for r in runs]):.3f}")
+    return results
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--work", type=Path, default=Path("models"), help="make model's work folder (its cached inputs)")
@@ -150,7 +184,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--same-soundfont", action="store_true",
                         help="also print make model's own table (its validation clips, every SoundFont)")
     parser.add_argument("--json", type=Path, default=None, help="write the tables here")
+    parser.add_argument("--variants", nargs="+", default=None, metavar="VARIANT",
+                        help="instead of the label-reading table: compare training variants on the folds (label "
+                             "reading 0): base, dropout-P (input dropout P on the head's standardised features), "
+                             "noise-S (Gaussian noise of S standard deviations on them)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=None,
+                        help="with --variants: training seeds (default: --seed)")
     args = parser.parse_args(argv)
+    for variant in args.variants or []:
+        try:
+            variant_settings(variant, 0)
+        except ValueError:
+            parser.error(f"--variants {variant!r}: base, dropout-P or noise-S")
     if not (args.work / "corpus.mre.inputs.json").is_file():
         raise SystemExit(f"error: {args.work / 'corpus.mre.inputs.json'} is missing: run `make model` first")
     import torch
@@ -159,7 +204,6 @@ def main(argv: list[str] | None = None) -> None:
     from mre.embedder.words.space import WordSpace
     from mre.training.corpus.held_out import HELD_OUT_FILE
     from mre.training.inputs import assign_splits, prepare_inputs, split_tags, tag_vocabulary
-    from mre.training.loop import TrainSettings
     from mre.training.model_build import validation_unseen_words
     from mre.training.run import _table_tracks
 
@@ -172,7 +216,7 @@ def main(argv: list[str] | None = None) -> None:
     vocabulary, _ = tag_vocabulary(prepared.tracks, words)
     seen, unseen, _ = split_tags(vocabulary, args.seed, unseen_file=HELD_OUT_FILE)
     validation_unseen = validation_unseen_words(seen, args.seed)
-    settings = TrainSettings(seed=args.seed)
+    settings = variant_settings("base", args.seed)
     splits = np.array([t.split for t in prepared.tracks])
     fonts = np.array(soundfont_of_tracks(args.corpus, prepared.tracks))
     if len(set(fonts)) < 2:
@@ -183,6 +227,10 @@ def main(argv: list[str] | None = None) -> None:
     try:
         folds = [(font, np.flatnonzero(fonts != font),
                   np.flatnonzero((fonts == font) & (splits != "test"))) for font in sorted(set(fonts))]
+        if args.variants:
+            results = compare_variants(args.variants, args.seeds or [args.seed], folds, prepared, words, seen, unseen,
+                                       validation_unseen, config, scratch)
+            folds = []
         if args.same_soundfont:
             folds.insert(0, ("every SoundFont (make model's)", None, np.flatnonzero(splits == "valid")))
         for index, (font, train_rows, score_rows) in enumerate(folds):
@@ -195,7 +243,7 @@ def main(argv: list[str] | None = None) -> None:
                 name = f"weight {float(reading):4.2f}" if reading != UNION else "union ConSE"
                 print(f"  {name}: " + ", ".join(f"{group} {value:.3f}" for group, value in row.items()), flush=True)
         across = [r for font, r in results.items() if not font.startswith("every")]
-        if len(across) > 1:
+        if len(across) > 1 and not args.variants:
             print(f"mean over the {len(across)} SoundFonts left out:")
             for reading in across[0]["table"]:
                 name = f"weight {float(reading):4.2f}" if reading != UNION else "union ConSE"

@@ -42,6 +42,8 @@ class TrainSettings:
     patience: int = 6                         # epochs without a better validation loss before stopping
     seed: int = 0
     word_weight_decay: float = 0.0            # L2 decay on the word projection's weight only
+    input_dropout: float = 0.0                # musicnn head: drop this share of each training patch's standardised features
+    input_noise: float = 0.0                  # musicnn head: add Gaussian noise of this many standard deviations to them
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
@@ -51,6 +53,10 @@ class TrainSettings:
                 raise TrainingDataError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.word_weight_decay < 0:
             raise TrainingDataError(f"word_weight_decay must be at least 0, got {self.word_weight_decay}")
+        if not 0 <= self.input_dropout < 1:
+            raise TrainingDataError(f"input_dropout must be in [0, 1), got {self.input_dropout}")
+        if self.input_noise < 0:
+            raise TrainingDataError(f"input_noise must be at least 0, got {self.input_noise}")
 
     @property
     def lr(self) -> float:
@@ -110,6 +116,21 @@ def _batches(n: int, batch_size: int, generator: torch.Generator | None) -> list
     return list(torch.split(order, batch_size))
 
 
+def _perturbed(network, audio_in: torch.Tensor, settings: TrainSettings, generator) -> torch.Tensor:
+    """A training batch's backbone features with settings' input dropout and noise, both in
+    standardised units (a dropped feature sits at its mean); unchanged when both are 0."""
+    if not (settings.input_dropout or settings.input_noise):
+        return audio_in
+    mean, std = network.input_mean.to(audio_in.device), network.input_std.to(audio_in.device)
+    standard = (audio_in.float() - mean) / std
+    if settings.input_dropout:
+        keep = torch.rand(standard.shape, generator=generator) >= settings.input_dropout
+        standard = standard * keep.to(standard.device) / (1.0 - settings.input_dropout)
+    if settings.input_noise:
+        standard = standard + settings.input_noise * torch.randn(standard.shape, generator=generator).to(standard.device)
+    return standard * std + mean
+
+
 def _epoch_loss(network, inputs, indices, positives, word_vectors, settings, device, *, optimizer=None,
                 generator=None, bar=None) -> float:
     """One pass over inputs[indices] (positives: one row per index): trains when an optimiser is
@@ -119,6 +140,8 @@ def _epoch_loss(network, inputs, indices, positives, word_vectors, settings, dev
     for batch in _batches(len(indices), settings.batch_size, generator if optimizer is not None else None):
         batch = np.sort(batch.numpy())
         audio_in = _rows_of(inputs, indices[batch]).to(device)
+        if optimizer is not None:
+            audio_in = _perturbed(network, audio_in, settings, generator)
         with torch.set_grad_enabled(optimizer is not None):
             if optimizer is not None and len(batch) < 2:
                 continue  # batch norm cannot train on one patch
@@ -195,7 +218,8 @@ def train(prepared: PreparedInputs, words: WordSpace, seen_tags: list[str], unse
     identity = {"fingerprint": fingerprint, "config": config.as_dict(), "seen_tags": seen_tags,
                 "unseen_tags": unseen_tags, "word_vectors": words.vectors_id,
                 "settings": {k: v for k, v in asdict(settings).items() if k not in ("epochs", "patience")
-                             and not (k == "word_weight_decay" and v == 0)}}  # checkpoints from before it resume
+                             and not (k in ("word_weight_decay", "input_dropout", "input_noise") and v == 0)}}
+    # (settings left at 0 stay out of the identity: checkpoints from before them resume)
     if resume and checkpoint_path.is_file():
         state = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
         if state.get("format") != CHECKPOINT_FORMAT or state.get("identity") != identity:
