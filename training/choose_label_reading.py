@@ -13,7 +13,8 @@ label-reading table of make model's step (learnt words and validation-unseen wor
 labels; no musical attributes) and, for the validation-unseen words, ``union``: one ConSE over
 the labels and the seen tags together (a label neighbour weighs its log-odds, a seen tag its
 learnt row). `--same-soundfont` also prints make model's own table (validation clips of every
-SoundFont) for comparison.
+SoundFont) for comparison. `--variants` compares ways of training the head on the same folds
+instead (input dropout or noise on its standardised features; label reading 0), over `--seeds`.
 
 The held-out words, the held-out SoundFont and the demo library are not used.
 """
