@@ -409,3 +409,17 @@ def test_the_union_reading_of_a_word_that_is_a_label_or_a_learnt_tag_is_that_wor
     assert not read[:model.label_dim].any()
     np.testing.assert_allclose(read[model.label_dim:], model.project_words(model.words.phrase_vector(learnt).vector)[0],
                                atol=1e-6)
+
+
+def test_the_negation_study_says_what_it_lacks_in_one_line(corpus, tmp_path):
+    """choose_negation_weight reads make model's work folder; the tiny render has no pair of tags
+    with ten clips each way, and says so rather than printing an empty table."""
+    from mre.training.choose_negation_weight import main as negation_main
+    from mre.training.model_build import build
+
+    out, _, _ = corpus
+    with pytest.raises(SystemExit, match="run `make model` first"):
+        negation_main(["--work", str(tmp_path / "nothing"), "--corpus", str(out)])
+    build(out, tmp_path / "work", tmp_path / "ship.npz", epochs=1, workers=0, control=False, log=lambda line: None)
+    with pytest.raises(SystemExit, match="no pair of tags"):
+        negation_main(["--work", str(tmp_path / "work"), "--corpus", str(out)])

@@ -299,3 +299,20 @@ def test_the_fold_study_names_its_training_variants_in_one_line(capsys):
     with pytest.raises(SystemExit):
         study_main(["--variants", "base", "mixup-0.2"])
     assert "base, dropout-P or noise-S" in capsys.readouterr().err
+
+
+def test_a_trained_model_weighs_a_negated_term_a_quarter_beside_positive_ones():
+    """"X no Y" = unit(X − ¼·Y) in the joint space; "no Y" alone = unit(−Y)."""
+    from mre.embedder.models.trained import TrainedModel
+
+    words = WordSpace.load()
+    model = TrainedModel(TwoBranchModel(replace(TINY, word_dim=words.dim)), words, seen_tags=["piano", "drums"],
+                         unseen_tags=[], model_id="test")
+    piano, drums = model._project(words.phrase_matrix(["piano", "drums"]))
+    expected = piano - 0.25 * drums
+    # float32 projections and a unit length: a few ulps
+    tolerance = 8 * np.finfo(np.float32).eps
+    np.testing.assert_allclose(model.query_vector("piano no drums").vector, expected / np.linalg.norm(expected),
+                               rtol=0, atol=tolerance)
+    np.testing.assert_allclose(model.query_vector("no drums").vector, -drums / np.linalg.norm(drums), rtol=0,
+                               atol=tolerance)

@@ -44,6 +44,34 @@ def test_query_understanding():
         model.query_vector("xqzzvk qqqxxz")
 
 
+def test_a_negated_term_weighs_a_quarter_of_a_positive_one_on_labels_and_attributes():
+    """"X no Y" = (X − ¼·Y) / 1.25, on the label weights and the attribute weights alike; a query
+    of negations only is the same whatever the weight."""
+    from mre.embedder.models.base import QueryVector
+    from mre.embedder.models.zeroshot import ZeroShotTaggerModel
+
+    model = ZeroShotTaggerModel()
+    assert model.negated_weight == 0.25
+    mixed = model.query_vector("piano no drums")
+    piano = model.query_vector("piano").vector
+    drums = model._term_weights("drums", QueryVector("drums", np.zeros(0)), True)
+    # float32 sums of a few weights ≤ 1: a few ulps of 1
+    np.testing.assert_allclose(mixed.vector, (piano - 0.25 * drums) / 1.25, rtol=0,
+                               atol=4 * np.finfo(np.float32).eps)
+    calm = model.query_vector("calm piano").attribute_weights
+    calm_no_energy = model.query_vector("calm piano no energetic").attribute_weights
+    energetic = model.query_vector("energetic piano").attribute_weights
+    for column in calm_no_energy:  # terms "calm piano" and negated "energetic": a mean over 1.25 terms
+        expected = (calm.get(column, 0.0) - 0.25 * energetic.get(column, 0.0)) / 1.25
+        assert calm_no_energy[column] == pytest.approx(expected, abs=1e-12)
+    lone = model.query_vector("no piano piano").vector  # parsed as one negated term
+    model.negated_weight = 1.0
+    try:
+        assert np.array_equal(model.query_vector("no piano piano").vector, lone)
+    finally:
+        del model.negated_weight  # back to the class's weight
+
+
 def test_attribute_dimensions_help_mood_words_and_leave_label_words_alone(figures):
     macro = figures.as_dict()["macro"]
     assert macro["mood"] > macro["mood_without_attributes"]

@@ -21,7 +21,8 @@ and a query that *is* a label loses that label's own ranking. Here:
 - a label both taggers have ("rock", "guitar", ...) is one column: the log-odds of the two
   taggers' mean probability;
 - negated terms ("no vocals", "without drums") subtract their weights rather than being
-  averaged into the positive words; "no X" also uses a label spelled "no X" where one exists.
+  averaged into the positive words, each counting a quarter of a positive term
+  (`negated_weight`); "no X" also uses a label spelled "no X" where one exists.
 
 Scores are log-odds, so `sigmoid(score)` is shown to users as a 0–1 score.
 """
@@ -112,6 +113,10 @@ class ZeroShotTaggerModel:
     """
 
     name = MODEL_NAME
+    # a negated term's weight in a query beside a positive term's 1: "X no Y" ranked clips with X
+    # and without Y best at 0.25 of the weights tried (0.25-1), for both zero-shot models, on the
+    # training corpus's validation clips (mre.training.choose_negation_weight; MODEL_CARD.md)
+    negated_weight = 0.25
 
     def __init__(self, device: str | torch.device = "cpu", word_vectors: str | None = None):
         self.specs = [get_model_spec(name) for name in TAGGERS]
@@ -308,9 +313,9 @@ class ZeroShotTaggerModel:
         if whole in known_sequences:
             return {}
         sums: dict[str, float] = {}
-        known_terms = 0
+        known_terms = 0.0
         for term in terms:
-            sign = -1.0 if term.negated else 1.0
+            sign = -self.negated_weight if term.negated else 1.0
             known = term.negated and tuple(self.words.tokens("no " + term.text)) in known_sequences
             for kind, seq in self._segments(self.words.tokens(term.text)):
                 if kind == "label":
@@ -324,8 +329,8 @@ class ZeroShotTaggerModel:
                         relations[column] = relations.get(column, 0.0) + weight
                     for column, weight in relations.items():
                         sums[column] = sums.get(column, 0.0) + sign * weight
-            known_terms += bool(known)
-        # averaged over the query's terms, as the label weights are
+            known_terms += abs(sign) if known else 0.0
+        # averaged over the query's terms, a negated one weighing negated_weight, as the label weights are
         return {column: ATTRIBUTE_SCALE * total / known_terms for column, total in sums.items()} if known_terms else {}
 
     def _label_name(self, label_tokens: tuple[str, ...]) -> str:
@@ -425,15 +430,19 @@ class ZeroShotTaggerModel:
             query.vector = self._label_vector(whole)
             query.related_labels = self._explain(query.vector)
             return query
-        contributions = []
+        contributions, counts = [], []
         for term in terms:
             weights = self._term_weights(term.text, query, term.negated)
             if weights is not None:
                 contributions.append(-weights if term.negated else weights)
+                counts.append(self.negated_weight if term.negated else 1.0)
         if not contributions:
             raise ValueError(f'no word of "{shorten(text)}" is in the word vectors' +
                              (f" ({shorten('; '.join(query.messages), 200)})" if query.messages else ""))
-        query.vector = np.mean(contributions, axis=0).astype(np.float32)
+        # a negated term counts negated_weight times a positive one ("X no Y"); a query of
+        # negations only is the same whatever the weight
+        query.vector = (np.mean(contributions, axis=0) if set(counts) == {1.0}  # float32 as ever
+                        else np.average(contributions, axis=0, weights=counts)).astype(np.float32)
         query.related_labels = self._explain(query.vector)
         query.attribute_weights = self._attribute_weights(whole, terms)  # the query is parsed once
         return query
