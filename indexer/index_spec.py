@@ -83,6 +83,7 @@ TUNE_K = 10
 # k-means needs >= 39 points per list (FAISS warns below); 65536 keeps training ~0.3 s.
 TRAIN_SAMPLE_MIN = 65536
 TRAIN_POINTS_PER_LIST = 64
+MIN_POINTS_PER_LIST = 39  # FAISS's advised minimum of training vectors a k-means centroid (ClusteringParameters)
 TRAIN_SEED = 1234
 # Vectors are added this many at a time: a whitened index transforms what it is given in one
 # piece, so one call with a whole store held a transformed copy of it beside the original and
@@ -246,6 +247,11 @@ def build_index(vectors: np.ndarray, spec: str) -> Any:
             transform.is_trained = True
             index = faiss.IndexPreTransform(transform, index)
             sample = transform.apply(np.ascontiguousarray(sample))
+        nlist = parse_ivf_lists(spec)
+        if nlist and len(sample) < nlist * MIN_POINTS_PER_LIST:
+            # FAISS would print its own warning to stderr; `mre index` says it in one line instead
+            # (sparse_lists_note). Only the warning's threshold moves: the clustering is the same.
+            faiss.extract_index_ivf(_inner(index)).cp.min_points_per_centroid = 1
         scalar = scalar_pq(index)
         if scalar is not None:
             scalar.cp.niter = 1  # its k-means levels are replaced by even ones below: one pass is enough
@@ -430,6 +436,17 @@ def _use_uniform_levels(pq: Any, sample: np.ndarray) -> None:
     refresh = getattr(pq, "compute_sdc_table", None)
     if pq.sdc_table.size() and refresh is not None:
         refresh()
+
+
+def sparse_lists_note(spec: str, n_vectors: int) -> str | None:
+    """One line when an inverted-file spec has fewer than FAISS's advised MIN_POINTS_PER_LIST
+    vectors a list to train on (only an explicit spec can: the engine's own choice never does), else None."""
+    nlist = parse_ivf_lists(spec)
+    if not nlist or n_vectors >= nlist * MIN_POINTS_PER_LIST:
+        return None
+    return (f"note: index spec {spec!r} trained its {nlist} inverted lists on {n_vectors} tracks (FAISS advises "
+            f"{nlist * MIN_POINTS_PER_LIST}, {MIN_POINTS_PER_LIST} a list), so searches may miss neighbours; "
+            f"fewer lists, or no --index-spec (the engine's choice by size), avoid it")
 
 
 def train_sample_size(n_vectors: int, spec: str) -> int:

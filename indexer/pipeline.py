@@ -25,6 +25,7 @@ from mre.embedder.words.vectors import word_vectors_reference
 from mre.embedder.models.tag_space import top_ranked, vocabulary_space
 from mre.embedder.words.space import load_tag_vocabulary
 from mre.indexer.diff import diff_library
+from mre.indexer.index_spec import sparse_lists_note
 from mre.indexer.paths import PATH_BYTES, printable_path, stored_path, table_paths, with_path_bytes
 from mre.indexer.scan import FileEntry, is_under, scan_library
 from mre.indexer.store import Store, track_id_for, tracks_schema, vectors_from_column
@@ -61,6 +62,7 @@ class IndexSummary:
     damage: str | None = None         # what was wrong with the live generation this run replaced
     decoder_warnings: list[tuple[str, str]] = field(default_factory=list)  # (path, what the decoder said) of indexed files
     fingerprint_lines: list[str] = field(default_factory=list)  # what the fingerprint pass for `mre duplicates` did
+    index_note: str | None = None     # an explicit --index-spec with too few tracks for its inverted lists
 
     def lines(self) -> list[str]:
         speed = f", {self.audio_seconds / self.seconds:.0f}× realtime" if self.seconds > 0 and self.audio_seconds else ""
@@ -88,6 +90,8 @@ class IndexSummary:
             out.append(f"  indexed {printable_path(path)}, but the decoder said: {message}")
         if len(self.decoder_warnings) > 20:
             out.append(f"  … and {len(self.decoder_warnings) - 20} more files the decoder warned about")
+        if self.index_note:
+            out.append(self.index_note)
         out.extend(self.fingerprint_lines)
         if not self.committed:
             out.append("nothing changed: the live index is already up to date")
@@ -369,6 +373,8 @@ def _index(
     summary.committed = True
     summary.generation = generation.id
     summary.total = tracks.num_rows
+    if index_spec is not None:
+        summary.index_note = sparse_lists_note(index_spec, tracks.num_rows)
     _fingerprint(store, tracks, root_path, workers, summary)
     summary.seconds = time.monotonic() - started
     return summary

@@ -353,3 +353,17 @@ def test_the_exact_copy_gives_back_the_added_vectors():
     back = added_vectors(index, view, block=1000)  # in blocks, as a filter's many rows are
     assert back.dtype == np.float32 and back.shape == database.shape
     assert (np.abs(back.astype(np.float64) - database) <= round_trip_error(a, database)).all()
+
+
+def test_too_few_vectors_for_the_lists_is_one_line_of_ours_not_faiss_s_warning(capfd):
+    """An explicit IVF spec on a small store trains as before (the same lists), without FAISS's
+    own stderr warning; `mre index` prints sparse_lists_note's line instead."""
+    from mre.indexer.index_spec import MIN_POINTS_PER_LIST, build_index, sparse_lists_note
+
+    vectors = np.random.default_rng(0).standard_normal((28, 16)).astype(np.float32)
+    index = build_index(vectors, "IVF4,Flat")
+    assert index.ntotal == 28 and "WARNING" not in capfd.readouterr().err
+    note = sparse_lists_note("IVF4,Flat", 28)
+    assert note.startswith("note: index spec 'IVF4,Flat'") and str(4 * MIN_POINTS_PER_LIST) in note
+    assert "\n" not in note
+    assert sparse_lists_note("IVF4,Flat", 4 * MIN_POINTS_PER_LIST) is None and sparse_lists_note("Flat", 3) is None
