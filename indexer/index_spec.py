@@ -247,8 +247,7 @@ def build_index(vectors: np.ndarray, spec: str) -> Any:
             transform.is_trained = True
             index = faiss.IndexPreTransform(transform, index)
             sample = transform.apply(np.ascontiguousarray(sample))
-        nlist = parse_ivf_lists(spec)
-        if nlist and len(sample) < nlist * MIN_POINTS_PER_LIST:
+        if _sparse_lists(spec, len(sample)):
             # FAISS would print its own warning to stderr; `mre index` says it in one line instead
             # (sparse_lists_note). Only the warning's threshold moves: the clustering is the same.
             faiss.extract_index_ivf(_inner(index)).cp.min_points_per_centroid = 1
@@ -438,11 +437,18 @@ def _use_uniform_levels(pq: Any, sample: np.ndarray) -> None:
         refresh()
 
 
+def _sparse_lists(spec: str, n_vectors: int) -> int | None:
+    """The list count of an inverted-file spec when ``n_vectors`` are fewer than FAISS's advised
+    MIN_POINTS_PER_LIST a list to train on, else None."""
+    nlist = parse_ivf_lists(spec)
+    return nlist if nlist and n_vectors < nlist * MIN_POINTS_PER_LIST else None
+
+
 def sparse_lists_note(spec: str, n_vectors: int) -> str | None:
     """One line when an inverted-file spec has fewer than FAISS's advised MIN_POINTS_PER_LIST
     vectors a list to train on (only an explicit spec can: the engine's own choice never does), else None."""
-    nlist = parse_ivf_lists(spec)
-    if not nlist or n_vectors >= nlist * MIN_POINTS_PER_LIST:
+    nlist = _sparse_lists(spec, n_vectors)
+    if nlist is None:
         return None
     return (f"note: index spec {spec!r} trained its {nlist} inverted lists on {n_vectors} tracks (FAISS advises "
             f"{nlist * MIN_POINTS_PER_LIST}, {MIN_POINTS_PER_LIST} a list), so searches may miss neighbours; "
