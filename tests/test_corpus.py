@@ -391,6 +391,29 @@ def test_the_label_reading_study_leaves_each_soundfont_out_of_training(corpus, t
     assert "mean over the 2 SoundFonts left out" in capsys.readouterr().out
 
 
+def test_a_smaller_corpus_variant_trains_on_the_first_clips_of_the_table(tmp_path):
+    """clips-N keeps the fold's training clips among the corpus table's first N rows (the corpus of
+    N clips of the same seed); clip numbers follow the table, not the order tracks come in."""
+    from types import SimpleNamespace
+
+    from mre.training.choose_label_reading import clip_numbers, variant_rows, variant_settings
+
+    with open(tmp_path / "tracks.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["path", "tags", "soundfont"])
+        writer.writeheader()
+        writer.writerows({"path": f"audio/{i:06d}.flac", "tags": "piano", "soundfont": "a.sf2"} for i in range(6))
+    tracks = [SimpleNamespace(path=str(tmp_path / f"audio/{i:06d}.flac")) for i in (5, 0, 3, 1, 4, 2)]
+    numbers = clip_numbers(tmp_path, tracks)
+    assert numbers.tolist() == [5, 0, 3, 1, 4, 2]
+    train_rows = np.array([0, 1, 2, 4])  # clips 5, 0, 3, 4
+    assert variant_rows("clips-4", train_rows, numbers).tolist() == [1, 2]
+    assert variant_rows("base", train_rows, numbers).tolist() == train_rows.tolist()
+    assert variant_settings("clips-4", 3).seed == 3
+    for bad in ("clips-0", "clips-x", "fewer"):
+        with pytest.raises(ValueError):
+            variant_settings(bad, 0)
+
+
 def test_the_union_reading_of_a_word_that_is_a_label_or_a_learnt_tag_is_that_word():
     """With one neighbour, a word read over the labels and the seen tags together is its own label
     (weight 1 on its log-odds) or its own learnt row."""

@@ -14,7 +14,8 @@ labels; no musical attributes) and, for the validation-unseen words, ``union``: 
 the labels and the seen tags together (a label neighbour weighs its log-odds, a seen tag its
 learnt row). `--same-soundfont` also prints make model's own table (validation clips of every
 SoundFont) for comparison. `--variants` compares ways of training the head on the same folds
-instead (input dropout or noise on its standardised features; label reading 0), over `--seeds`.
+instead (fewer clips, input dropout or noise on its standardised features; label reading 0),
+over `--seeds`.
 
 The held-out words, the held-out SoundFont and the demo library are not used.
 """
@@ -36,12 +37,23 @@ UNION = "union"
 
 def soundfont_of_tracks(corpus: Path, tracks) -> list[str]:
     """The SoundFont each prepared track was rendered with, from the corpus table."""
-    with open(corpus / "tracks.csv", newline="") as handle:
-        by_path = {str((corpus / row["path"]).resolve()): row.get("soundfont", "") for row in csv.DictReader(handle)}
-    out = [by_path.get(str(Path(t.path).resolve()), "") for t in tracks]
+    out = [row.get("soundfont", "") if row else "" for row, _ in _table_rows(corpus, tracks)]
     if not all(out):
         raise SystemExit(f"error: {corpus / 'tracks.csv'} does not name a SoundFont for every clip")
     return out
+
+
+def clip_numbers(corpus: Path, tracks) -> np.ndarray:
+    """Each prepared track's row in the corpus table: its clip index, as the builder writes clips in
+    order (a corpus of N clips of a seed is the first N clips of any larger one of that seed)."""
+    return np.array([number for _, number in _table_rows(corpus, tracks)])
+
+
+def _table_rows(corpus: Path, tracks) -> list[tuple[dict | None, int]]:
+    with open(corpus / "tracks.csv", newline="") as handle:
+        by_path = {str((corpus / row["path"]).resolve()): (row, number)
+                   for number, row in enumerate(csv.DictReader(handle))}
+    return [by_path.get(str(Path(t.path).resolve()), (None, -1)) for t in tracks]
 
 
 def union_reading(model, word_vector: np.ndarray, k: int, temperature: float) -> np.ndarray:
@@ -144,19 +156,27 @@ def fold_table(prepared, words, seen, unseen, validation_unseen, config, setting
 
 
 def variant_settings(variant: str, seed: int):
-    """TrainSettings of a training variant: base, dropout-P or noise-S (ValueError otherwise)."""
+    """TrainSettings of a training variant: base, clips-N (base settings; `variant_rows` keeps fewer
+    clips), dropout-P or noise-S (ValueError otherwise)."""
     from mre.training.loop import TrainSettings
 
-    if variant == "base":
-        return TrainSettings(seed=seed)
     kind, _, value = variant.partition("-")
+    if variant == "base" or kind == "clips" and value.isdigit() and int(value) > 0:
+        return TrainSettings(seed=seed)
     if kind not in ("dropout", "noise"):
         raise ValueError(variant)
     return TrainSettings(seed=seed, **{"input_dropout" if kind == "dropout" else "input_noise": float(value)})
 
 
+def variant_rows(variant: str, train_rows: np.ndarray, numbers: np.ndarray) -> np.ndarray:
+    """The fold's training clips a variant trains on: clips-N keeps those among the corpus's first N
+    clips (a smaller corpus of the same seed), every other variant all of them."""
+    kind, _, value = variant.partition("-")
+    return train_rows[numbers[train_rows] < int(value)] if kind == "clips" else train_rows
+
+
 def compare_variants(variants, seeds, folds, prepared, words, seen, unseen, validation_unseen, config,
-                     scratch: Path) -> dict:
+                     scratch: Path, numbers: np.ndarray) -> dict:
     """Each variant × seed × SoundFont left out, scored with label reading 0; prints each run and
     each variant's mean over its runs."""
     results: dict[str, list] = {}
@@ -164,7 +184,8 @@ def compare_variants(variants, seeds, folds, prepared, words, seen, unseen, vali
         for seed in seeds:
             for index, (font, train_rows, score_rows) in enumerate(folds):
                 result = fold_table(prepared, words, seen, unseen, validation_unseen, config,
-                                    variant_settings(variant, seed), scratch, train_rows, score_rows, f"fold{index}")
+                                    variant_settings(variant, seed), scratch,
+                                    variant_rows(variant, train_rows, numbers), score_rows, f"fold{index}")
                 row = result["table"]["0.0"]
                 results.setdefault(variant, []).append({"seed": seed, "left_out": font, **row,
                                                         "best_epoch": result["best_epoch"]})
@@ -187,7 +208,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", type=Path, default=None, help="write the tables here")
     parser.add_argument("--variants", nargs="+", default=None, metavar="VARIANT",
                         help="instead of the label-reading table: compare training variants on the folds (label "
-                             "reading 0): base, dropout-P (input dropout P on the head's standardised features), "
+                             "reading 0): base, clips-N (train on the corpus's first N clips only: a smaller "
+                             "corpus), dropout-P (input dropout P on the head's standardised features), "
                              "noise-S (Gaussian noise of S standard deviations on them)")
     parser.add_argument("--seeds", type=int, nargs="+", default=None,
                         help="with --variants: training seeds (default: --seed)")
@@ -196,7 +218,7 @@ def main(argv: list[str] | None = None) -> None:
         try:
             variant_settings(variant, 0)
         except ValueError:
-            parser.error(f"--variants {variant!r}: base, dropout-P or noise-S")
+            parser.error(f"--variants {variant!r}: base, clips-N, dropout-P or noise-S")
     if not (args.work / "corpus.mre.inputs.json").is_file():
         raise SystemExit(f"error: {args.work / 'corpus.mre.inputs.json'} is missing: run `make model` first")
     import torch
@@ -230,7 +252,7 @@ def main(argv: list[str] | None = None) -> None:
                   np.flatnonzero((fonts == font) & (splits != "test"))) for font in sorted(set(fonts))]
         if args.variants:
             results = compare_variants(args.variants, args.seeds or [args.seed], folds, prepared, words, seen, unseen,
-                                       validation_unseen, config, scratch)
+                                       validation_unseen, config, scratch, clip_numbers(args.corpus, prepared.tracks))
             folds = []
         if args.same_soundfont:
             folds.insert(0, ("every SoundFont (make model's)", None, np.flatnonzero(splits == "valid")))
