@@ -224,20 +224,12 @@ def main(argv: list[str] | None = None) -> None:
     import torch
 
     from mre.embedder.models.paper import ModelConfig
-    from mre.embedder.words.space import WordSpace
-    from mre.training.corpus.held_out import HELD_OUT_FILE
-    from mre.training.inputs import assign_splits, prepare_inputs, split_tags, tag_vocabulary
-    from mre.training.model_build import validation_unseen_words
-    from mre.training.run import _table_tracks
+    from mre.training.model_build import seen_and_unseen, validation_unseen_words, work_inputs
 
     torch.set_num_threads(1)  # as make model
-    words = WordSpace.load()
+    words, prepared = work_inputs(args.corpus, args.work, args.seed)
     config = ModelConfig(audio_branch="musicnn", backbone="msd+mtt", word_dim=words.dim)
-    prepared = prepare_inputs(_table_tracks(str(args.corpus / "tracks.csv"), words, []), config,
-                              cache=args.work / "corpus.mre.inputs")
-    prepared.tracks = assign_splits(prepared.tracks, args.seed)
-    vocabulary, _ = tag_vocabulary(prepared.tracks, words)
-    seen, unseen, _ = split_tags(vocabulary, args.seed, unseen_file=HELD_OUT_FILE)
+    seen, unseen = seen_and_unseen(prepared, words, args.seed)
     validation_unseen = validation_unseen_words(seen, args.seed)
     settings = variant_settings("base", args.seed)
     splits = np.array([t.split for t in prepared.tracks])

@@ -37,21 +37,13 @@ def main(argv: list[str] | None = None) -> None:
         if not (args.work / name).is_file():
             raise SystemExit(f"error: {args.work / name} is missing: run `make model` first")
     from mre.embedder.models.corpus_model import CorpusZeroShotModel
-    from mre.embedder.models.paper import ModelConfig
     from mre.embedder.models.trained import load_trained_model
     from mre.embedder.models.zeroshot import ZeroShotTaggerModel
-    from mre.embedder.words.space import WordSpace
-    from mre.training.inputs import assign_splits, prepare_inputs
     from mre.training.loop import _label_matrix
     from mre.training.metrics import tag_retrieval_auc
-    from mre.training.model_build import validation_vectors
-    from mre.training.run import _table_tracks
+    from mre.training.model_build import validation_vectors, work_inputs
 
-    words = WordSpace.load()
-    prepared = prepare_inputs(_table_tracks(str(args.corpus / "tracks.csv"), words, []),
-                              ModelConfig(audio_branch="musicnn", backbone="msd+mtt"),
-                              cache=args.work / "corpus.mre.inputs")
-    prepared.tracks = assign_splits(prepared.tracks, 0)  # make model's split
+    words, prepared = work_inputs(args.corpus, args.work)
     corpus_model = CorpusZeroShotModel(path=args.work / "validation.npz", word_space=words)
     trained = load_trained_model(args.work / "validation.mre", word_space=words)  # as `mre train` writes them
     valid, vectors = validation_vectors(trained.network, prepared, corpus_model.scale)

@@ -43,20 +43,12 @@ READINGS = ("split", "whole", "both")
 def train_validation_model(work: Path, corpus: Path, kept_out: list[str], scratch: Path):
     """(validation.npz, validation.mre) of a head trained as make model's, with `kept_out` unseen."""
     from mre.embedder.models.paper import ModelConfig
-    from mre.embedder.words.space import WordSpace
-    from mre.training.corpus.held_out import HELD_OUT_FILE
-    from mre.training.inputs import assign_splits, prepare_inputs, split_tags, tag_vocabulary
     from mre.training.loop import TrainSettings, train
-    from mre.training.model_build import export_weights
-    from mre.training.run import _table_tracks
+    from mre.training.model_build import export_weights, seen_and_unseen, work_inputs
 
-    words = WordSpace.load()
+    words, prepared = work_inputs(corpus, work)
     config = ModelConfig(audio_branch="musicnn", backbone="msd+mtt", word_dim=words.dim)
-    prepared = prepare_inputs(_table_tracks(str(corpus / "tracks.csv"), words, []), config,
-                              cache=work / "corpus.mre.inputs")
-    prepared.tracks = assign_splits(prepared.tracks, 0)
-    vocabulary, _ = tag_vocabulary(prepared.tracks, words)
-    seen, unseen, _ = split_tags(vocabulary, 0, unseen_file=HELD_OUT_FILE)
+    seen, unseen = seen_and_unseen(prepared, words)
     missing = sorted(set(kept_out) - set(seen))
     if missing:
         raise SystemExit(f"error: --keep-out {', '.join(missing)}: not a seen tag of this corpus")
@@ -115,20 +107,12 @@ def main(argv: list[str] | None = None) -> None:
 def study(args, model_folder: Path) -> None:
     """Print the table of the three readings on the validation model in `model_folder`."""
     from mre.embedder.models.corpus_model import CorpusZeroShotModel
-    from mre.embedder.models.paper import ModelConfig
     from mre.embedder.models.trained import load_trained_model
-    from mre.embedder.words.space import WordSpace
-    from mre.training.inputs import assign_splits, prepare_inputs
     from mre.training.loop import _label_matrix
     from mre.training.metrics import tag_retrieval_auc
-    from mre.training.model_build import validation_vectors
-    from mre.training.run import _table_tracks
+    from mre.training.model_build import validation_vectors, work_inputs
 
-    words = WordSpace.load()
-    tracks = _table_tracks(str(args.corpus / "tracks.csv"), words, [])
-    prepared = prepare_inputs(tracks, ModelConfig(audio_branch="musicnn", backbone="msd+mtt"),
-                              cache=args.work / "corpus.mre.inputs")
-    prepared.tracks = assign_splits(prepared.tracks, 0)  # make model's split
+    words, prepared = work_inputs(args.corpus, args.work)
     model = CorpusZeroShotModel(path=model_folder / "validation.npz", word_space=words)
     network = load_trained_model(model_folder / "validation.mre", word_space=words).network
     valid, vectors = validation_vectors(network, prepared, model.scale)

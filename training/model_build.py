@@ -153,6 +153,32 @@ def validation_unseen_words(seen: list[str], seed: int) -> list[str]:
     return sorted(str(t) for t in rng.choice(seen, size=round(VALIDATION_UNSEEN_FRACTION * len(seen)), replace=False))
 
 
+def work_inputs(corpus: Path, work: Path, seed: int = 0, words=None):
+    """(words, prepared): make model's decoded inputs of `corpus` from the cache in its work folder
+    (decoding what the cache does not hold), the clips split as make model splits them, and the
+    word space (`words`, or GloVe's). For the studies that read what make model leaves."""
+    from mre.embedder.models.paper import ModelConfig
+    from mre.embedder.words.space import WordSpace
+    from mre.training.inputs import assign_splits, prepare_inputs
+    from mre.training.run import _table_tracks
+
+    words = words if words is not None else WordSpace.load()
+    prepared = prepare_inputs(_table_tracks(str(corpus / "tracks.csv"), words, []),
+                              ModelConfig(audio_branch="musicnn", backbone="msd+mtt"),
+                              cache=work / "corpus.mre.inputs")
+    prepared.tracks = assign_splits(prepared.tracks, seed)
+    return words, prepared
+
+
+def seen_and_unseen(prepared, words, seed: int = 0) -> tuple[list[str], list[str]]:
+    """make model's seen tags (trained) and unseen tags (the held-out list) of `prepared`'s corpus."""
+    from mre.training.inputs import split_tags, tag_vocabulary
+
+    vocabulary, _ = tag_vocabulary(prepared.tracks, words)
+    seen, unseen, _ = split_tags(vocabulary, seed, unseen_file=HELD_OUT_FILE)
+    return seen, unseen
+
+
 def choose_label_reading(prepared, words, seen: list[str], unseen: list[str], config, settings, work: Path,
                          seed: int, log=print) -> dict:
     """The label-reading weights (learnt words, other words), chosen on the training corpus's validation clips.
