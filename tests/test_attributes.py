@@ -212,3 +212,27 @@ def test_write_wav_round_trips(tmp_path):
     audio = render(ClipSpec(100, "E", "major", ("flute",), "none", -20, seconds=1.0))
     read, rate = soundfile.read(str(write_wav(tmp_path / "clip.wav", audio, SR)), dtype="float32")
     assert rate == SR and np.max(np.abs(read - audio)) < 1e-3
+
+
+def test_attributes_do_not_depend_on_the_blas_thread_count(tmp_path):
+    """The same clip in a process whose BLAS runs one thread and in one that runs two (as a Ray
+    worker and a local decode worker may) gives identical attributes, not merely close ones: a
+    store's columns other than the vectors are the same whichever engine wrote them."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    clip = render(ClipSpec(bpm=97, tonic="E", mode="major", instruments=("piano", "bass"), drums="rock",
+                           loudness_db=-16, seed=5), SR)
+    np.save(tmp_path / "clip.npy", clip)
+    script = ("import json, sys, numpy as np; from mre.embedder.audio.attributes import extract_attributes; "
+              f"a = extract_attributes(np.load(sys.argv[1]), {SR}); print(json.dumps([float(v) if isinstance(v, float) "
+              "else v for v in a.__dict__.values()]))")
+    results = []
+    for threads in ("1", "2"):
+        env = {**os.environ, "OPENBLAS_NUM_THREADS": threads, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
+        done = subprocess.run([sys.executable, "-c", script, str(tmp_path / "clip.npy")], env=env,
+                              capture_output=True, text=True, check=True)
+        results.append(json.loads(done.stdout))
+    assert results[0] == results[1]

@@ -101,7 +101,18 @@ ATTRIBUTE_NAMES = tuple(field.name for field in fields(TrackAttributes))
 
 def extract_attributes(y: np.ndarray, sample_rate: int) -> TrackAttributes:
     """Attributes of a mono waveform `y` (float samples, nominally in [-1, 1]) sampled at
-    `sample_rate` Hz. Raises ValueError on multi-channel, empty or non-finite input."""
+    `sample_rate` Hz. Raises ValueError on multi-channel, empty or non-finite input.
+
+    The matrix products run on one BLAS thread wherever this runs: a thread team may take
+    another kernel and sum in another order (~1e-10 of a bpm), and a store must hold the same
+    attributes whichever engine, worker or machine load computed them."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1, user_api="blas"):
+        return _attributes(y, sample_rate)
+
+
+def _attributes(y: np.ndarray, sample_rate: int) -> TrackAttributes:
     y = _checked_waveform(y, sample_rate)
     frames = _Spectrogram(y, sample_rate, frame_seconds=0.032)
     onset_envelope = _onset_envelope(frames)
