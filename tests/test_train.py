@@ -298,7 +298,7 @@ def test_the_fold_study_names_its_training_variants_in_one_line(capsys):
     assert variant_settings("dropout-0.2", 3).input_dropout == 0.2 and variant_settings("noise-1", 3).seed == 3
     with pytest.raises(SystemExit):
         study_main(["--variants", "base", "mixup-0.2"])
-    assert "base, dropout-P or noise-S" in capsys.readouterr().err
+    assert "base, clips-N, dropout-P or noise-S" in capsys.readouterr().err
 
 
 def test_a_trained_model_weighs_a_negated_term_a_quarter_beside_positive_ones():
