@@ -5,7 +5,7 @@
 A query's vector is the weighted mean of its terms, a negated term subtracting; its weight
 beside a positive term's 1 is the models' `negated_weight`. This study reads what `make model`
 leaves in WORK (the validation model: the head with a seeded 15 % of the seen tags kept out, and
-the cached decoded inputs) and scores queries "X no Y" on the 820 validation clips (vectors as
+the cached decoded inputs) and scores queries "X no Y" on its validation clips (vectors as
 indexing makes them, no musical attributes): X and Y are tags the validation model learnt or
 tagger labels that are corpus tags, sharing no word; positives are the clips tagged X and not Y,
 the pair kept when at least MIN_PAIR_CLIPS clips have X without Y and as many have both. Each

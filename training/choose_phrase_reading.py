@@ -12,7 +12,7 @@ A compound ("synth brass": a sound, not synth and brass) asks for the whole; a c
 
 Reads what `make model` leaves in WORK: the validation model (``validation.npz`` and
 ``validation.mre``: the head trained with a seeded 15 % of the seen tags kept out as
-validation-unseen words) and the cached decoded inputs. On the 820 validation clips (track
+validation-unseen words) and the cached decoded inputs. On its validation clips (track
 vectors as indexing makes them, no musical attributes), tag-retrieval ROC-AUC, macro:
 
 - compounds: the validation-unseen tags that hold a label word and other words;
