@@ -160,11 +160,15 @@ def embedded_rows(entries: list[FileEntry], model, *, device="auto", batch_size:
 
 def staged_table(rows: list[dict], dim: int) -> pa.Table:
     """Staged rows as the staging schema's table; the vectors go from numpy to the fixed-size
-    list column directly (``rows`` lose their ``vector`` key)."""
+    list column directly. ``rows`` are left as they were: a signal landing midway (SIGTERM
+    during a flush) must leave them whole for the flush that saves them on the way out."""
     schema = _staged_schema(dim)
     at = schema.get_field_index("vector")
-    vectors = optional_vectors_column([row.pop("vector") for row in rows], dim)
-    return pa.Table.from_pylist(rows, schema=schema.remove(at)).add_column(at, schema.field(at), vectors)
+    vectors = optional_vectors_column([row["vector"] for row in rows], dim)
+    fields = [row.copy() for row in rows]
+    for row in fields:
+        del row["vector"]
+    return pa.Table.from_pylist(fields, schema=schema.remove(at)).add_column(at, schema.field(at), vectors)
 
 
 def index_library(root: str | Path, store: Store, **options) -> IndexSummary:
@@ -290,11 +294,11 @@ def _index(
     def flush() -> None:
         nonlocal last_flush
         if buffer:
-            part = staged_table(buffer, model.dim)
-            # emptied before the part is written: a signal landing after the write would
-            # otherwise stage the same rows again from the `finally` below
+            # emptied only once the part is written: a signal landing while it is built or
+            # written leaves the rows for the flush in the `finally` below; one landing between
+            # the write and the clear stages them twice, which the latest-row rule below undoes
+            staging.append(staged_table(buffer, model.dim))
             buffer.clear()
-            staging.append(part)
         last_flush = time.monotonic()
 
     done = 0

@@ -331,3 +331,29 @@ def test_messages_give_a_reason_and_do_not_echo_a_wall_of_text(cli, store, tmp_p
         assert result.exit_code == 1 and len(result.stderr) < 600, result.stderr
     mixed = cli("query", "piano " + wall, "--store", store, "-k", "1")
     assert mixed.exit_code == 0 and len(mixed.stderr.splitlines()) <= 8, mixed.stderr
+
+
+def test_a_signal_during_a_flush_leaves_the_rows_for_the_flush_that_saves_them(monkeypatch):
+    """SIGTERM can land while a part of staged rows is being built; the rows must stay whole, so
+    that the flush on the way out stages them (it used to find their vectors gone, end in a
+    traceback and lose the tracks of that part)."""
+    import mre.indexer.pipeline as pipeline
+
+    dim = 4
+    rows = [{name: None for name in pipeline._staged_schema(dim).names} for _ in range(2)]
+    for number, row in enumerate(rows):
+        row.update(path=f"/music/{number}.wav", vector=np.full(dim, number, np.float32))
+    build_column, calls = pipeline.optional_vectors_column, []
+
+    def interrupted_once(*args):
+        calls.append(1)
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+        return build_column(*args)
+
+    monkeypatch.setattr(pipeline, "optional_vectors_column", interrupted_once)
+    with pytest.raises(KeyboardInterrupt):
+        pipeline.staged_table(rows, dim)
+    table = pipeline.staged_table(rows, dim)
+    assert table.column("path").to_pylist() == ["/music/0.wav", "/music/1.wav"]
+    assert table.column("vector").to_pylist() == [[0.0] * dim, [1.0] * dim]
