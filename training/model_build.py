@@ -153,10 +153,11 @@ def validation_unseen_words(seen: list[str], seed: int) -> list[str]:
     return sorted(str(t) for t in rng.choice(seen, size=round(VALIDATION_UNSEEN_FRACTION * len(seen)), replace=False))
 
 
-def work_inputs(corpus: Path, work: Path, seed: int = 0, words=None):
+def work_inputs(corpus: Path, work: Path, seed: int = 0, words=None, backbone: str = "msd+mtt"):
     """(words, prepared): make model's decoded inputs of `corpus` from the cache in its work folder
     (decoding what the cache does not hold), the clips split as make model splits them, and the
-    word space (`words`, or GloVe's). For the studies that read what make model leaves."""
+    word space (`words`, or GloVe's). make model's own steps and the studies that read what it
+    leaves."""
     from mre.embedder.models.paper import ModelConfig
     from mre.embedder.words.space import WordSpace
     from mre.training.inputs import assign_splits, prepare_inputs
@@ -164,7 +165,7 @@ def work_inputs(corpus: Path, work: Path, seed: int = 0, words=None):
 
     words = words if words is not None else WordSpace.load()
     prepared = prepare_inputs(_table_tracks(str(corpus / "tracks.csv"), words, []),
-                              ModelConfig(audio_branch="musicnn", backbone="msd+mtt"),
+                              ModelConfig(audio_branch="musicnn", backbone=backbone),
                               cache=work / "corpus.mre.inputs")
     prepared.tracks = assign_splits(prepared.tracks, seed)
     return words, prepared
@@ -242,11 +243,10 @@ def _figure(value: float | None) -> str:
 
 def build(corpus: Path, work: Path, ship: Path, *, backbone: str = "msd+mtt", seed: int = 0, epochs: int = 40,
           device: str = "cpu", workers: int = 1, control: bool = True, log=print) -> dict:
-    from mre.training.run import DataOptions, _table_tracks, run_training
+    from mre.training.run import DataOptions, run_training
     from mre.embedder.models.paper import ModelConfig
     from mre.embedder.models.trained import load_trained_model
     from mre.training.loop import TrainSettings, train
-    from mre.training.inputs import assign_splits, prepare_inputs, split_tags, tag_vocabulary
     from mre.embedder.words.space import WordSpace
 
     table = corpus / "tracks.csv"
@@ -259,9 +259,7 @@ def build(corpus: Path, work: Path, ship: Path, *, backbone: str = "msd+mtt", se
     log(f"test split of the training corpus: seen-tag AUC {_figure(report.seen_tag_retrieval_auc)}, "
         f"unseen-tag AUC {_figure(report.unseen_tag_retrieval_auc)}")
     # the decoded inputs again, from run_training's cache (same files and settings: no decoding)
-    tracks = _table_tracks(str(table), words, [])
-    prepared = prepare_inputs(tracks, config, cache=model_file.with_name(model_file.name + ".inputs"))
-    prepared.tracks = assign_splits(prepared.tracks, seed)
+    _, prepared = work_inputs(corpus, work, seed, words, backbone)
     trained = load_trained_model(model_file, word_space=words)
     provenance = {"corpus": json.loads((corpus / "manifest.json").read_text())["soundfonts"],
                   "corpus_seed": json.loads((corpus / "manifest.json").read_text())["seed"],
@@ -285,9 +283,7 @@ def build(corpus: Path, work: Path, ship: Path, *, backbone: str = "msd+mtt", se
     if control:
         vocabulary = trained.seen_tags + trained.unseen_tags
         random_words = random_word_space(vocabulary, words.dim)
-        control_tracks = assign_splits(prepared.tracks, seed)
-        known, _ = tag_vocabulary(control_tracks, random_words)
-        seen, unseen, _ = split_tags(known, seed, unseen_file=HELD_OUT_FILE)
+        seen, unseen = seen_and_unseen(prepared, random_words, seed)
         control_config = ModelConfig(audio_branch="musicnn", backbone=backbone, word_dim=words.dim)
         control_result = train(prepared, random_words, seen, unseen, config=control_config,
                                settings=settings, out=work / "control.mre", fingerprint="control", device=device,
