@@ -165,9 +165,7 @@ def staged_table(rows: list[dict], dim: int) -> pa.Table:
     schema = _staged_schema(dim)
     at = schema.get_field_index("vector")
     vectors = optional_vectors_column([row["vector"] for row in rows], dim)
-    fields = [row.copy() for row in rows]
-    for row in fields:
-        del row["vector"]
+    fields = [{name: value for name, value in row.items() if name != "vector"} for row in rows]
     return pa.Table.from_pylist(fields, schema=schema.remove(at)).add_column(at, schema.field(at), vectors)
 
 
