@@ -233,7 +233,10 @@ def build_corpus(options: CorpusOptions, workers: int = 1, progress: bool = Fals
     options = CorpusOptions(**{**options.__dict__, "out": out})
     from tqdm import tqdm
 
-    bar = tqdm(total=options.clips, unit="clip", file=sys.stderr, disable=not progress, dynamic_ncols=True)
+    from mre.util.progress import redraw_interval
+
+    bar = tqdm(total=options.clips, unit="clip", file=sys.stderr, disable=not progress, dynamic_ncols=True,
+               mininterval=redraw_interval())
     started = time.perf_counter()
     results = []
     if workers <= 1:
