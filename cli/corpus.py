@@ -56,7 +56,12 @@ def build(out, clips, seed, soundfonts, seconds, workers, sample_rate, audio_for
     render = manifest["render"]
     click.echo(f"wrote {clips} clips ({render['audio_seconds'] / 60:.1f} min of audio, "
                f"{manifest['tag_vocabulary_size']} tags) to {out}: tracks.csv, manifest.json")
-    click.echo(f"rendered at {render['speed_x_realtime']}x realtime ({render['wall_seconds']} s, {workers} worker(s))")
+    kept = render.get("reused_clips", 0)
+    if kept:
+        click.echo(f"kept {kept} clips already rendered there (the same corpus with another clip count)")
+    if kept < clips:
+        click.echo(f"rendered {clips - kept} clips at {render['speed_x_realtime']}x realtime ({render['wall_seconds']} s, "
+                   f"{workers} worker(s))")
 
 
 @corpus.command()

@@ -446,3 +446,48 @@ def test_the_negation_study_says_what_it_lacks_in_one_line(corpus, tmp_path):
     build(out, tmp_path / "work", tmp_path / "ship.npz", epochs=1, workers=0, control=False, log=lambda line: None)
     with pytest.raises(SystemExit, match="no pair of tags"):
         negation_main(["--work", str(tmp_path / "work"), "--corpus", str(out)])
+
+
+def test_a_corpus_grown_or_cut_keeps_the_clips_it_shares_and_ends_as_a_fresh_build(tmp_path, monkeypatch):
+    """A clip depends on the seed and its index, not on the clip count: growing a corpus renders
+    only the new clips, cutting it renders none, and either way the table and the manifest's clips
+    are a fresh build's. A build interrupted midway leaves a manifest of the clips it kept only."""
+    from mre.training.corpus import build as build_module
+
+    grown, fresh = tmp_path / "grown", tmp_path / "fresh"
+    _build(grown, clips=4)
+    first = sorted((grown / "audio").rglob("*.flac"))
+    before = [p.stat().st_mtime_ns for p in first]
+    rendered = []
+    original = build_module.render_clip
+    monkeypatch.setattr(build_module, "render_clip", lambda index: rendered.append(index) or original(index))
+    manifest = _build(grown, clips=6)
+    assert rendered == [4, 5] and manifest["render"]["reused_clips"] == 4
+    assert [p.stat().st_mtime_ns for p in first] == before
+    reference = _build(fresh, clips=6)
+    assert (grown / "tracks.csv").read_text() == (fresh / "tracks.csv").read_text()
+    assert manifest["clips"] == reference["clips"] and manifest["counts"] == reference["counts"]
+    assert manifest["render"]["audio_seconds"] == reference["render"]["audio_seconds"]
+
+    rendered.clear()
+    cut = _build(grown, clips=3)
+    assert rendered == [] and cut["clips"] == reference["clips"][:3]
+    assert sorted(str(p.relative_to(grown)) for p in (grown / "audio").rglob("*.flac")) == \
+        sorted(c["path"] for c in cut["clips"])
+
+    def interrupted(index):
+        if index == 4:
+            raise KeyboardInterrupt
+        return original(index)
+
+    monkeypatch.setattr(build_module, "render_clip", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        _build(grown, clips=6)
+    left = json.loads((grown / "manifest.json").read_text())
+    assert len(left["clips"]) == 3 and left["clip_count"] == 6  # the 4th clip's file is not taken for a clip
+    assert build_module.already_built(CorpusOptions(out=grown, clips=6, seed=SEED, soundfonts=(bundled_soundfont(),),
+                                                    seconds=SECONDS)) is None
+    monkeypatch.setattr(build_module, "render_clip", original)
+    again = _build(grown, clips=6)
+    assert again["clips"] == reference["clips"] and again["render"]["reused_clips"] == 3
+    assert (grown / "tracks.csv").read_text() == (fresh / "tracks.csv").read_text()

@@ -18,6 +18,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import re
 import sys
 import time
 from collections import Counter
@@ -212,10 +213,49 @@ def _clip_paths(out: Path) -> set[str]:
         return set()
 
 
+def reusable_clips(options: CorpusOptions) -> dict[int, dict]:
+    """Clips of the corpus in OUT that this build would render the same, by index: a clip depends
+    on the seed, its index, the other options, the generator code and the SoundFont files, not on
+    how many clips there are, so a corpus grown or cut to another clip count keeps the clips it
+    shares with the one there. Each comes back as render_clip's result, read from the table, the
+    manifest and the file's header; a clip whose file is gone is left out (rendered again)."""
+    import soundfile as sf
+
+    out = Path(options.out)
+    manifest = read_manifest(out)
+    if manifest is None:
+        return {}
+    record = _options_record(options)
+    if any(manifest.get(key) != value for key, value in record.items() if key != "clip_count"):
+        return {}
+    if [(f.get("name"), f.get("sha256")) for f in manifest.get("soundfonts", [])] != \
+            [(p.name, sha256(p)) for p in options.soundfonts]:
+        return {}
+    try:
+        with open(out / "tracks.csv", newline="", encoding="utf-8") as handle:
+            rows = list(csv.DictReader(handle))
+    except OSError:
+        return {}
+    entries = manifest.get("clips", [])
+    reused = {}
+    for index, (row, entry) in enumerate(zip(rows, entries)):
+        path = audio_path(index, options.audio_format)
+        if index >= options.clips or row.get("path") != path or entry.get("path") != path:
+            continue
+        try:
+            info = sf.info(str(out / path))
+        except (OSError, RuntimeError):  # gone or unreadable: rendered again
+            continue
+        reused[index] = {"row": {column: row.get(column, "") for column in COLUMNS}, "entry": entry,
+                         "seconds": info.frames / info.samplerate}
+    return reused
+
+
 def build_corpus(options: CorpusOptions, workers: int = 1, progress: bool = False, log=None) -> dict:
     """Render the corpus; returns the manifest (also written to OUT/manifest.json). When OUT
     already holds this corpus complete, nothing is rendered and its manifest comes back with
-    "reused": True."""
+    "reused": True; when it holds part of it (the same corpus with another clip count), only the
+    clips it lacks are rendered ("reused_clips" in the manifest's render record)."""
     if options.clips < 1:
         raise ValueError("--clips must be at least 1")
     if not 1.0 <= options.seconds <= 600.0:
@@ -231,29 +271,58 @@ def build_corpus(options: CorpusOptions, workers: int = 1, progress: bool = Fals
     _prepare_out(out)
     earlier = _clip_paths(out)  # a corpus built here before with other options: its clips
     options = CorpusOptions(**{**options.__dict__, "out": out})
+    kept = reusable_clips(options)
+    # Until this build's manifest is written, the folder says it holds the clips kept and no
+    # others: files rendered before an interruption are never taken for another corpus's clips.
+    _write_table_and_manifest(options, [kept[i] for i in sorted(kept)], {"incomplete": True})
+    todo = [index for index in range(options.clips) if index not in kept]
     from tqdm import tqdm
 
     from mre.util.progress import redraw_interval
 
-    bar = tqdm(total=options.clips, unit="clip", file=sys.stderr, disable=not progress, dynamic_ncols=True,
-               mininterval=redraw_interval())
+    bar = tqdm(total=options.clips, initial=len(kept), unit="clip", file=sys.stderr, disable=not progress,
+               dynamic_ncols=True, mininterval=redraw_interval())
     started = time.perf_counter()
-    results = []
-    if workers <= 1:
+    rendered = {}
+    if todo and workers <= 1:
         _start_worker(options)
-        for index in range(options.clips):
-            results.append(render_clip(index))
+        for index in todo:
+            rendered[index] = render_clip(index)
             bar.update()
-    else:
+    elif todo:
         from concurrent.futures import ProcessPoolExecutor
 
         with ProcessPoolExecutor(workers, initializer=_start_worker, initargs=(options,)) as pool:
-            for result in pool.map(render_clip, range(options.clips), chunksize=4):
-                results.append(result)
+            for index, result in zip(todo, pool.map(render_clip, todo, chunksize=4)):
+                rendered[index] = result
                 bar.update()
     bar.close()
     wall = time.perf_counter() - started
-    audio_seconds = sum(r["seconds"] for r in results)
+    audio_seconds = sum(r["seconds"] for r in rendered.values())
+    results = [kept[index] if index in kept else rendered[index] for index in range(options.clips)]
+    render = {"audio_seconds": round(sum(r["seconds"] for r in results), 1), "wall_seconds": round(wall, 2),
+              "speed_x_realtime": round(audio_seconds / wall, 1) if wall > 0 and todo else None,
+              "workers": workers, "reused_clips": len(kept)}
+    manifest = _write_table_and_manifest(options, results, render)
+    listed = {r["row"]["path"] for r in results}
+    # clips of an earlier corpus here, or rendered before an interruption, that this one does not
+    # list: not left to be indexed or trained on by mistake
+    for stale in (earlier | _clip_files(out)) - listed:
+        (out / stale).unlink(missing_ok=True)
+    return manifest
+
+
+def _clip_files(out: Path) -> set[str]:
+    """Files under OUT/audio named as the builder names clips."""
+    pattern = re.compile(r"^\d{6}\.(" + "|".join(map(re.escape, FORMATS)) + r")$")
+    return {str(p.relative_to(out)) for p in (out / "audio").glob("*/*") if pattern.match(p.name)}
+
+
+def _write_table_and_manifest(options: CorpusOptions, results: list[dict], render: dict) -> dict:
+    """OUT's tracks.csv and manifest.json for these clips (render_clip's results, in order), the
+    manifest last; a manifest listing fewer clips than its clip_count is a build in progress or
+    interrupted, never a complete corpus."""
+    out = Path(options.out)
     rows = [r["row"] for r in results]
     with open(out / "tracks.csv", "w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=COLUMNS, lineterminator="\n")
@@ -269,14 +338,11 @@ def build_corpus(options: CorpusOptions, workers: int = 1, progress: bool = Fals
         "counts": {"tags": dict(sorted(tag_counts.items(), key=lambda kv: (-kv[1], kv[0]))),
                    "styles": dict(sorted(Counter(r["style"] for r in rows).items())),
                    "splits": dict(sorted(Counter(r["split"] for r in rows).items()))},
-        "render": {"audio_seconds": round(audio_seconds, 1), "wall_seconds": round(wall, 2),
-                   "speed_x_realtime": round(audio_seconds / wall, 1) if wall > 0 else None, "workers": workers},
+        "render": render,
         "catalogue": catalogue(),
         "clips": [r["entry"] for r in results],
     }
     write_text_atomic(out / "manifest.json", json.dumps(manifest, indent=1) + "\n")
-    for stale in earlier - {r["path"] for r in rows}:  # not left to be indexed or trained on by mistake
-        (out / stale).unlink(missing_ok=True)
     return manifest
 
 
@@ -308,7 +374,8 @@ def held_out_set(folder: Path, clips: int = HELD_OUT_CLIPS, seed: int = HELD_OUT
                                           held_out_evaluation=True), workers=workers, progress=progress)
     if not manifest.get("held_out_evaluation"):
         raise ValueError(f"{folder} is a training corpus, not a held-out evaluation set")
-    complete = all((folder / c["path"]).is_file() for c in manifest.get("clips", []))
+    clips = manifest.get("clips", [])
+    complete = len(clips) == manifest.get("clip_count") and all((folder / c["path"]).is_file() for c in clips)
     if manifest.get("generator") == generator_fingerprint() and complete:
         return manifest
     font = held_out_soundfont()
