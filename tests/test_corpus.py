@@ -414,6 +414,36 @@ def test_a_smaller_corpus_variant_trains_on_the_first_clips_of_the_table(tmp_pat
             variant_settings(bad, 0)
 
 
+def test_the_pooled_backbone_reads_the_taggers_back_end_vectors_into_a_cache_of_its_own(corpus, tmp_path):
+    """`--backbone msd+mtt-pooled` gives the head both taggers' pooled back-end vectors (1,506 each,
+    the layer under the penultimate one, from the same forward pass as the probabilities); the
+    study refuses make model's work folder rather than replace its cached features."""
+    import torch
+
+    from mre.embedder.models.paper import ModelConfig
+    from mre.embedder.models.registry import load_tagger
+    from mre.training.choose_label_reading import main as study_main
+    from mre.training.inputs import _TeacherPass
+    from mre.training.model_build import work_inputs
+
+    out, _, _ = corpus
+    config = ModelConfig(audio_branch="musicnn", backbone="msd+mtt-pooled")
+    assert config.feature_dim == 2 * 1506 and ModelConfig(audio_branch="musicnn", backbone="msd+mtt").feature_dim == 400
+    msd, mtt = load_tagger("musicnn-msd"), load_tagger("musicnn-mtt")
+    patches = torch.randn(2, 187, 96)
+    outputs = _TeacherPass(msd, mtt, layer="pooled").patch_outputs(patches)
+    _, _, msd_pooled = msd.forward_layers(patches)
+    width = outputs.shape[1] - 2 * 1506
+    assert torch.equal(outputs[:, width:width + 1506], msd_pooled)
+    assert torch.equal(outputs[:, :width], _TeacherPass(msd, mtt).patch_outputs(patches)[:, :width])  # same probabilities
+    _, prepared = work_inputs(out, tmp_path / "pooled", backbone="msd+mtt-pooled")
+    assert prepared.inputs.shape[1] == 3012 and (tmp_path / "pooled" / "corpus.mre.inputs.json").is_file()
+    (tmp_path / "made").mkdir()
+    (tmp_path / "made" / "corpus.mre").write_bytes(b"")
+    with pytest.raises(SystemExit, match="work folder of its own"):
+        study_main(["--work", str(tmp_path / "made"), "--corpus", str(out), "--backbone", "msd+mtt-pooled"])
+
+
 def test_the_union_reading_of_a_word_that_is_a_label_or_a_learnt_tag_is_that_word():
     """With one neighbour, a word read over the labels and the seen tags together is its own label
     (weight 1 on its log-odds) or its own learnt row."""

@@ -213,22 +213,29 @@ def main(argv: list[str] | None = None) -> None:
                              "noise-S (Gaussian noise of S standard deviations on them)")
     parser.add_argument("--seeds", type=int, nargs="+", default=None,
                         help="with --variants: training seeds (default: --seed)")
+    parser.add_argument("--backbone", choices=("msd+mtt", "msd+mtt-pooled"), default="msd+mtt",
+                        help="the head's input: the taggers' penultimate features (make model's, from its cache "
+                             "in --work) or their pooled back-end vectors (decoded into --work on first use; give "
+                             "it a folder of its own)")
     args = parser.parse_args(argv)
     for variant in args.variants or []:
         try:
             variant_settings(variant, 0)
         except ValueError:
             parser.error(f"--variants {variant!r}: base, clips-N, dropout-P or noise-S")
-    if not (args.work / "corpus.mre.inputs.json").is_file():
+    if args.backbone == "msd+mtt" and not (args.work / "corpus.mre.inputs.json").is_file():
         raise SystemExit(f"error: {args.work / 'corpus.mre.inputs.json'} is missing: run `make model` first")
+    if args.backbone != "msd+mtt" and (args.work / "corpus.mre").exists():
+        raise SystemExit(f"error: {args.work} holds make model's cached inputs; --backbone {args.backbone} "
+                         f"needs a work folder of its own")
     import torch
 
     from mre.embedder.models.paper import ModelConfig
     from mre.training.model_build import seen_and_unseen, validation_unseen_words, work_inputs
 
     torch.set_num_threads(1)  # as make model
-    words, prepared = work_inputs(args.corpus, args.work, args.seed)
-    config = ModelConfig(audio_branch="musicnn", backbone="msd+mtt", word_dim=words.dim)
+    words, prepared = work_inputs(args.corpus, args.work, args.seed, backbone=args.backbone, workers=1)
+    config = ModelConfig(audio_branch="musicnn", backbone=args.backbone, word_dim=words.dim)
     seen, unseen = seen_and_unseen(prepared, words, args.seed)
     validation_unseen = validation_unseen_words(seen, args.seed)
     settings = variant_settings("base", args.seed)

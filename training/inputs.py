@@ -60,14 +60,21 @@ def _spread(n_available: int, n_wanted: int) -> np.ndarray:
 
 
 class _TeacherPass:
-    """Both taggers on the same patches: [MSD probabilities | MTT probabilities | MSD penultimate | MTT penultimate]."""
+    """Both taggers on the same patches: [MSD probabilities | MTT probabilities | MSD features | MTT
+    features], the features of `layer` (penultimate or pooled, ModelConfig.backbone_layer)."""
 
-    def __init__(self, msd, mtt):
-        self.msd, self.mtt = msd, mtt
+    def __init__(self, msd, mtt, layer: str = "penultimate"):
+        self.msd, self.mtt, self.layer = msd, mtt, layer
+
+    def _outputs(self, tagger, patches: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.layer == "penultimate":
+            return tagger(patches)
+        logits, _, pooled = tagger.forward_layers(patches)
+        return torch.sigmoid(logits.float()), pooled
 
     def patch_outputs(self, patches: torch.Tensor) -> torch.Tensor:
-        msd_probabilities, msd_features = self.msd(patches)
-        mtt_probabilities, mtt_features = self.mtt(patches)
+        msd_probabilities, msd_features = self._outputs(self.msd, patches)
+        mtt_probabilities, mtt_features = self._outputs(self.mtt, patches)
         return torch.cat([msd_probabilities, mtt_probabilities, msd_features, mtt_features], dim=1)
 
 
@@ -132,7 +139,7 @@ def prepare_inputs(tracks: Sequence[LabelledTrack], config: ModelConfig, *, teac
         raise TrainingDataError(f"the teacher needs {musicnn_frontend.sample_rate} Hz audio; the model's front-end "
                                 f"is at {student_frontend.sample_rate} Hz")
     teacher_model = ZeroShotTaggerModel(device=device) if needs_musicnn else None
-    teacher_pass = _TeacherPass(*teacher_model.taggers) if needs_musicnn else None
+    teacher_pass = _TeacherPass(*teacher_model.taggers, layer=config.backbone_layer) if needs_musicnn else None
     n_probabilities = len(get_model_spec("musicnn-msd").labels) + len(get_model_spec("musicnn-mtt").labels)
     # on CPU the taggers run as slices on single-threaded threads, as indexing does (see runner)
     threads = CpuPatchThreads(default_model_threads()) if needs_musicnn and device.type == "cpu" else None
@@ -165,7 +172,7 @@ def prepare_inputs(tracks: Sequence[LabelledTrack], config: ModelConfig, *, teac
                 patches = torch.from_numpy(patched.patches[0]).to(device)
                 chosen = torch.from_numpy(_spread(len(patches), max_patches)).to(device)
                 outputs = threads(teacher_pass, patches) if threads else teacher_pass.patch_outputs(patches)
-                # the backbone taggers' penultimate features, MSD's first (BACKBONES)
+                # the backbone taggers' features, MSD's first (BACKBONES)
                 features = outputs[:, n_probabilities:n_probabilities + config.feature_dim]
                 merged = outputs[:, :n_probabilities] @ teacher_model._merge(outputs)
                 probabilities.append(merged.mean(dim=0).cpu().numpy())

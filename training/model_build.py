@@ -153,7 +153,7 @@ def validation_unseen_words(seen: list[str], seed: int) -> list[str]:
     return sorted(str(t) for t in rng.choice(seen, size=round(VALIDATION_UNSEEN_FRACTION * len(seen)), replace=False))
 
 
-def work_inputs(corpus: Path, work: Path, seed: int = 0, words=None, backbone: str = "msd+mtt"):
+def work_inputs(corpus: Path, work: Path, seed: int = 0, words=None, backbone: str = "msd+mtt", workers: int = 0):
     """(words, prepared): make model's decoded inputs of `corpus` from the cache in its work folder
     (decoding what the cache does not hold), the clips split as make model splits them, and the
     word space (`words`, or GloVe's). make model's own steps and the studies that read what it
@@ -163,10 +163,14 @@ def work_inputs(corpus: Path, work: Path, seed: int = 0, words=None, backbone: s
     from mre.training.inputs import assign_splits, prepare_inputs
     from mre.training.run import _table_tracks
 
+    from mre.training.run import _progress_bar
+
     words = words if words is not None else WordSpace.load()
-    prepared = prepare_inputs(_table_tracks(str(corpus / "tracks.csv"), words, []),
-                              ModelConfig(audio_branch="musicnn", backbone=backbone),
-                              cache=work / "corpus.mre.inputs")
+    tracks = _table_tracks(str(corpus / "tracks.csv"), words, [])
+    progress = _progress_bar(len(tracks), None, print)  # shown only when the cache does not hold them
+    prepared = prepare_inputs(tracks, ModelConfig(audio_branch="musicnn", backbone=backbone),
+                              cache=work / "corpus.mre.inputs", progress=progress, workers=workers)
+    progress(None, None)
     prepared.tracks = assign_splits(prepared.tracks, seed)
     return words, prepared
 

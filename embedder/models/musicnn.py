@@ -284,6 +284,13 @@ class MusicnnTagger(_TaggerBase):
 
     def forward_logits(self, mel_patches: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``mel_patches [B, frames, 96]`` -> (logits [B, tags], penultimate [B, 200])."""
+        logits, penultimate, _ = self.forward_layers(mel_patches)
+        return logits, penultimate
+
+    def forward_layers(self, mel_patches: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``mel_patches [B, frames, 96]`` -> (logits [B, tags], penultimate [B, 200], pooled
+        [B, 1506]: the back-end's max and mean over time of the 753 front- and mid-end channels,
+        before its batch-norm and dense layer)."""
         mel_patches = self._check_patches(mel_patches)
         spectrogram = mel_patches * self.input_scale + self.input_shift  # input batch-norm
         # On CPU one patch at a time, so that a patch's front-end activations stay in the
@@ -301,7 +308,7 @@ class MusicnnTagger(_TaggerBase):
         hidden = F.linear(pooled, self.dense_kernel, self.dense_bias).relu()
         penultimate = hidden * self.penultimate_scale + self.penultimate_shift
         logits = F.linear(penultimate, self.output_kernel, self.output_bias)
-        return logits, penultimate
+        return logits, penultimate, pooled
 
 
 class VggTagger(_TaggerBase):

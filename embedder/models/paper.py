@@ -35,7 +35,11 @@ BACKBONE_FEATURES = 200  # musicnn's penultimate dense layer
 # Which frozen taggers' penultimate features the head reads, concatenated in this order.
 # "msd+mtt" adds the MagnaTagATune tagger (instruments, "no vocals", "harpsichord"...): the
 # default zero-shot model runs both taggers anyway, so its features cost no extra pass.
-BACKBONES = {"msd": ("musicnn-msd",), "msd+mtt": ("musicnn-msd", "musicnn-mtt")}
+BACKBONES = {"msd": ("musicnn-msd",), "msd+mtt": ("musicnn-msd", "musicnn-mtt"),
+             "msd+mtt-pooled": ("musicnn-msd", "musicnn-mtt")}
+# "-pooled": the layer below the penultimate one, the back-end's max and mean over time of the
+# 753 front- and mid-end channels (1,506 a tagger), for studies of a wider head input.
+POOLED_FEATURES = 1506
 
 # Paper settings: 128 mel bands and ~3 s patches (130 frames at 22.05 kHz, hop 512). Here at
 # 16 kHz / hop 256 (187 frames, the same 3 s), the rate the musicnn taggers use, so a
@@ -74,8 +78,13 @@ class ModelConfig:
 
     @property
     def feature_dim(self) -> int:
-        """Width of the musicnn branch's input: 200 penultimate features per backbone tagger."""
-        return BACKBONE_FEATURES * len(self.backbone_taggers)
+        """Width of the musicnn branch's input: 200 penultimate (or 1,506 pooled) features per backbone tagger."""
+        return (POOLED_FEATURES if self.backbone_layer == "pooled" else BACKBONE_FEATURES) * len(self.backbone_taggers)
+
+    @property
+    def backbone_layer(self) -> str:
+        """Which layer of the backbone taggers the head reads: "penultimate" or "pooled"."""
+        return "pooled" if self.backbone.endswith("-pooled") else "penultimate"
 
     @property
     def frontend_config(self) -> FrontendConfig:
