@@ -316,3 +316,38 @@ def test_a_trained_model_weighs_a_negated_term_a_quarter_beside_positive_ones():
                                rtol=0, atol=tolerance)
     np.testing.assert_allclose(model.query_vector("no drums").vector, -drums / np.linalg.norm(drums), rtol=0,
                                atol=tolerance)
+
+
+def test_cached_inputs_of_unchanged_files_are_copied_when_others_join(scenes, tmp_path, monkeypatch):
+    """A corpus grown by more files decodes only the new ones (and any whose size or mtime
+    changed): the rest come from the cache the earlier file list left, and the result equals a
+    fresh decode of the whole list, the taggers' probabilities included."""
+    import os
+
+    from mre.training import inputs as inputs_module
+    from mre.training.inputs import LabelledTrack, prepare_inputs
+
+    files = sorted(str(p) for p in scenes.rglob("*.wav"))[:6]
+    tracks = [LabelledTrack(path, ["x"]) for path in files]
+    config = ModelConfig(audio_branch="musicnn", backbone="msd+mtt")
+    decoded = []
+    original = inputs_module.patch_stream
+
+    def recording(paths, *args, **kwargs):
+        decoded.append(list(paths))
+        return original(paths, *args, **kwargs)
+
+    monkeypatch.setattr(inputs_module, "patch_stream", recording)
+    cache = tmp_path / "corpus.mre.inputs"
+    prepare_inputs(tracks[:4], config, cache=cache)
+    grown = prepare_inputs(tracks, config, cache=cache)
+    assert decoded[-1] == files[4:]
+    fresh = prepare_inputs(tracks, config)
+    assert decoded[-1] == files
+    assert np.array_equal(np.asarray(grown.inputs), fresh.inputs) and np.array_equal(grown.owner, fresh.owner)
+    assert np.array_equal(grown.teacher_probabilities, fresh.teacher_probabilities)
+    assert prepare_inputs(tracks, config, cache=cache) is not None and decoded[-1] == files  # same list: cache hit
+    os.utime(files[1], ns=(os.stat(files[1]).st_atime_ns, os.stat(files[1]).st_mtime_ns + 10**9))
+    again = prepare_inputs(tracks[::-1], config, cache=cache)  # another order, one file touched
+    assert decoded[-1] == [files[1]]
+    assert np.array_equal(np.asarray(again.teacher_probabilities)[::-1], fresh.teacher_probabilities)

@@ -78,13 +78,56 @@ class _TeacherPass:
         return torch.cat([msd_probabilities, mtt_probabilities, msd_features, mtt_features], dim=1)
 
 
-def inputs_key(tracks: Sequence[LabelledTrack], config: ModelConfig, teacher: bool, max_seconds, max_patches) -> str:
-    """Names what prepare_inputs makes: the files (path, size, mtime), the front-end, the branch, the caps."""
+def _input_settings(config: ModelConfig, teacher: bool, max_seconds, max_patches) -> dict:
+    """How prepare_inputs reads each file: the front-end, the branch, the caps."""
     settings = {"frontend": config.frontend, "branch": config.audio_branch, "teacher": teacher,
                 "max_seconds": max_seconds, "max_patches": max_patches, "version": 1}
     if config.audio_branch == "musicnn" and config.backbone != "msd":  # keys of earlier caches unchanged
         settings["backbone"] = config.backbone
-    return fingerprint([LabelledTrack(t.path, []) for t in tracks], settings)
+    return settings
+
+
+def inputs_key(tracks: Sequence[LabelledTrack], config: ModelConfig, teacher: bool, max_seconds, max_patches) -> str:
+    """Names what prepare_inputs makes: the files (path, size, mtime), the front-end, the branch, the caps."""
+    return fingerprint([LabelledTrack(t.path, []) for t in tracks],
+                       _input_settings(config, teacher, max_seconds, max_patches))
+
+
+def _file_stamp(path: str) -> str:
+    """A file's size and modification time, as `fingerprint` names it ("missing" when it cannot be read)."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return "missing"
+    return f"{stat.st_size}:{stat.st_mtime_ns}"
+
+
+class _EarlierInputs:
+    """What a cache made for other files with the same settings holds for the files that did not
+    change (same path, size and mtime): their patches and teacher probabilities, copied instead of
+    decoded again (a corpus grown by more clips decodes only the new ones)."""
+
+    def __init__(self, cache: Path, settings_key: str):
+        self.rows: dict[str, tuple[int, int, int]] = {}  # path -> (first patch, end, track row)
+        self.inputs = self.probabilities = None
+        try:
+            meta = json.loads(cache.with_name(cache.name + ".json").read_text())
+            if meta.get("settings") != settings_key or len(meta.get("stamps", [])) != len(meta["tracks"]):
+                return
+            with np.load(cache.with_name(cache.name + ".npz")) as arrays:
+                owner = arrays["owner"]
+                self.probabilities = (arrays["teacher_probabilities"] if "teacher_probabilities" in arrays.files
+                                      else None)
+            self.inputs = np.load(cache.with_name(cache.name + ".npy"), mmap_mode="r")[: meta["n_patches"]]
+        except (OSError, ValueError, KeyError, TypeError):
+            return
+        starts = np.searchsorted(owner, np.arange(len(meta["tracks"]) + 1))
+        for row, (path, stamp) in enumerate(zip(meta["tracks"], meta["stamps"])):
+            if stamp != "missing" and _file_stamp(path) == stamp:
+                self.rows[path] = (int(starts[row]), int(starts[row + 1]), row)
+
+    def __len__(self) -> int:
+        return len(self.rows)
 
 
 def _load_cached(cache: Path, key: str, tracks: Sequence[LabelledTrack]) -> PreparedInputs | None:
@@ -122,6 +165,8 @@ def prepare_inputs(tracks: Sequence[LabelledTrack], config: ModelConfig, *, teac
     from mre.embedder.models.zeroshot import ZeroShotTaggerModel
 
     key = inputs_key(tracks, config, teacher, max_seconds, max_patches)
+    settings_key = fingerprint([], _input_settings(config, teacher, max_seconds, max_patches))
+    earlier = None
     if cache is not None:
         cache = Path(cache)
         cached = _load_cached(cache, key, tracks)
@@ -129,6 +174,7 @@ def prepare_inputs(tracks: Sequence[LabelledTrack], config: ModelConfig, *, teac
             if announce is not None:
                 announce(True)
             return cached
+        earlier = _EarlierInputs(cache, settings_key)
     if announce is not None:
         announce(False)
     device = torch.device(device)
@@ -146,24 +192,37 @@ def prepare_inputs(tracks: Sequence[LabelledTrack], config: ModelConfig, *, teac
     patch_shape = ((config.feature_dim,) if config.audio_branch == "musicnn"
                    else (student_frontend.patch_frames, student_frontend.n_mels))
     capacity = len(tracks) * max_patches
+    paths = [track.path for track in tracks]
+    copied = {path for path in paths if earlier is not None and path in earlier.rows}
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
         cache.with_name(cache.name + ".json").unlink(missing_ok=True)  # incomplete until rewritten at the end
-        store = np.lib.format.open_memmap(cache.with_name(cache.name + ".npy"), mode="w+", dtype=np.float16,
-                                          shape=(capacity, *patch_shape))
+        # written beside the earlier inputs (still read from) and put in their place at the end
+        partial = cache.with_name(cache.name + ".partial.npy")
+        store = np.lib.format.open_memmap(partial, mode="w+", dtype=np.float16, shape=(capacity, *patch_shape))
     else:
         store = np.empty((capacity, *patch_shape), dtype=np.float16)
 
     kept, owners, skipped, probabilities = [], [], [], []
     filled = 0
-    paths = [track.path for track in tracks]
     # one decode per file, the front-ends training needs on its samples: musicnn's (teacher
     # or backbone) first, then the paper branch's own
     frontends = ([musicnn_frontend] if needs_musicnn else []) + ([student_frontend] if config.audio_branch != "musicnn" else [])
-    stream = patch_stream(paths, frontends, workers=workers, max_seconds=max_seconds)
-    for index, patched in enumerate(stream):
+    stream = patch_stream([p for p in paths if p not in copied], frontends, workers=workers, max_seconds=max_seconds)
+    for index, path in enumerate(paths):
         if progress is not None:
             progress(index + 1, len(paths))
+        if path in copied:  # unchanged since the earlier cache: its patches as they were
+            first, end, row = earlier.rows[path]
+            student = earlier.inputs[first:end]
+            store[filled:filled + len(student)] = student
+            filled += len(student)
+            owners.append(np.full(len(student), len(kept), dtype=np.int64))
+            if needs_musicnn:
+                probabilities.append(earlier.probabilities[row])
+            kept.append(tracks[index])
+            continue
+        patched = next(stream)
         if patched.patches is None:
             skipped.append((patched.decoded.path, patched.decoded.error or "no audio"))
             continue
@@ -185,6 +244,7 @@ def prepare_inputs(tracks: Sequence[LabelledTrack], config: ModelConfig, *, teac
         filled += len(student)
         owners.append(np.full(len(student), len(kept), dtype=np.int64))
         kept.append(tracks[index])
+    stream.close()
     if threads is not None:
         threads.close()
     if not kept:
@@ -195,11 +255,15 @@ def prepare_inputs(tracks: Sequence[LabelledTrack], config: ModelConfig, *, teac
     labels = list(teacher_model.labels) if teacher_model is not None else []
     if cache is not None:
         store.flush()
+        del store
+        earlier = None  # its memory map closed before its file is replaced
+        os.replace(partial, cache.with_name(cache.name + ".npy"))
         arrays = {"owner": owner} | ({"teacher_probabilities": teacher_probabilities} if probabilities else {})
         np.savez(cache.with_name(cache.name + ".npz"), **arrays)
         # the .json last: it is what says the cache is complete
         meta = {"key": key, "n_patches": filled, "tracks": [t.path for t in kept],
-                "skipped": [list(s) for s in skipped], "teacher_labels": labels}
+                "skipped": [list(s) for s in skipped], "teacher_labels": labels,
+                "settings": settings_key, "stamps": [_file_stamp(t.path) for t in kept]}
         write_text_atomic(cache.with_name(cache.name + ".json"), json.dumps(meta))
         inputs = np.load(cache.with_name(cache.name + ".npy"), mmap_mode="r")[:filled]
     else:
@@ -309,10 +373,5 @@ def fingerprint(tracks: Sequence[LabelledTrack], settings: dict) -> str:
     """Names the training data (files by path, size and mtime; their tags and splits) and how it was read."""
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
     for track in sorted(tracks, key=lambda t: t.path):
-        try:
-            stat = os.stat(track.path)
-            stamp = f"{stat.st_size}:{stat.st_mtime_ns}"
-        except OSError:
-            stamp = "missing"
-        digest.update(f"{track.path}\0{stamp}\0{'|'.join(sorted(track.tags))}\0{track.split}\n".encode())
+        digest.update(f"{track.path}\0{_file_stamp(track.path)}\0{'|'.join(sorted(track.tags))}\0{track.split}\n".encode())
     return digest.hexdigest()
