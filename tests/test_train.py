@@ -340,6 +340,12 @@ def test_cached_inputs_of_unchanged_files_are_copied_when_others_join(scenes, tm
     monkeypatch.setattr(inputs_module, "patch_stream", recording)
     cache = tmp_path / "corpus.mre.inputs"
     prepare_inputs(tracks[:4], config, cache=cache)
+    meta_path = cache.with_name(cache.name + ".json")
+    meta = json.loads(meta_path.read_text())
+    # a cache written before files were named one by one gets their names on its next use
+    meta_path.write_text(json.dumps({k: v for k, v in meta.items() if k not in ("stamps", "settings")}))
+    prepare_inputs(tracks[:4], config, cache=cache)
+    assert decoded == [files[:4]] and json.loads(meta_path.read_text()) == meta
     grown = prepare_inputs(tracks, config, cache=cache)
     assert decoded[-1] == files[4:]
     fresh = prepare_inputs(tracks, config)

@@ -130,7 +130,7 @@ class _EarlierInputs:
         return len(self.rows)
 
 
-def _load_cached(cache: Path, key: str, tracks: Sequence[LabelledTrack]) -> PreparedInputs | None:
+def _load_cached(cache: Path, key: str, tracks: Sequence[LabelledTrack], settings_key: str) -> PreparedInputs | None:
     meta_path, arrays_path, inputs_path = (cache.with_name(cache.name + suffix) for suffix in (".json", ".npz", ".npy"))
     try:
         meta = json.loads(meta_path.read_text())
@@ -142,6 +142,9 @@ def _load_cached(cache: Path, key: str, tracks: Sequence[LabelledTrack]) -> Prep
         inputs = np.load(inputs_path, mmap_mode="r")[: meta["n_patches"]]
     except (OSError, ValueError, KeyError):
         return None
+    if "stamps" not in meta:  # written before caches named their files one by one: the key vouches for them
+        write_text_atomic(meta_path, json.dumps(meta | {"settings": settings_key,
+                                                        "stamps": [_file_stamp(path) for path in meta["tracks"]]}))
     by_path = {t.path: t for t in tracks}
     kept = [LabelledTrack(path, list(by_path[path].tags), by_path[path].split) for path in meta["tracks"]]
     return PreparedInputs(kept, inputs, owner, [tuple(s) for s in meta["skipped"]], probabilities,
@@ -169,7 +172,7 @@ def prepare_inputs(tracks: Sequence[LabelledTrack], config: ModelConfig, *, teac
     earlier = None
     if cache is not None:
         cache = Path(cache)
-        cached = _load_cached(cache, key, tracks)
+        cached = _load_cached(cache, key, tracks, settings_key)
         if cached is not None:
             if announce is not None:
                 announce(True)
