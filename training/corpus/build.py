@@ -236,12 +236,14 @@ def reusable_clips(options: CorpusOptions) -> dict[int, dict]:
             rows = list(csv.DictReader(handle))
     except OSError:
         return {}
-    entries = manifest.get("clips", [])
+    listed = {row.get("path"): (row, entry) for row, entry in zip(rows, manifest.get("clips", []))
+              if row.get("path") == entry.get("path")}
     reused = {}
-    for index, (row, entry) in enumerate(zip(rows, entries)):
+    for index in range(options.clips):
         path = audio_path(index, options.audio_format)
-        if index >= options.clips or row.get("path") != path or entry.get("path") != path:
+        if path not in listed:
             continue
+        row, entry = listed[path]
         try:
             info = sf.info(str(out / path))
         except (OSError, RuntimeError):  # gone or unreadable: rendered again
