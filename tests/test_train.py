@@ -357,3 +357,17 @@ def test_cached_inputs_of_unchanged_files_are_copied_when_others_join(scenes, tm
     again = prepare_inputs(tracks[::-1], config, cache=cache)  # another order, one file touched
     assert decoded[-1] == [files[1]]
     assert np.array_equal(np.asarray(again.teacher_probabilities)[::-1], fresh.teacher_probabilities)
+
+
+def test_a_model_on_the_pooled_back_end_reads_that_layer_of_its_taggers():
+    """A head trained on the taggers' pooled back-end vectors (`--backbone msd+mtt-pooled` in the
+    studies) is given those vectors at indexing time, not the penultimate features."""
+    from mre.embedder.models.registry import load_tagger
+    from mre.embedder.models.trained import TrainedModel
+
+    words = WordSpace.load()
+    config = ModelConfig(audio_branch="musicnn", backbone="msd+mtt-pooled", word_dim=words.dim)
+    model = TrainedModel(TwoBranchModel(config), words, seen_tags=["piano", "drums"], unseen_tags=[], model_id="test")
+    patches = torch.randn(2, 187, 96)
+    expected = torch.cat([load_tagger(name).forward_layers(patches)[2] for name in ("musicnn-msd", "musicnn-mtt")], dim=1)
+    assert torch.equal(model.branch_inputs(patches), expected) and expected.shape == (2, 3012)

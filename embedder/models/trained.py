@@ -125,7 +125,7 @@ class TrainedModel:
     # -- audio side ---------------------------------------------------------------------
     @property
     def backbone(self) -> list:
-        """The frozen taggers whose penultimate features the head reads, in the config's order."""
+        """The frozen taggers whose features (ModelConfig.backbone_layer) the head reads, in the config's order."""
         if self._backbone is None:
             from mre.embedder.models.registry import load_tagger
 
@@ -134,6 +134,8 @@ class TrainedModel:
 
     def branch_inputs(self, mel_patches: torch.Tensor) -> torch.Tensor:
         """What the trainable audio branch reads: the mel patches, or the frozen backbone's features."""
+        if self.config.audio_branch == "musicnn" and self.config.backbone_layer == "pooled":
+            return torch.cat([tagger.forward_layers(mel_patches)[2] for tagger in self.backbone], dim=1)
         if self.config.audio_branch == "musicnn":
             return torch.cat([tagger(mel_patches)[1] for tagger in self.backbone], dim=1)
         return mel_patches
