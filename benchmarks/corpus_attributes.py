@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> dict:
     from tqdm import tqdm
 
     from mre.embedder.audio.decode import load_audio
-    from mre.util.progress import redraw_interval
+    from mre.util.progress import redraw_every
 
     parser = argparse.ArgumentParser(prog="python -m mre.benchmarks.corpus_attributes", description=__doc__.split("\n")[0])
     parser.add_argument("--held-out", type=Path, default=Path("corpus/heldout"))
@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> dict:
         table = list(csv.DictReader(handle))
     rows, seconds = [], []
     for row, clip in tqdm(list(zip(table, manifest["clips"])), unit="clip", file=sys.stderr, desc="analysing",
-                          mininterval=redraw_interval()):
+                          **redraw_every()):
         y, _ = load_audio(str(args.held_out / row["path"]), SAMPLE_RATE)
         found, took = estimates(y)
         seconds.append(took)

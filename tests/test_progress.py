@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from mre.util.progress import LOG_INTERVAL_SECONDS, redraw_interval
+from mre.util.progress import LOG_INTERVAL_SECONDS, redraw_every, redraw_interval
 
 
 class _Terminal(io.StringIO):
@@ -19,3 +19,6 @@ def test_a_bar_into_a_file_redraws_each_half_minute_and_on_a_terminal_at_once():
     closed.close()
     assert redraw_interval(closed) == LOG_INTERVAL_SECONDS
     assert redraw_interval(object()) == LOG_INTERVAL_SECONDS  # no isatty at all
+    # tqdm's monitor thread redraws a bar it thinks stalled after maxinterval: not more often than the interval
+    assert redraw_every(io.StringIO()) == {"mininterval": 30.0, "maxinterval": 30.0}
+    assert redraw_every(_Terminal())["mininterval"] < 1.0 and redraw_every(_Terminal())["maxinterval"] == 10.0

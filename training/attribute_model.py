@@ -72,13 +72,13 @@ def read_corpus(corpus: Path, splits=("train", "valid"), progress: bool = True) 
     from tqdm import tqdm
 
     from mre.embedder.audio.decode import load_audio
-    from mre.util.progress import redraw_interval
+    from mre.util.progress import redraw_every
 
     corpus_manifest(corpus)
     with open(corpus / "tracks.csv", newline="", encoding="utf-8") as handle:
         rows = [row for row in csv.DictReader(handle) if row["split"] in splits]
     for row in tqdm(rows, unit="clip", file=sys.stderr, disable=not progress, desc="analysing",
-                    mininterval=redraw_interval()):
+                    **redraw_every()):
         y, _ = load_audio(str(corpus / row["path"]), SAMPLE_RATE)
         row["bpm_true"] = float(row.pop("bpm"))
         row.update(clip_features(y, SAMPLE_RATE))
@@ -156,11 +156,11 @@ def check_rows(clips, progress: bool = True) -> list[dict]:
     set that training measures every option on besides the validation split."""
     from tqdm import tqdm
 
-    from mre.util.progress import redraw_interval
+    from mre.util.progress import redraw_every
 
     return [{"key": tonic, "mode": mode, "bpm_true": float(bpm), **clip_features(y, sample_rate)}
             for y, sample_rate, tonic, mode, bpm in tqdm(clips, unit="clip", file=sys.stderr, disable=not progress,
-                                                         desc="check set", mininterval=redraw_interval())]
+                                                         desc="check set", **redraw_every())]
 
 
 def _choose(options: list[dict], fixed: dict) -> dict:

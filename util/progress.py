@@ -8,8 +8,16 @@ import sys
 LOG_INTERVAL_SECONDS = 30.0
 
 
+def redraw_every(stream=None) -> dict:
+    """tqdm's interval arguments for a bar written to `stream` (standard error by default): the
+    least and the most time between redraws, both the same into a log (tqdm's monitor would
+    otherwise redraw every 10 s)."""
+    interval = redraw_interval(stream)
+    return {"mininterval": interval, "maxinterval": max(interval, 10.0)}
+
+
 def redraw_interval(stream=None) -> float:
-    """tqdm's `mininterval` for a bar written to `stream` (standard error by default)."""
+    """The least time between a bar's redraws on `stream` (standard error by default)."""
     stream = sys.stderr if stream is None else stream
     try:
         interactive = stream.isatty()

@@ -280,10 +280,10 @@ def build_corpus(options: CorpusOptions, workers: int = 1, progress: bool = Fals
     todo = [index for index in range(options.clips) if index not in kept]
     from tqdm import tqdm
 
-    from mre.util.progress import redraw_interval
+    from mre.util.progress import redraw_every
 
     bar = tqdm(total=options.clips, initial=len(kept), unit="clip", file=sys.stderr, disable=not progress,
-               dynamic_ncols=True, mininterval=redraw_interval())
+               dynamic_ncols=True, **redraw_every())
     started = time.perf_counter()
     rendered = {}
     if todo and workers <= 1:
