@@ -59,7 +59,8 @@ train-demo: install
 # csound's GM bank (never MuseScore General, held out for evaluation), training with the musicnn
 # taggers' features, the weights file mre ships, and the paper's control (random word vectors)
 # in models/. Every step is seeded: the same commands give the same files. `mre corpus build`
-# renders nothing when corpus/train already holds this corpus.
+# renders nothing when corpus/train already holds this corpus, and only the clips it lacks when it
+# holds the same corpus with fewer clips; the training then decodes only the clips its cache lacks.
 FLUIDR3 ?= /usr/share/sounds/sf2/FluidR3_GM.sf2
 CSOUND_GM ?= /usr/share/sounds/sf2/sf_GMbank.sf2
 model: install
