@@ -346,6 +346,15 @@ def test_cached_inputs_of_unchanged_files_are_copied_when_others_join(scenes, tm
     meta_path.write_text(json.dumps({k: v for k, v in meta.items() if k not in ("stamps", "settings")}))
     prepare_inputs(tracks[:4], config, cache=cache)
     assert decoded == [files[:4]] and json.loads(meta_path.read_text()) == meta
+
+    def cut_short(paths, *args, **kwargs):
+        decoded.append(list(paths))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(inputs_module, "patch_stream", cut_short)
+    with pytest.raises(KeyboardInterrupt):  # a growth cut short leaves the earlier cache whole
+        prepare_inputs(tracks, config, cache=cache)
+    monkeypatch.setattr(inputs_module, "patch_stream", recording)
     grown = prepare_inputs(tracks, config, cache=cache)
     assert decoded[-1] == files[4:]
     fresh = prepare_inputs(tracks, config)

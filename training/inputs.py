@@ -126,9 +126,6 @@ class _EarlierInputs:
             if stamp != "missing" and _file_stamp(path) == stamp:
                 self.rows[path] = (int(starts[row]), int(starts[row + 1]), row)
 
-    def __len__(self) -> int:
-        return len(self.rows)
-
 
 def _load_cached(cache: Path, key: str, tracks: Sequence[LabelledTrack], settings_key: str) -> PreparedInputs | None:
     meta_path, arrays_path, inputs_path = (cache.with_name(cache.name + suffix) for suffix in (".json", ".npz", ".npy"))
@@ -199,8 +196,8 @@ def prepare_inputs(tracks: Sequence[LabelledTrack], config: ModelConfig, *, teac
     copied = {path for path in paths if earlier is not None and path in earlier.rows}
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
-        cache.with_name(cache.name + ".json").unlink(missing_ok=True)  # incomplete until rewritten at the end
-        # written beside the earlier inputs (still read from) and put in their place at the end
+        # written beside the earlier inputs (still read from, and still whole if this run is cut
+        # short: the next run copies from them again) and put in their place at the end
         partial = cache.with_name(cache.name + ".partial.npy")
         store = np.lib.format.open_memmap(partial, mode="w+", dtype=np.float16, shape=(capacity, *patch_shape))
     else:
@@ -260,6 +257,7 @@ def prepare_inputs(tracks: Sequence[LabelledTrack], config: ModelConfig, *, teac
         store.flush()
         del store
         earlier = None  # its memory map closed before its file is replaced
+        cache.with_name(cache.name + ".json").unlink(missing_ok=True)  # incomplete until rewritten below
         os.replace(partial, cache.with_name(cache.name + ".npy"))
         arrays = {"owner": owner} | ({"teacher_probabilities": teacher_probabilities} if probabilities else {})
         np.savez(cache.with_name(cache.name + ".npz"), **arrays)
