@@ -54,7 +54,7 @@ train-demo: install
 	$(MRE) bench quality --dataset folders --root $(DEMO_TRACKS) --model mre-zs-musicnn \
 		--model demo-models/paper.mre --model demo-models/musicnn.mre --out demo-models/bench
 
-# The shipped corpus model (MODEL_CARD.md): the held-out tag list (seeded), a 16,000-clip corpus
+# The shipped corpus model (MODEL_CARD.md): the held-out tag list (seeded), a 32,000-clip corpus
 # rendered through three SoundFonts of real-instrument samples, FluidR3_GM, TimGM6mb and
 # csound's GM bank (never MuseScore General, held out for evaluation), training with the musicnn
 # taggers' features, the weights file mre ships, and the paper's control (random word vectors)
@@ -66,7 +66,7 @@ CSOUND_GM ?= /usr/share/sounds/sf2/sf_GMbank.sf2
 model: install
 	@test -f $(FLUIDR3) -a -f $(CSOUND_GM) || { echo "make model needs FluidR3_GM and csound's GM bank: apt-get install fluid-soundfont-gm csound-soundfont"; exit 1; }
 	$(PY) -m mre.training.corpus.held_out > /dev/null
-	$(MRE) corpus build --out corpus/train --clips 16000 --seed 0 --workers 2 --quiet \
+	$(MRE) corpus build --out corpus/train --clips 32000 --seed 0 --workers 2 --quiet \
 		--soundfont $(FLUIDR3) --soundfont timgm6mb --soundfont $(CSOUND_GM)
 	$(PY) -m mre.training.model_build --corpus corpus/train --work models --ship embedder/weights/mre-zs-corpus.npz
 
