@@ -161,16 +161,21 @@ def work_inputs(corpus: Path, work: Path, seed: int = 0, words=None, backbone: s
     from mre.embedder.models.paper import ModelConfig
     from mre.embedder.words.space import WordSpace
     from mre.training.inputs import assign_splits, prepare_inputs
-    from mre.training.run import _table_tracks
-
-    from mre.training.run import _progress_bar
+    from mre.training.run import _progress_bar, _table_tracks
 
     words = words if words is not None else WordSpace.load()
     tracks = _table_tracks(str(corpus / "tracks.csv"), words, [])
-    progress = _progress_bar(len(tracks), None, print)  # shown only when the cache does not hold them
+    bar = []  # a progress bar only when the cache does not hold every track
+
+    def announce(reused: bool) -> None:
+        if not reused:
+            bar.append(_progress_bar(len(tracks), None, print))
+
     prepared = prepare_inputs(tracks, ModelConfig(audio_branch="musicnn", backbone=backbone),
-                              cache=work / "corpus.mre.inputs", progress=progress, workers=workers)
-    progress(None, None)
+                              cache=work / "corpus.mre.inputs", workers=workers, announce=announce,
+                              progress=lambda done, total: bar[0](done, total))
+    if bar:
+        bar[0](None, None)
     prepared.tracks = assign_splits(prepared.tracks, seed)
     return words, prepared
 
