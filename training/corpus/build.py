@@ -16,6 +16,7 @@ the same seed extends a smaller one.
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import json
 import re
@@ -177,17 +178,34 @@ def _options_record(options: CorpusOptions) -> dict:
             "audio_format": options.audio_format, "held_out_evaluation": options.held_out_evaluation}
 
 
+@functools.lru_cache(maxsize=16)
+def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
+    return sha256(path)
+
+
+def _font_sha256(path: Path) -> str:
+    """A SoundFont's sha256, hashed once per file version: a build compares and records it
+    several times (FluidR3_GM is 148 MB)."""
+    stat = Path(path).stat()
+    return _file_sha256(str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+def _same_corpus(manifest: dict, options: CorpusOptions, *, clip_count: bool = True) -> bool:
+    """Whether a manifest's clips are the ones `options` make: the same options (the clip count
+    left out unless `clip_count`), generator code and SoundFont files, in order."""
+    if any(manifest.get(key) != value for key, value in _options_record(options).items()
+           if clip_count or key != "clip_count"):
+        return False
+    return [(f.get("name"), f.get("sha256")) for f in manifest.get("soundfonts", [])] == \
+        [(p.name, _font_sha256(p)) for p in options.soundfonts]
+
+
 def already_built(options: CorpusOptions) -> dict | None:
     """The manifest of OUT when it holds this very corpus, complete (same options, generator code
     and SoundFont files, every clip on disk): a second `make model` reuses it instead of
     rendering again."""
     manifest = read_manifest(Path(options.out))
-    if manifest is None:
-        return None
-    if any(manifest.get(key) != value for key, value in _options_record(options).items()):
-        return None
-    fonts = [(p.name, sha256(p)) for p in options.soundfonts]
-    if [(f.get("name"), f.get("sha256")) for f in manifest.get("soundfonts", [])] != fonts:
+    if manifest is None or not _same_corpus(manifest, options):
         return None
     clips = manifest.get("clips", [])
     if len(clips) != options.clips or not all((Path(options.out) / c["path"]).is_file() for c in clips):
@@ -223,13 +241,7 @@ def reusable_clips(options: CorpusOptions) -> dict[int, dict]:
 
     out = Path(options.out)
     manifest = read_manifest(out)
-    if manifest is None:
-        return {}
-    record = _options_record(options)
-    if any(manifest.get(key) != value for key, value in record.items() if key != "clip_count"):
-        return {}
-    if [(f.get("name"), f.get("sha256")) for f in manifest.get("soundfonts", [])] != \
-            [(p.name, sha256(p)) for p in options.soundfonts]:
+    if manifest is None or not _same_corpus(manifest, options, clip_count=False):
         return {}
     try:
         with open(out / "tracks.csv", newline="", encoding="utf-8") as handle:
@@ -334,7 +346,7 @@ def _write_table_and_manifest(options: CorpusOptions, results: list[dict], rende
     manifest = {
         "purpose": "held-out evaluation" if options.held_out_evaluation else "training",
         **_options_record(options),
-        "soundfonts": [{"name": p.name, "sha256": sha256(p), "held_out": is_held_out(p),
+        "soundfonts": [{"name": p.name, "sha256": _font_sha256(p), "held_out": is_held_out(p),
                         "clips": sum(r["soundfont"] == p.name for r in rows)} for p in options.soundfonts],
         "tag_vocabulary_size": len(tag_counts),
         "counts": {"tags": dict(sorted(tag_counts.items(), key=lambda kv: (-kv[1], kv[0]))),
@@ -381,7 +393,7 @@ def held_out_set(folder: Path, clips: int = HELD_OUT_CLIPS, seed: int = HELD_OUT
     if manifest.get("generator") == generator_fingerprint() and complete:
         return manifest
     font = held_out_soundfont()
-    if [(f.get("name"), f.get("sha256")) for f in manifest.get("soundfonts", [])] != [(font.name, sha256(font))]:
+    if [(f.get("name"), f.get("sha256")) for f in manifest.get("soundfonts", [])] != [(font.name, _font_sha256(font))]:
         raise ValueError(f"{folder} is incomplete or was rendered by other generator code, through SoundFonts not "
                          f"found here; render it again (mre corpus build --held-out-evaluation --out {folder} ...) "
                          "or remove it")
