@@ -222,15 +222,6 @@ def read_manifest(out: Path) -> dict | None:
     return manifest if isinstance(manifest, dict) else None
 
 
-def _clip_paths(out: Path) -> set[str]:
-    """The clip files the manifest in OUT lists (none without one)."""
-    try:
-        return {str(c["path"]) for c in (read_manifest(out) or {}).get("clips", [])
-                if ".." not in Path(str(c["path"])).parts}
-    except (KeyError, TypeError):
-        return set()
-
-
 def reusable_clips(options: CorpusOptions) -> dict[int, dict]:
     """Clips of the corpus in OUT that this build would render the same, by index: a clip depends
     on the seed, its index, the other options, the generator code and the SoundFont files, not on
@@ -283,7 +274,6 @@ def build_corpus(options: CorpusOptions, workers: int = 1, progress: bool = Fals
     if existing is not None:
         return existing | {"reused": True}
     _prepare_out(out)
-    earlier = _clip_paths(out)  # a corpus built here before with other options: its clips
     options = CorpusOptions(**{**options.__dict__, "out": out})
     kept = reusable_clips(options)
     # Until this build's manifest is written, the folder says it holds the clips kept and no
@@ -321,7 +311,7 @@ def build_corpus(options: CorpusOptions, workers: int = 1, progress: bool = Fals
     listed = {r["row"]["path"] for r in results}
     # clips of an earlier corpus here, or rendered before an interruption, that this one does not
     # list: not left to be indexed or trained on by mistake
-    for stale in (earlier | _clip_files(out)) - listed:
+    for stale in _clip_files(out) - listed:
         (out / stale).unlink(missing_ok=True)
     return manifest
 
