@@ -66,15 +66,9 @@ class _TeacherPass:
     def __init__(self, msd, mtt, layer: str = "penultimate"):
         self.msd, self.mtt, self.layer = msd, mtt, layer
 
-    def _outputs(self, tagger, patches: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.layer == "penultimate":
-            return tagger(patches)
-        logits, _, pooled = tagger.forward_layers(patches)
-        return torch.sigmoid(logits.float()), pooled
-
     def patch_outputs(self, patches: torch.Tensor) -> torch.Tensor:
-        msd_probabilities, msd_features = self._outputs(self.msd, patches)
-        mtt_probabilities, mtt_features = self._outputs(self.mtt, patches)
+        msd_probabilities, msd_features = self.msd.outputs(patches, self.layer)
+        mtt_probabilities, mtt_features = self.mtt.outputs(patches, self.layer)
         return torch.cat([msd_probabilities, mtt_probabilities, msd_features, mtt_features], dim=1)
 
 

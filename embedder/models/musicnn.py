@@ -310,6 +310,13 @@ class MusicnnTagger(_TaggerBase):
         logits = F.linear(penultimate, self.output_kernel, self.output_bias)
         return logits, penultimate, pooled
 
+    def outputs(self, mel_patches: torch.Tensor, layer: str = "penultimate") -> tuple[torch.Tensor, torch.Tensor]:
+        """(tag probabilities, features of `layer`): "penultimate" as ``forward``, or "pooled"."""
+        if layer == "penultimate":
+            return self(mel_patches)
+        logits, _, pooled = self.forward_layers(mel_patches)
+        return torch.sigmoid(logits.float()), pooled
+
 
 class VggTagger(_TaggerBase):
     """musicnn's ``vgg`` baseline: five 3x3 conv blocks with 128 filters, then one dense layer.

@@ -134,10 +134,9 @@ class TrainedModel:
 
     def branch_inputs(self, mel_patches: torch.Tensor) -> torch.Tensor:
         """What the trainable audio branch reads: the mel patches, or the frozen backbone's features."""
-        if self.config.audio_branch == "musicnn" and self.config.backbone_layer == "pooled":
-            return torch.cat([tagger.forward_layers(mel_patches)[2] for tagger in self.backbone], dim=1)
         if self.config.audio_branch == "musicnn":
-            return torch.cat([tagger(mel_patches)[1] for tagger in self.backbone], dim=1)
+            layer = self.config.backbone_layer
+            return torch.cat([tagger.outputs(mel_patches, layer)[1] for tagger in self.backbone], dim=1)
         return mel_patches
 
     def patch_outputs(self, mel_patches: torch.Tensor) -> torch.Tensor:
