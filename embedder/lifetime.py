@@ -7,7 +7,8 @@ server, its resource tracker and a worker waited forever, holding the caller's s
 stderr (`mre index … | cat` never returned). So:
 
 - the decode server asks the kernel for SIGTERM when the thread that started it exits
-  (``prctl(PR_SET_PDEATHSIG)``, Linux), by being imported as the server's preload;
+  (``prctl(PR_SET_PDEATHSIG)``, Linux), by being imported as the server's first preload,
+  and leaves Ctrl-C to `mre` from then on;
 - each worker asks for SIGKILL when the server exits, and watches `mre`'s own process in a
   thread (every platform; also catches a server that outlived `mre`);
 - with the server and workers gone the resource tracker reads the end of its pipe and exits.
@@ -105,3 +106,8 @@ if _imported_by_forkserver():
     # The server is started from the thread that first needs workers (the main thread of
     # `mre index`); should that thread end first, multiprocessing starts a new server.
     die_with_parent(signal.SIGTERM)
+    # multiprocessing shields the server from Ctrl-C only once its preloads are imported:
+    # a Ctrl-C during them (torch's import, most of a second) printed a traceback from the
+    # server under `mre`'s own one-line message. Ctrl-C is `mre`'s to handle; this module is
+    # the server's first preload, and its workers ignore Ctrl-C anyway (init_worker).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)

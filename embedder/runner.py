@@ -303,7 +303,9 @@ def decode_server():
     # A new worker also re-runs the program's main module (multiprocessing's spawn protocol):
     # a main that imports torch at its top costs every worker ~1 s, so the `mre` command and
     # the throughput benchmarks import torch only inside their functions.
-    context.set_forkserver_preload(["mre.embedder.runner", "mre.embedder.audio.frontend"])  # no effect once it runs
+    # lifetime first: it sets up the server's signals before the heavy imports. (The list has
+    # no effect once the server runs.)
+    context.set_forkserver_preload(["mre.embedder.lifetime", "mre.embedder.runner", "mre.embedder.audio.frontend"])
     from multiprocessing import forkserver
 
     forkserver.ensure_running()

@@ -166,6 +166,66 @@ def test_kill_9_leaves_no_decode_server_or_worker(long_library, tmp_path):
     _assert_nothing_left(process.pid)
 
 
+def _signal_ignored(pid: int, sig: int) -> bool:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    masks = [line.split()[1] for line in status.splitlines() if line.startswith("SigIgn:")]
+    return bool(masks) and bool(int(masks[0], 16) & (1 << (sig - 1)))
+
+
+def _maps_torch(pid: int) -> bool:
+    try:
+        return "libtorch" in Path(f"/proc/{pid}/maps").read_text()
+    except OSError:
+        return False
+
+
+_INDEX_AS_IN_A_TERMINAL = """
+import signal, sys
+signal.signal(signal.SIGINT, signal.default_int_handler)  # as _INDEX_WITH_MARKER says
+from mre.cli.main import main
+sys.argv[0] = "mre"
+main()
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc")
+def test_ctrl_c_while_the_decode_server_imports_torch_is_one_line(long_library, tmp_path):
+    """Ctrl-C reaches the terminal's whole process group, the decode server too. The server
+    ignores it from before its heavy imports: `mre` alone answers, in one line."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    process = subprocess.Popen([sys.executable, "-c", _INDEX_AS_IN_A_TERMINAL, "index", str(long_library),
+                                "--store", str(tmp_path / "store"), "--workers", "1"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    server, shielded = None, False
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and process.poll() is None:
+        if server is None:
+            server = next((pid for pid, cmd in group_members(process.pid) if "forkserver" in cmd), None)
+        elif _signal_ignored(server, signal.SIGINT):
+            shielded = not _maps_torch(server)  # still before torch: its import is what Ctrl-C used to break
+            break
+        time.sleep(0.002)
+    try:
+        assert shielded, "the decode server took Ctrl-C until after it had imported torch"
+        os.killpg(process.pid, signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+    assert "Traceback" not in stderr.decode(), stderr.decode()
+    assert process.returncode == 130, stderr.decode()
+    assert stderr.decode().strip().splitlines()[-1].startswith("interrupted:"), stderr.decode()
+    _assert_nothing_left(process.pid)
+
+
 # ---------------------------------------------------------------------------- full disk
 
 @pytest.fixture()
