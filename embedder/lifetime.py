@@ -15,6 +15,7 @@ stderr (`mre index … | cat` never returned). So:
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -81,6 +82,36 @@ def watch_process(pid: int, start_time: str | None, interval: float = WATCH_SECO
         os._exit(1)
 
     threading.Thread(target=watch, name=f"watch-{pid}", daemon=True).start()
+
+
+@contextlib.contextmanager
+def signals_held(signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)):
+    """Hold Ctrl-C and SIGTERM over a step that must not be cut in two, then deliver them.
+
+    Starting a decode worker waits for the decode server to fork it (most of a second while
+    the server still imports torch). Interrupted in that wait, the pool never learnt of the
+    worker the server then forked: `mre` hung at exit joining it, or the worker, started
+    after `mre` had released the pool's queues, printed a traceback. Held, the signal takes
+    effect right after the step, through the handler that was in place. Only the main thread
+    can set handlers; elsewhere, and for a signal that is ignored, nothing is held.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    earlier = {}
+    for sig in signals:
+        handler = signal.getsignal(sig)
+        if handler is None or handler == signal.SIG_IGN:  # None: set outside Python; leave it be
+            continue
+        earlier[sig] = signal.signal(sig, lambda signum, _frame: received.append(signum))
+    try:
+        yield
+    finally:
+        for sig, handler in earlier.items():
+            signal.signal(sig, handler)
+        for sig in dict.fromkeys(received):
+            signal.raise_signal(sig)
 
 
 def _imported_by_forkserver() -> bool:

@@ -343,8 +343,10 @@ def decode_stream(
         # At most 2 tracks per worker in flight: the model is slower than decoding, and
         # pool.map would decode the whole library ahead of it, holding every track's samples.
         in_flight: deque = deque()
-        for task in tasks:
-            in_flight.append(pool.submit(_decode_one, task))
+        for number, task in enumerate(tasks):
+            # the first `workers` submits start the workers: a signal is held until each is up
+            with lifetime.signals_held() if number < workers else contextlib.nullcontext():
+                in_flight.append(pool.submit(_decode_one, task))
             if len(in_flight) >= 2 * workers:
                 yield in_flight.popleft().result()
         while in_flight:

@@ -226,6 +226,32 @@ def test_ctrl_c_while_the_decode_server_imports_torch_is_one_line(long_library, 
     _assert_nothing_left(process.pid)
 
 
+def test_a_signal_while_a_worker_starts_takes_effect_once_it_is_up():
+    """What the decode pool's start is wrapped in: the signal waits for the step, then
+    reaches the handler that was in place; an ignored signal stays ignored."""
+    import signal
+
+    from mre.embedder.lifetime import signals_held
+
+    steps = []
+    earlier = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with signals_held():
+                os.kill(os.getpid(), signal.SIGINT)
+                steps.append("the step ran to its end")
+            steps.append("not reached")
+        assert steps == ["the step ran to its end"]
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        with signals_held():
+            os.kill(os.getpid(), signal.SIGINT)
+        assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, earlier)
+
+
 # ---------------------------------------------------------------------------- full disk
 
 @pytest.fixture()
