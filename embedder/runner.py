@@ -352,8 +352,11 @@ def decode_stream(
         while in_flight:
             yield in_flight.popleft().result()
     finally:
-        # interrupted (Ctrl-C, SIGTERM, an abandoned generator): tracks not started are not decoded
-        pool.shutdown(wait=True, cancel_futures=True)
+        # interrupted (Ctrl-C, SIGTERM, an abandoned generator): tracks not started are not
+        # decoded. A second signal waits for the tracks in the workers' hands: a shutdown cut
+        # short left workers waiting for work that never came, and `mre` joining them at exit.
+        with lifetime.signals_held():
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 @dataclass
