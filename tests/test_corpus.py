@@ -481,7 +481,8 @@ def test_the_negation_study_says_what_it_lacks_in_one_line(corpus, tmp_path):
 def test_a_corpus_grown_or_cut_keeps_the_clips_it_shares_and_ends_as_a_fresh_build(tmp_path, monkeypatch):
     """A clip depends on the seed and its index, not on the clip count: growing a corpus renders
     only the new clips, cutting it renders none, and either way the table and the manifest's clips
-    are a fresh build's. A build interrupted midway leaves a manifest of the clips it kept only."""
+    are a fresh build's. A build interrupted midway leaves a manifest of the clips it kept and the
+    ones it finished, and the next build renders only the rest."""
     from mre.training.corpus import build as build_module
 
     grown, fresh = tmp_path / "grown", tmp_path / "fresh"
@@ -514,10 +515,68 @@ def test_a_corpus_grown_or_cut_keeps_the_clips_it_shares_and_ends_as_a_fresh_bui
     with pytest.raises(KeyboardInterrupt):
         _build(grown, clips=6)
     left = json.loads((grown / "manifest.json").read_text())
-    assert len(left["clips"]) == 3 and left["clip_count"] == 6  # the 4th clip's file is not taken for a clip
+    assert len(left["clips"]) == 4 and left["clip_count"] == 6  # the 4th, rendered before the interruption, too
     assert build_module.already_built(CorpusOptions(out=grown, clips=6, seed=SEED, soundfonts=(bundled_soundfont(),),
                                                     seconds=SECONDS)) is None
     monkeypatch.setattr(build_module, "render_clip", original)
     again = _build(grown, clips=6)
-    assert again["clips"] == reference["clips"] and again["render"]["reused_clips"] == 3
+    assert again["clips"] == reference["clips"] and again["render"]["reused_clips"] == 4
     assert (grown / "tracks.csv").read_text() == (fresh / "tracks.csv").read_text()
+
+
+_BUILD_AS_IN_A_TERMINAL = """
+import signal, sys
+signal.signal(signal.SIGINT, signal.default_int_handler)  # a test run in the background hands Ctrl-C ignored
+from mre.cli.main import main
+sys.argv[0] = "mre"
+main()
+"""
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads /proc")
+@pytest.mark.parametrize("signal_name, status, word", [("SIGINT", 130, "interrupted"), ("SIGTERM", 143, "terminated")])
+def test_ctrl_c_or_sigterm_ends_a_build_in_one_line_keeping_what_it_rendered(tmp_path, signal_name, status, word):
+    """A signal to the whole process group, as Ctrl-C in a terminal sends, while render workers
+    run, and a second one to the builder as it stops them: one line, no process left (a worker
+    killed holding the task queue's lock, or a second signal cutting the pool's shutdown short,
+    hung the build for good), and the clips finished so far kept for the next build."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from mre.benchmarks.reliability import group_members
+
+    out = tmp_path / "corpus"
+    argv = [sys.executable, "-c", _BUILD_AS_IN_A_TERMINAL, "corpus", "build", "--out", str(out), "--clips", "400",
+            "--seed", str(SEED), "--seconds", str(SECONDS), "--soundfont", "timgm6mb", "--workers", "2", "--quiet"]
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None and len(list(out.glob("audio/*/*.flac"))) < 16:
+        time.sleep(0.01)
+    try:
+        assert process.poll() is None, process.communicate()
+        os.killpg(process.pid, getattr(signal, signal_name))
+        time.sleep(0.05)
+        process.send_signal(getattr(signal, signal_name))  # again, while the builder stops its workers
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+    stderr = stderr.decode()
+    assert process.returncode == status and "Traceback" not in stderr, stderr
+    assert stderr.strip().splitlines()[-1].startswith(f"{word}: the clips rendered so far are kept"), stderr
+    deadline = time.monotonic() + 5
+    while group_members(process.pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert group_members(process.pid) == []
+
+    left = json.loads((out / "manifest.json").read_text())
+    finished = len(left["clips"])
+    assert 1 <= finished < 400 and left["clip_count"] == 400
+    again = _build(out, clips=finished)  # the clips it finished, as a fresh build renders them
+    assert again["render"]["reused_clips"] == finished
+    fresh = _build(tmp_path / "fresh", clips=finished)
+    assert again["clips"] == fresh["clips"]
+    assert (out / "tracks.csv").read_text() == (tmp_path / "fresh" / "tracks.csv").read_text()

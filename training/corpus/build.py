@@ -96,6 +96,16 @@ def _start_worker(options: CorpusOptions) -> None:
     _renderer = Renderer(list(options.soundfonts), options.sample_rate)
 
 
+def _start_pool_worker(options: CorpusOptions, owner_pid: int, owner_start_time: str | None) -> None:
+    """A render process: Ctrl-C and SIGTERM are the builder's to handle (a Ctrl-C that reached
+    the workers could kill one holding the task queue's lock, and the others then waited on it
+    for ever, the builder with them), and it ends with the builder."""
+    from mre.embedder import lifetime
+
+    lifetime.init_worker(owner_pid, owner_start_time)
+    _start_worker(options)
+
+
 def render_with_fallback(renderer: Renderer, arrangement, variation: dict, n_fonts: int) -> tuple:
     """Render with the drawn SoundFont; where it lacks a part's sound, with the next one in the
     order given (the same one every time: the corpus stays a function of its seed). Returns the
@@ -288,18 +298,36 @@ def build_corpus(options: CorpusOptions, workers: int = 1, progress: bool = Fals
                dynamic_ncols=True, **redraw_every())
     started = time.perf_counter()
     rendered = {}
-    if todo and workers <= 1:
-        _start_worker(options)
-        for index in todo:
-            rendered[index] = render_clip(index)
-            bar.update()
-    elif todo:
-        from concurrent.futures import ProcessPoolExecutor
-
-        with ProcessPoolExecutor(workers, initializer=_start_worker, initargs=(options,)) as pool:
-            for index, result in zip(todo, pool.map(render_clip, todo, chunksize=4)):
-                rendered[index] = result
+    try:
+        if todo and workers <= 1:
+            _start_worker(options)
+            for index in todo:
+                rendered[index] = render_clip(index)
                 bar.update()
+        elif todo:
+            import os
+            from concurrent.futures import ProcessPoolExecutor
+
+            from mre.embedder import lifetime
+
+            pool = ProcessPoolExecutor(workers, initializer=_start_pool_worker,
+                                       initargs=(options, os.getpid(), lifetime.process_start_time(os.getpid())))
+            try:
+                for index, result in zip(todo, pool.map(render_clip, todo, chunksize=4)):
+                    rendered[index] = result
+                    bar.update()
+            finally:
+                # interrupted: clips not started are not rendered; a second signal waits for the
+                # shutdown (cut short, it left the workers waiting for ever, and the builder with them)
+                with lifetime.signals_held():
+                    pool.shutdown(wait=True, cancel_futures=True)
+    except KeyboardInterrupt:
+        # Ctrl-C (or SIGTERM, which `mre corpus build` turns into it): the clips rendered so far
+        # join the ones kept in the folder's interim manifest, and the next build keeps them all
+        bar.close()
+        done = kept | rendered
+        _write_table_and_manifest(options, [done[i] for i in sorted(done)], {"incomplete": True})
+        raise
     bar.close()
     wall = time.perf_counter() - started
     audio_seconds = sum(r["seconds"] for r in rendered.values())
