@@ -85,15 +85,16 @@ def watch_process(pid: int, start_time: str | None, interval: float = WATCH_SECO
 
 
 @contextlib.contextmanager
-def signals_held(signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)):
+def signals_held(signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM), deliver: bool = True):
     """Hold Ctrl-C and SIGTERM over a step that must not be cut in two, then deliver them.
 
     Starting a decode worker waits for the decode server to fork it (most of a second while
     the server still imports torch). Interrupted in that wait, the pool never learnt of the
     worker the server then forked: `mre` hung at exit joining it, or the worker, started
     after `mre` had released the pool's queues, printed a traceback. Held, the signal takes
-    effect right after the step, through the handler that was in place. Only the main thread
-    can set handlers; elsewhere, and for a signal that is ignored, nothing is held.
+    effect right after the step, through the handler that was in place (``deliver=False``: it is
+    dropped, for a step that runs because the work is already ending). Only the main thread can
+    set handlers; elsewhere, and for a signal that is ignored, nothing is held.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -110,7 +111,7 @@ def signals_held(signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)):
     finally:
         for sig, handler in earlier.items():
             signal.signal(sig, handler)
-        for sig in dict.fromkeys(received):
+        for sig in dict.fromkeys(received) if deliver else ():
             signal.raise_signal(sig)
 
 

@@ -339,6 +339,7 @@ def decode_stream(
     context = decode_server()
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_decode_worker,
                                initargs=(os.getpid(), lifetime.process_start_time(os.getpid()), bool(frontends)))
+    ending = False
     try:
         # At most 2 tracks per worker in flight: the model is slower than decoding, and
         # pool.map would decode the whole library ahead of it, holding every track's samples.
@@ -351,11 +352,15 @@ def decode_stream(
                 yield in_flight.popleft().result()
         while in_flight:
             yield in_flight.popleft().result()
+    except BaseException:  # Ctrl-C, SIGTERM, an error, or the generator closed unfinished
+        ending = True
+        raise
     finally:
-        # interrupted (Ctrl-C, SIGTERM, an abandoned generator): tracks not started are not
-        # decoded. A second signal waits for the tracks in the workers' hands: a shutdown cut
-        # short left workers waiting for work that never came, and `mre` joining them at exit.
-        with lifetime.signals_held():
+        # Tracks not started are not decoded. A signal waits for the tracks in the workers'
+        # hands: a shutdown cut short left workers waiting for work that never came, and `mre`
+        # joining them at exit. One that came while an interrupted run stops is dropped: the
+        # run already ends (raised in a closing generator, it printed a traceback).
+        with lifetime.signals_held(deliver=not ending):
             pool.shutdown(wait=True, cancel_futures=True)
 
 

@@ -227,8 +227,9 @@ def test_ctrl_c_while_the_decode_server_imports_torch_is_one_line(long_library, 
 
 
 def test_a_signal_while_a_worker_starts_takes_effect_once_it_is_up():
-    """What the decode pool's start is wrapped in: the signal waits for the step, then
-    reaches the handler that was in place; an ignored signal stays ignored."""
+    """What the decode pool's start and shutdown are wrapped in: the signal waits for the step,
+    then reaches the handler that was in place (or is dropped, when asked); an ignored signal
+    stays ignored."""
     import signal
 
     from mre.embedder.lifetime import signals_held
@@ -242,6 +243,10 @@ def test_a_signal_while_a_worker_starts_takes_effect_once_it_is_up():
                 steps.append("the step ran to its end")
             steps.append("not reached")
         assert steps == ["the step ran to its end"]
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+        with signals_held(deliver=False):  # a step of work that already ends: the signal is dropped
+            os.kill(os.getpid(), signal.SIGINT)
         assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
         signal.signal(signal.SIGINT, signal.SIG_IGN)
