@@ -23,7 +23,8 @@ def duplicates(paths, store, as_json, min_score, workers):
     (Chromaprint's fpcalc), computed once per file and cached in the store. Each group names
     the copy to keep first (lossless, then higher bitrate, then longer) and how each other
     copy differs: re-encode, remaster or level change, trimmed or faded, same audio. PATHS
-    limit the report to groups with a file under them.
+    limit the report to groups with a file under them (a path no indexed track is under is
+    said, before any fingerprinting).
 
     \b
     Example:

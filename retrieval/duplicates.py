@@ -130,9 +130,15 @@ def find_duplicates(store: Store | str | Path | None = None, paths: list[str] | 
         tracks = generation.track_rows()
         vectors = generation.track_vectors()
     keys = list(zip(table_paths(tracks), tracks.column("size").to_pylist(), tracks.column("mtime_ns").to_pylist()))
+    wanted = [str(Path(p).expanduser().resolve()) for p in paths] if paths else None
+    outside = [root for root in wanted or () if not any(is_under(key[0], root) for key in keys)]
+    if outside and len(outside) == len(wanted):  # a typo or an unindexed folder: said before any fingerprinting
+        raise DuplicatesError(f"no track of the store is under {printable_path(outside[0])}"
+                              f"{' (nor the other paths given)' if len(outside) > 1 else ''}: "
+                              f"`mre index PATH --store {store.root}` adds a folder")
     update = update_fingerprints(store, keys, keep=set(keys), workers=workers, progress=progress)
     report = DuplicateReport(groups=[], tracks=len(keys), fingerprinted=0, computed=update.computed)
-    report.notes = update.lines()
+    report.notes = update.lines() + [f"no track of the store is under {printable_path(root)}" for root in outside]
     rows = [row for row, key in enumerate(keys) if key in update.fingerprints and update.fingerprints[key].items is not None]
     report.skipped = [(key[0], update.fingerprints[key].error) for key in keys
                       if key in update.fingerprints and update.fingerprints[key].items is None]
@@ -148,7 +154,6 @@ def find_duplicates(store: Store | str | Path | None = None, paths: list[str] | 
     a, b = match.candidate_pairs(durations, vectors[rows])
     scored = match.score_pairs(matrix, a, b)
     groups = match.group_matches(matrix, scored, min_score=min_score)
-    wanted = [str(Path(p).expanduser().resolve()) for p in paths] if paths else None
     columns = {name: tracks.column(name).to_pylist() for name in ("duration", "sample_rate", "channels", "format", "size")}
     loudness = tracks.column("loudness_db").to_pylist() if "loudness_db" in tracks.column_names else [None] * len(keys)
     lookup = match.pair_score_lookup(scored)

@@ -169,6 +169,11 @@ def test_cli_reports_groups_caches_fingerprints_and_never_touches_files(cli, sma
     text = cli("duplicates", "--store", store)
     assert "group 1: 4 files — keep" in text.stdout and "nothing was deleted or moved" in text.stdout
     assert cli("duplicates", small_library / "other.wav", "--store", store).stdout.startswith("0 groups")
+    typo = cli("duplicates", small_library.parent / "libary", "--store", store)  # a path no track is under
+    assert typo.exit_code == 1 and typo.output.strip().splitlines()[-1].startswith("Error: no track of the store is under")
+    both = cli("duplicates", small_library, small_library.parent / "libary", "--store", store)
+    assert both.exit_code == 0 and "group 1: 4 files" in both.stdout
+    assert "no track of the store is under" in both.stderr
     assert {p: p.stat().st_mtime_ns for p in small_library.iterdir()} == before
 
 
