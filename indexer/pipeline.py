@@ -18,6 +18,7 @@ import pyarrow as pa
 
 from mre.embedder.audio.attributes import ATTRIBUTE_NAMES
 from mre.embedder.audio.decode import AUDIO_EXTENSIONS
+from mre.embedder.lifetime import signals_held
 from mre.embedder.models.factory import DEFAULT_MODEL, load_model
 from mre.embedder.models.scoring import label_spread, standardised, tag_attribute_terms
 from mre.embedder.runner import DEFAULT_MAX_SECONDS, embed_tracks
@@ -292,11 +293,12 @@ def _index(
     def flush() -> None:
         nonlocal last_flush
         if buffer:
-            # emptied only once the part is written: a signal landing while it is built or
-            # written leaves the rows for the flush in the `finally` below; one landing between
-            # the write and the clear stages them twice, which the latest-row rule below undoes
-            staging.append(staged_table(buffer, model.dim))
-            buffer.clear()
+            # emptied only once the part is written, and a signal waits for both (a part is
+            # written in milliseconds): cut between the write and the clear, it staged the rows
+            # twice. Should a part still hold a file twice, the latest-row rule below undoes it.
+            with signals_held():
+                staging.append(staged_table(buffer, model.dim))
+                buffer.clear()
         last_flush = time.monotonic()
 
     done = 0
