@@ -49,6 +49,15 @@ class LazyGroup(click.Group):
         module, attribute, _ = self.lazy_commands[name]
         return getattr(importlib.import_module(module), attribute)
 
+    def invoke(self, ctx: click.Context):
+        # Ctrl-C in a command with nothing to save (click would say "Aborted!" with status 1):
+        # one line, and the shell's status for SIGINT. Commands that save work say more themselves.
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            ctx.exit(130)
+
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         """The command list as click writes it, from the summaries: no command is imported."""
         listed = []

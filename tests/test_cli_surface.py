@@ -91,3 +91,16 @@ def test_the_commands_that_take_a_model_are_the_ones_run_below():
 def test_every_model_command_runs_or_says_why(command, model, tiny_library, tmp_path, one_faiss_thread):
     args = _model_run(command, model, tiny_library, tmp_path)
     _assert_clean(_invoke(*args), args)
+
+
+def test_ctrl_c_in_a_command_with_nothing_to_save_is_one_line_and_status_130(cli, monkeypatch):
+    """click's own answer was "Aborted!" and status 1; a shell reads 130 as ended by Ctrl-C."""
+    import mre.retrieval.library as library
+
+    def interrupted(*_args, **_kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(library, "Library", interrupted)
+    result = cli("query", "calm piano", "--store", "/nonexistent-store")
+    assert result.exit_code == 130
+    assert result.stderr.strip() == "interrupted" and result.stdout == ""
