@@ -86,11 +86,12 @@ def watch_process(pid: int, start_time: str | None, interval: float = WATCH_SECO
 
 @contextlib.contextmanager
 def signals_held(signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM), deliver: bool = True):
-    """Hold Ctrl-C and SIGTERM over a step that must not be cut in two, then deliver them.
+    """Hold Ctrl-C and SIGTERM over a step that must not be cut in two, then deliver them:
+    a worker pool's start or shutdown, a staged part's write with the clearing of its buffer.
 
-    Starting a decode worker waits for the decode server to fork it (most of a second while
-    the server still imports torch). Interrupted in that wait, the pool never learnt of the
-    worker the server then forked: `mre` hung at exit joining it, or the worker, started
+    For one: starting a decode worker waits for the decode server to fork it (most of a second
+    while the server still imports torch). Interrupted in that wait, the pool never learnt of
+    the worker the server then forked: `mre` hung at exit joining it, or the worker, started
     after `mre` had released the pool's queues, printed a traceback. Held, the signal takes
     effect right after the step, through the handler that was in place (``deliver=False``: it is
     dropped, for a step that runs because the work is already ending). Only the main thread can
