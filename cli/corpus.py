@@ -74,13 +74,18 @@ def build(out, clips, seed, soundfonts, seconds, workers, sample_rate, audio_for
                    "SoundFont files): nothing rendered")
         return
     render = manifest["render"]
-    click.echo(f"wrote {clips} clips ({render['audio_seconds'] / 60:.1f} min of audio, "
+    click.echo(f"wrote {len(manifest['clips'])} clips ({render['audio_seconds'] / 60:.1f} min of audio, "
                f"{manifest['tag_vocabulary_size']} tags) to {out}: tracks.csv, manifest.json")
+    skipped = manifest.get("skipped_clips", [])
+    if skipped:
+        click.echo(f"skipped {len(skipped)} clip{'s' if len(skipped) > 1 else ''} that no SoundFont given plays whole "
+                   f"({skipped[0]['reason']}{', …' if len(skipped) > 1 else ''}): manifest.json lists them under "
+                   "skipped_clips; another --soundfont renders them", err=True)
     kept = render.get("reused_clips", 0)
     if kept:
         click.echo(f"kept {kept} clips already rendered there (the same corpus with another clip count)")
     if kept < clips:
-        click.echo(f"rendered {clips - kept} clips at {render['speed_x_realtime']}x realtime ({render['wall_seconds']} s, "
+        click.echo(f"rendered {len(manifest['clips']) - kept} clips at {render['speed_x_realtime']}x realtime ({render['wall_seconds']} s, "
                    f"{workers} worker(s))")
 
 

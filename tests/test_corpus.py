@@ -20,8 +20,8 @@ from mre.training.datasets import read_tracks_table  # noqa: E402
 from mre.cli.main import main  # noqa: E402
 from mre.training.corpus import music  # noqa: E402
 from mre.training.corpus.arrangements import FAST_BPM, SLOW_BPM, make_arrangement  # noqa: E402
-from mre.training.corpus.build import (CorpusOptions, build_corpus, bundled_soundfont, render_with_fallback,  # noqa: E402
-                                      resolve_soundfonts)
+from mre.training.corpus.build import (CorpusOptions, UnrenderableClip, build_corpus, bundled_soundfont,  # noqa: E402
+                                      render_with_fallback, resolve_soundfonts)
 from mre.training.corpus.instruments import DRUM_KEYS, FAMILIES, INSTRUMENTS, in_family, instrument  # noqa: E402
 from mre.training.corpus.render import (HeldOutSoundFont, Renderer, SoundFontGap, check_soundfont,  # noqa: E402
                                        draw_variation, is_held_out)
@@ -215,8 +215,38 @@ def test_a_soundfont_that_plays_a_part_silent_hands_the_clip_to_the_next_one():
 
     audio, used, played = render_with_fallback(GapInFirst(), arrangement, variation, 2)
     assert GapInFirst.calls == [0, 1] and played["soundfont"] == 1 and used["fallback_from"] == 0
-    with pytest.raises(ValueError, match="cannot be rendered with any SoundFont"):
+    with pytest.raises(UnrenderableClip, match="whistle silent"):  # one SoundFont: none to hand it to
         render_with_fallback(renderer, arrangement, variation, 1)
+
+
+def test_a_clip_no_soundfont_plays_is_skipped_and_recorded_and_the_corpus_is_complete(tmp_path, monkeypatch):
+    """Such a clip stopped the whole build (a 3,000-clip build through TimGM6mb alone stopped at
+    clip 2,914, keeping none): it is left out of the table, listed in the manifest, and the corpus
+    counts as complete."""
+    from mre.training.corpus import build as build_module
+
+    original = build_module.render_with_fallback
+
+    def gap_at_two(renderer, arrangement, variation, n_fonts):
+        if arrangement.index == 2:
+            raise UnrenderableClip(f"clip 2 ({arrangement.style}): the SoundFont plays whistle silent")
+        return original(renderer, arrangement, variation, n_fonts)
+
+    monkeypatch.setattr(build_module, "render_with_fallback", gap_at_two)
+    out = tmp_path / "corpus"
+    manifest = _build(out, clips=4)
+    [skipped] = manifest["skipped_clips"]
+    assert skipped["index"] == 2 and skipped["reason"].endswith("plays whistle silent")
+    assert [c["path"] for c in manifest["clips"]] == [build_module.audio_path(i, "flac") for i in (0, 1, 3)]
+    with open(out / "tracks.csv", newline="") as handle:
+        assert [row["path"] for row in csv.DictReader(handle)] == [c["path"] for c in manifest["clips"]]
+    assert not (out / build_module.audio_path(2, "flac")).exists()
+    assert _build(out, clips=4).get("reused")  # complete: run again, nothing is rendered
+
+    monkeypatch.setattr(build_module, "render_with_fallback", original)
+    fresh = _build(tmp_path / "fresh", clips=4)
+    assert "skipped_clips" not in fresh  # a corpus without such clips has the manifest it always had
+    assert manifest["clips"] == [fresh["clips"][i] for i in (0, 1, 3)]
 
 
 def test_tempo_words_and_the_bpm_column_are_what_is_heard(corpus):
