@@ -84,10 +84,18 @@ def quality(dataset, root, tracks, split_dir, split, models, out, as_json, devic
         click.echo(format_comparison(reports, [model or DEFAULT_MODEL for model in models]))
 
 
+def _sizes(_ctx, _param, value: str) -> list[int]:
+    """--sizes as whole numbers ≥ 1, checked before the benchmark imports anything heavy."""
+    parts = [part.strip() for part in value.replace("_", "").split(",") if part.strip()]
+    if not parts or not all(part.isdigit() and int(part) >= 1 for part in parts):
+        raise click.BadParameter(f"whole numbers of vectors separated by commas, e.g. 10000,100000 (got {value!r})")
+    return [int(part) for part in parts]
+
+
 @bench.command()
 @click.option("--library", type=click.Path(exists=True, file_okay=False), default=None,
               help="Audio for the embedding figures (default: the demo library, else generated clips).")
-@click.option("--sizes", default="10000,100000,1000000", show_default=True,
+@click.option("--sizes", default="10000,100000,1000000", show_default=True, callback=_sizes,
               help="Search benchmark sizes (e.g. 1000000,10000000: 10M store-like vectors with the default model "
                    "need ~17 GiB of memory, with mre-zs-musicnn ~8 GiB).")
 @click.option("--search-vectors", type=click.Choice(["store", "random"]), default="store", show_default=True,
@@ -120,7 +128,6 @@ def speed(library, sizes, search_vectors, reindex_files, model, device, out, as_
     from mre.embedder.models.factory import DEFAULT_MODEL, load_model
     from mre.embedder.runner import default_workers
 
-    sizes = [int(s) for s in sizes.replace("_", "").split(",") if s.strip()]
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     quiet = contextlib.redirect_stdout(io.StringIO()) if as_json else contextlib.nullcontext()

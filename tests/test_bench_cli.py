@@ -187,3 +187,9 @@ def test_a_tag_with_a_word_the_word_vectors_lack_is_skipped_and_named(cli, tmp_p
     assert report["dropped_tags"] == ["qzxvj metal"] and "word vectors" in report["drop_reasons"]["qzxvj metal"]
     assert any('"qzxvj metal"' in note and "2 track(s) are left out" in note for note in report["notes"])
     assert report["n_tracks"] == 4  # a track of a skipped class counts neither as right nor as wrong
+
+
+def test_speed_sizes_that_are_not_whole_numbers_are_one_line_before_anything_runs(cli):
+    for sizes in ("abc", "0", "1e5", ""):
+        result = cli("bench", "speed", "--sizes", sizes)
+        assert result.exit_code == 2 and "whole numbers of vectors separated by commas" in result.output, result.output
