@@ -84,6 +84,9 @@ class Filters:
     def from_options(cls, bpm=None, key=None, mode=None, min_duration=None, max_duration=None) -> "Filters":
         if mode is not None and mode not in ("major", "minor"):
             raise FilterError(f"--mode is major or minor, got {mode!r}")
+        if min_duration is not None and max_duration is not None and min_duration > max_duration:
+            raise FilterError(f"--min-duration {min_duration:g} is above --max-duration {max_duration:g}: no track "
+                              "can pass both")
         return cls(bpm=parse_bpm(bpm) if bpm else None, key=parse_key(key) if key else None, mode=mode,
                    min_duration=min_duration, max_duration=max_duration)
 

@@ -144,6 +144,8 @@ def test_filter_parsing():
 def test_bad_filter_is_one_line(cli, store):
     result = cli("query", "piano", "--store", store, "--bpm", "fast")
     assert result.exit_code != 0 and result.stderr.startswith("Error: --bpm")
+    reversed_lengths = cli("query", "piano", "--store", store, "--min-duration", "100", "--max-duration", "10")
+    assert reversed_lengths.exit_code != 0 and reversed_lengths.stderr.startswith("Error: --min-duration 100 is above")
 
 
 def test_mood_word_uses_the_attributes_in_a_store(store):
