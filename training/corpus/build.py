@@ -228,11 +228,15 @@ def already_built(options: CorpusOptions) -> dict | None:
     manifest = read_manifest(Path(options.out))
     if manifest is None or not _same_corpus(manifest, options):
         return None
+    return manifest if _complete(manifest, Path(options.out)) else None
+
+
+def _complete(manifest: dict, out: Path) -> bool:
+    """Whether a manifest accounts for each of its clip_count clips (listed, or skipped: no
+    SoundFont given plays it) and each listed clip's file is in OUT."""
     clips = manifest.get("clips", [])
-    if len(clips) + len(manifest.get("skipped_clips", [])) != options.clips \
-            or not all((Path(options.out) / c["path"]).is_file() for c in clips):
-        return None
-    return manifest
+    return len(clips) + len(manifest.get("skipped_clips", [])) == manifest.get("clip_count") and \
+        all((out / c["path"]).is_file() for c in clips)
 
 
 def read_manifest(out: Path) -> dict | None:
@@ -421,10 +425,7 @@ def held_out_set(folder: Path, clips: int = HELD_OUT_CLIPS, seed: int = HELD_OUT
                                           held_out_evaluation=True), workers=workers, progress=progress)
     if not manifest.get("held_out_evaluation"):
         raise ValueError(f"{folder} is a training corpus, not a held-out evaluation set")
-    clips = manifest.get("clips", [])
-    complete = len(clips) + len(manifest.get("skipped_clips", [])) == manifest.get("clip_count") and \
-        all((folder / c["path"]).is_file() for c in clips)
-    if manifest.get("generator") == generator_fingerprint() and complete:
+    if manifest.get("generator") == generator_fingerprint() and _complete(manifest, folder):
         return manifest
     font = held_out_soundfont()
     if [(f.get("name"), f.get("sha256")) for f in manifest.get("soundfonts", [])] != [(font.name, _font_sha256(font))]:
