@@ -41,34 +41,26 @@ def build(out, clips, seed, soundfonts, seconds, workers, sample_rate, audio_for
     # not the shared one_line_errors: it imports the engine (torch), seconds of start-up a render job never uses
     from mre.training.corpus.build import CorpusOptions, build_corpus, resolve_soundfonts
 
-    import signal
     import sys
 
+    from mre.cli.options import sigterm_as_ctrl_c
+
     # SIGTERM ends a build as Ctrl-C does: the clips rendered so far are kept for the next one
-    received = [signal.SIGINT]
-
-    def terminate(signum, _frame):
-        received[0] = signum
-        raise KeyboardInterrupt
-
-    previous_handler = signal.signal(signal.SIGTERM, terminate)
-    try:
-        fonts = resolve_soundfonts(soundfonts, held_out_evaluation)
-        options = CorpusOptions(out=out, clips=clips, seed=seed, soundfonts=fonts, seconds=seconds,
-                                sample_rate=int(sample_rate), audio_format=audio_format,
-                                held_out_evaluation=held_out_evaluation)
-        manifest = build_corpus(options, workers=workers, progress=not quiet)
-    except (ValueError, OSError) as error:
-        raise click.ClickException(str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__) from None
-    except KeyboardInterrupt:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one must not cut the exit short
-        what = "terminated" if received[0] == signal.SIGTERM else "interrupted"
-        click.echo(f"{what}: the clips rendered so far are kept in {out}; run the same command again to finish",
-                   err=True)
-        sys.exit(128 + received[0])
-    finally:
-        if signal.getsignal(signal.SIGTERM) is terminate:
-            signal.signal(signal.SIGTERM, previous_handler)
+    with sigterm_as_ctrl_c() as ended_by:
+        try:
+            fonts = resolve_soundfonts(soundfonts, held_out_evaluation)
+            options = CorpusOptions(out=out, clips=clips, seed=seed, soundfonts=fonts, seconds=seconds,
+                                    sample_rate=int(sample_rate), audio_format=audio_format,
+                                    held_out_evaluation=held_out_evaluation)
+            manifest = build_corpus(options, workers=workers, progress=not quiet)
+        except (ValueError, OSError) as error:
+            raise click.ClickException(str(error).strip().splitlines()[0] if str(error).strip()
+                                       else type(error).__name__) from None
+        except KeyboardInterrupt:
+            what, status = ended_by()
+            click.echo(f"{what}: the clips rendered so far are kept in {out}; run the same command again to finish",
+                       err=True)
+            sys.exit(status)
     if manifest.get("reused"):
         click.echo(f"{out} already holds this corpus ({clips} clips, seed {seed}, the same generator code and "
                    "SoundFont files): nothing rendered")

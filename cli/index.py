@@ -1,13 +1,13 @@
 """`mre index`: embed a music folder into a store."""
 from __future__ import annotations
 
-import signal
 import sys
 from pathlib import Path
 
 import click
 
-from mre.cli.options import device_option, model_option, one_line_errors, store_option, vocab_option, word_vectors_option
+from mre.cli.options import (device_option, model_option, one_line_errors, sigterm_as_ctrl_c, store_option,
+                             vocab_option, word_vectors_option)
 from mre.embedder.models.device import PRECISIONS
 
 
@@ -87,30 +87,21 @@ def index(path, store, model, workers, device, batch_size, index_spec, vocab, wo
 
     # SIGTERM (kill, systemd, a CI timeout) ends the run as Ctrl-C does: the pipeline saves
     # the tracks it finished, then the exit status says which signal it was (128 + number).
-    received = [signal.SIGINT]
-
-    def terminate(signum, _frame):
-        received[0] = signum
-        raise KeyboardInterrupt
-
-    previous_handler = signal.signal(signal.SIGTERM, terminate)
-    try:
-        summary = index_library(path, Store(store_path), model_name=model, device=device, workers=workers,
-                                batch_size=batch_size, index_spec=index_spec, vocabulary=vocab,
-                                word_vectors=word_vectors, max_seconds=max_seconds, precision=precision,
-                                progress=progress, engine=ray_engine)
-    except KeyboardInterrupt:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one must not cut the exit short
-        bar.close()
-        what = "terminated" if received[0] == signal.SIGTERM else "interrupted"
-        click.echo(f"{what}: the tracks finished so far are saved in the store's staging area; "
-                   "run the same command again to finish", err=True)
-        sys.exit(128 + received[0])
-    finally:
-        if ray_engine is not None:
-            ray_engine.close()  # (already closed when the embedding ended; a no-op then)
-        if signal.getsignal(signal.SIGTERM) is terminate:
-            signal.signal(signal.SIGTERM, previous_handler)
+    with sigterm_as_ctrl_c() as ended_by:
+        try:
+            summary = index_library(path, Store(store_path), model_name=model, device=device, workers=workers,
+                                    batch_size=batch_size, index_spec=index_spec, vocabulary=vocab,
+                                    word_vectors=word_vectors, max_seconds=max_seconds, precision=precision,
+                                    progress=progress, engine=ray_engine)
+        except KeyboardInterrupt:
+            what, status = ended_by()
+            bar.close()
+            click.echo(f"{what}: the tracks finished so far are saved in the store's staging area; "
+                       "run the same command again to finish", err=True)
+            sys.exit(status)
+        finally:
+            if ray_engine is not None:
+                ray_engine.close()  # (already closed when the embedding ended; a no-op then)
     bar.close()
     for line in summary.lines():
         click.echo(line)

@@ -1,8 +1,10 @@
 """Options shared by many commands, defined once so every command spells them the same."""
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
+import signal
 import sys
 
 import click
@@ -43,6 +45,30 @@ def emit_json(value) -> None:
 
     json.dump(json_safe(value), sys.stdout, indent=2, ensure_ascii=False)
     sys.stdout.write("\n")
+
+
+@contextlib.contextmanager
+def sigterm_as_ctrl_c():
+    """SIGTERM (kill, systemd, a CI timeout) raises KeyboardInterrupt inside the block, as Ctrl-C
+    does, so a command saves its work the same way for both. Yields ``ended_by()``, for the
+    KeyboardInterrupt handler: ("terminated" or "interrupted", the exit status 128 + signal), and
+    SIGTERM ignored from then on (a second one must not cut the exit short)."""
+    received = [signal.SIGINT]
+
+    def terminate(signum, _frame):
+        received[0] = signum
+        raise KeyboardInterrupt
+
+    def ended_by() -> tuple[str, int]:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        return ("terminated" if received[0] == signal.SIGTERM else "interrupted"), 128 + received[0]
+
+    previous_handler = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield ended_by
+    finally:
+        if signal.getsignal(signal.SIGTERM) is terminate:
+            signal.signal(signal.SIGTERM, previous_handler)
 
 
 def _user_error_types() -> tuple[type[BaseException], ...]:
